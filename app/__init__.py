@@ -1,0 +1,37 @@
+"""procwire: run and control processes over a WebSocket."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from config import Settings, load_settings
+
+log = logging.getLogger("procwire")
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the Flask app from ``settings`` (loaded from config/ when omitted)."""
+    from app import auth, endpoint, http_api
+
+    settings = settings or load_settings()
+    if not settings.TOKEN:
+        settings = settings.model_copy(update={"TOKEN": secrets.token_urlsafe(32)})
+        log.warning("no TOKEN configured; this process uses: %s", settings.TOKEN)
+    _configure_logging(settings.LOG_LEVEL)
+    app = Flask(__name__)
+    app.config["PROCWIRE"] = settings
+    if settings.PROXY_COUNT:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.PROXY_COUNT, x_proto=settings.PROXY_COUNT)  # type: ignore[method-assign]
+    auth.init_app(app)
+    endpoint.init_app(app)
+    app.register_blueprint(http_api.bp)
+    return app
+
+
+def _configure_logging(level: str) -> None:
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")

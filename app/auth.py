@@ -1,0 +1,61 @@
+"""Who may connect: a bearer token, and for browsers an allowed Origin.
+
+Both checks run in ``before_request``, before flask-sock upgrades the
+connection, so a refusal is a real HTTP 401 or 403 rather than a socket
+that opens and closes.
+"""
+
+from __future__ import annotations
+
+import hmac
+from urllib.parse import urlsplit
+
+from flask import Flask, Response, current_app, g, jsonify, request
+
+PUBLIC_PATHS = frozenset({"/healthz"})
+DEFAULT_IDENTITY = "default"
+
+
+def init_app(app: Flask) -> None:
+    app.before_request(check_access)
+
+
+def check_access() -> Response | None:
+    if request.path in PUBLIC_PATHS:
+        return None
+    settings = current_app.config["PROCWIRE"]
+    if not token_matches(presented_token(), settings.TOKEN):
+        response = jsonify(error="missing or wrong token")
+        response.status_code = 401
+        response.headers["WWW-Authenticate"] = 'Bearer realm="procwire"'
+        return response
+    if not origin_allowed(request.headers.get("Origin"), request.host, settings.ALLOWED_ORIGINS):
+        response = jsonify(error=f"origin not allowed: {request.headers.get('Origin')}")
+        response.status_code = 403
+        return response
+    g.identity = DEFAULT_IDENTITY
+    return None
+
+
+def presented_token() -> str | None:
+    """``Authorization: Bearer <token>``, else ``?token=`` (browsers cannot set headers)."""
+    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip()
+    return request.args.get("token")
+
+
+def token_matches(presented: str | None, expected: str) -> bool:
+    if not presented or not expected:
+        return False
+    return hmac.compare_digest(presented.encode(), expected.encode())
+
+
+def origin_allowed(origin: str | None, host: str, allowed: list[str]) -> bool:
+    """No Origin (not a browser), the same host, or one listed in ALLOWED_ORIGINS."""
+    if origin is None:
+        return True
+    origin = origin.rstrip("/").lower()
+    if "*" in allowed or origin in (entry.rstrip("/").lower() for entry in allowed):
+        return True
+    return urlsplit(origin).netloc == host.lower()

@@ -1,0 +1,35 @@
+"""Plain HTTP next to the WebSocket: health, and the registry for operators."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify
+
+from app.registry import registry
+
+bp = Blueprint("http_api", __name__)
+
+CLOSE_BY_ADMIN = 4000
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    return jsonify(status="ok")
+
+
+@bp.get("/api/clients")
+def clients() -> Response:
+    return jsonify(clients=[client.info() for client in registry.clients.values()])
+
+
+@bp.get("/api/processes")
+def processes() -> Response:
+    return jsonify(processes=registry.all_processes())
+
+
+@bp.delete("/api/clients/<client_id>")
+def disconnect(client_id: str) -> tuple[Response, int]:
+    client = registry.clients.get(client_id)
+    if client is None:
+        return jsonify(error=f"no such client: {client_id}"), 404
+    client.close(CLOSE_BY_ADMIN, "disconnected by an operator")
+    return jsonify(closed=client_id), 200

@@ -1,0 +1,271 @@
+"""The JSON-RPC methods: each validates nothing itself (``params`` did) and
+acts on processes through :mod:`app.process`.
+
+A handler returns the result, or an AsyncResult/Greenlet when the answer
+must wait (``write`` until the bytes are in the pipe, ``wait``, ``stop``,
+``run``) so that the connection's reader never blocks on a process.
+"""
+
+from __future__ import annotations
+
+import base64
+import errno
+import os
+import signal
+import stat
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import gevent
+
+from app import params as P
+from app.launcher import LaunchSpec, lookpath
+from app.process import Process
+from app.protocol import ErrorCode, RpcError
+
+if TYPE_CHECKING:
+    from app.process import OutputSink
+    from app.session import Session
+
+Handler = Callable[["Session", Any], Any]
+
+
+@dataclass(frozen=True)
+class Method:
+    params: type[P.Params]
+    handler: Handler
+
+
+METHODS: dict[str, Method] = {}
+
+
+def method(name: str, params: type[P.Params]) -> Callable[[Handler], Handler]:
+    def register(handler: Handler) -> Handler:
+        METHODS[name] = Method(params, handler)
+        return handler
+
+    return register
+
+
+def os_error(error: OSError) -> RpcError:
+    """Map an OSError from resolving or starting a program to a protocol error."""
+    data = {"errno": error.errno, "filename": error.filename}
+    text = f"{error.filename}: {error.strerror}" if error.filename else str(error.strerror)
+    if isinstance(error, FileNotFoundError):
+        return RpcError(ErrorCode.NOT_FOUND, f"executable not found: {text}", data)
+    if isinstance(error, PermissionError | NotADirectoryError):
+        return RpcError(ErrorCode.PERMISSION_DENIED, f"permission denied: {text}", data)
+    return RpcError(ErrorCode.SPAWN_FAILED, f"cannot start: {text}", data)
+
+
+@method("lookpath", P.LookpathParams)
+def _lookpath(session: Session, params: P.LookpathParams) -> dict[str, Any]:
+    try:
+        return {"path": lookpath(params.file, os.environ.get("PATH"))}
+    except OSError as error:
+        raise os_error(error) from None
+
+
+def spawn(session: Session, params: P.StartParams, sink: OutputSink) -> Process:
+    """Start a process for this client, within its limits."""
+    limit = session.settings.MAX_PROCS_PER_CLIENT
+    if session.client.running_count() >= limit:
+        raise RpcError(ErrorCode.LIMIT_EXCEEDED, f"too many processes: this client already runs {limit}")
+    env = child_environment(params)
+    cwd = checked_cwd(params.cwd)
+    try:
+        executable = lookpath(params.argv[0], env.get("PATH"), cwd)
+        spec = LaunchSpec(params.argv, executable, env, cwd, params.stdin, params.stderr)
+        process = Process(
+            session.registry.next_proc_id(),
+            spec,
+            sink=sink,
+            limits=session.limits,
+            name=params.name,
+            encoding=params.encoding,
+            timeout=params.timeout,
+        )
+    except OSError as error:
+        raise os_error(error) from None
+    session.registry.add_process(session.client, process)
+    return process
+
+
+def child_environment(params: P.StartParams) -> dict[str, str]:
+    env = {} if params.clear_env else dict(os.environ)
+    for key, value in params.env.items():
+        if not key or "=" in key or "\0" in key or (value is not None and "\0" in value):
+            raise RpcError(ErrorCode.INVALID_PARAMS, f"Invalid params: env: bad variable {key!r}")
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    return env
+
+
+def checked_cwd(cwd: str | None) -> str | None:
+    """Refuse a missing or unreachable ``cwd`` before forking, with a clear errno."""
+    if cwd is None:
+        return None
+    if "\0" in cwd:
+        raise RpcError(ErrorCode.INVALID_PARAMS, "Invalid params: cwd: contains a NUL byte")
+    try:
+        if not stat.S_ISDIR(os.stat(cwd).st_mode):
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), cwd)
+        if not os.access(cwd, os.X_OK):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), cwd)
+    except OSError as error:
+        raise RpcError(
+            ErrorCode.PERMISSION_DENIED,
+            f"cwd {cwd!r} is not usable: {error.strerror}",
+            {"errno": error.errno, "filename": cwd},
+        ) from None
+    return cwd
+
+
+@method("start", P.StartParams)
+def _start(session: Session, params: P.StartParams) -> dict[str, Any]:
+    process = spawn(session, params, session)
+    session.after_reply(process.begin_output)
+    return {"proc": process.id, "pid": process.pid, "pgid": process.pgid}
+
+
+def _running(session: Session, proc: int) -> Process:
+    process = session.lookup(proc)
+    if process.reaped:
+        raise RpcError(ErrorCode.PROCESS_EXITED, f"process {proc} has exited")
+    return process
+
+
+@method("write", P.WriteParams)
+def _write(session: Session, params: P.WriteParams) -> Any:
+    process = _running(session, params.proc)
+    data = P.decode_data(params.data, params.encoding)
+    if len(data) > session.settings.MAX_STDIN_CHUNK:
+        raise RpcError(
+            ErrorCode.LIMIT_EXCEEDED,
+            f"stdin chunk too large: {len(data)} bytes, at most {session.settings.MAX_STDIN_CHUNK}",
+        )
+    if process.stdin is None:
+        raise RpcError(ErrorCode.PROCESS_EXITED, f"process {params.proc} was started with stdin: null")
+    return process.stdin.write(data)
+
+
+@method("close_stdin", P.ProcParams)
+def _close_stdin(session: Session, params: P.ProcParams) -> Any:
+    process = _running(session, params.proc)
+    if process.stdin is None:
+        return {}
+    return process.stdin.close()
+
+
+@method("signal", P.SignalParams)
+def _signal(session: Session, params: P.SignalParams) -> dict[str, Any]:
+    session.lookup(params.proc).send_signal(params.signal, params.group)
+    return {}
+
+
+@method("kill", P.ProcParams)
+def _kill(session: Session, params: P.ProcParams) -> dict[str, Any]:
+    session.lookup(params.proc).send_signal(signal.SIGKILL, group=True)
+    return {}
+
+
+@method("stop", P.StopParams)
+def _stop(session: Session, params: P.StopParams) -> Any:
+    process = session.lookup(params.proc)
+    return gevent.spawn(process.stop, params.signal, params.grace)
+
+
+@method("wait", P.WaitParams)
+def _wait(session: Session, params: P.WaitParams) -> Any:
+    process = session.lookup(params.proc)
+    return gevent.spawn(process.wait, params.timeout)
+
+
+@method("list", P.NoParams)
+def _list(session: Session, params: P.NoParams) -> dict[str, Any]:
+    return {"processes": [process.info() for process in session.registry.visible_to(session.client.owner)]}
+
+
+@method("find", P.FindParams)
+def _find(session: Session, params: P.FindParams) -> dict[str, Any]:
+    for process in session.registry.visible_to(session.client.owner):
+        if process.pid == params.pid:
+            return process.info()
+    raise RpcError(ErrorCode.NO_SUCH_PROCESS, f"no process of yours has pid {params.pid}")
+
+
+@method("release", P.ProcParams)
+def _release(session: Session, params: P.ProcParams) -> dict[str, Any]:
+    process = session.lookup(params.proc)
+    if process.running:
+        raise RpcError(ErrorCode.PROCESS_RUNNING, f"process {params.proc} is still running")
+    session.registry.forget(process.id)
+    return {}
+
+
+@method("ping", P.NoParams)
+def _ping(session: Session, params: P.NoParams) -> dict[str, Any]:
+    return {"time": time.time()}
+
+
+class Collector:
+    """The sink of ``run``: keeps up to ``limit`` bytes per stream, drops the rest."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self.data = {"stdout": bytearray(), "stderr": bytearray()}
+        self.truncated = {"stdout": False, "stderr": False}
+
+    def output(self, process: Process, stream: str, data: bytes) -> None:
+        kept = self.data[stream]
+        room = self._limit - len(kept)
+        if len(data) > room:
+            self.truncated[stream] = True
+        kept += data[: max(room, 0)]
+
+    def end_of_stream(self, process: Process, stream: str) -> None:
+        pass
+
+    def exited(self, process: Process) -> None:
+        pass
+
+    def result(self, encoding: str) -> dict[str, Any]:
+        if encoding == "text":
+            try:
+                texts = {stream: bytes(kept).decode("utf-8") for stream, kept in self.data.items()}
+                return dict(texts, encoding="text", truncated=self.truncated)
+            except UnicodeDecodeError:
+                pass
+        encoded = {stream: base64.b64encode(kept).decode("ascii") for stream, kept in self.data.items()}
+        return dict(encoded, encoding="base64", truncated=self.truncated)
+
+
+@method("run", P.RunParams)
+def _run(session: Session, params: P.RunParams) -> Any:
+    if params.input is not None and params.stdin == "null":
+        raise RpcError(ErrorCode.INVALID_PARAMS, "Invalid params: input: cannot be given with stdin: null")
+    data = P.decode_data(params.input, params.input_encoding, "input") if params.input is not None else b""
+    collector = Collector(params.max_output)
+    process = spawn(session, params, collector)
+    process.begin_output()
+    return gevent.spawn(_finish_run, session, process, collector, data, params.encoding)
+
+
+def _finish_run(session: Session, process: Process, collector: Collector, data: bytes, encoding: str) -> Any:
+    """Feed the input, close stdin, wait; a child that ignores its input is fine."""
+    try:
+        if process.stdin is not None:
+            try:
+                if data:
+                    process.stdin.write(data)
+                process.stdin.close()
+            except RpcError:
+                pass  # the child exited or closed its stdin before reading it all
+        status = process.wait()
+    finally:
+        session.registry.forget(process.id)
+    return dict(status, **collector.result(encoding))

@@ -1,0 +1,126 @@
+"""The params each method accepts, validated strictly (no type coercion).
+
+A request's params are checked here before its method runs; the first
+problem becomes an INVALID_PARAMS answer naming the field.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import signal as signal_module
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+)
+
+from app.protocol import ErrorCode, RpcError
+
+ProcId = Annotated[StrictInt, Field(gt=0)]
+Seconds = Annotated[StrictInt | StrictFloat, Field(gt=0, le=10**9)]
+GraceSeconds = Annotated[StrictInt | StrictFloat, Field(ge=0, le=10**9)]
+NonEmptyStr = Annotated[StrictStr, Field(min_length=1)]
+
+
+def signal_number(value: str | int) -> int:
+    """Accept ``"SIGTERM"``, ``"TERM"``, ``"sigterm"`` or ``15``."""
+    if isinstance(value, int):
+        if value in signal_module.valid_signals() and value != 0:
+            return value
+        raise ValueError(f"unknown signal number {value}")
+    name = value.upper()
+    name = name if name.startswith("SIG") else "SIG" + name
+    member = getattr(signal_module.Signals, name, None)
+    if member is None:
+        raise ValueError(f"unknown signal name {value!r}")
+    return int(member)
+
+
+Signal = Annotated[StrictStr | StrictInt, AfterValidator(signal_number)]
+
+
+class Params(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class NoParams(Params):
+    pass
+
+
+class LookpathParams(Params):
+    file: NonEmptyStr
+
+
+class StartParams(Params):
+    argv: Annotated[list[StrictStr], Field(min_length=1)]
+    env: dict[StrictStr, StrictStr | None] = Field(default_factory=dict)
+    clear_env: StrictBool = False
+    cwd: NonEmptyStr | None = None
+    stdin: Literal["pipe", "null"] = "pipe"
+    stderr: Literal["pipe", "stdout", "null"] = "pipe"
+    timeout: Seconds | None = None
+    encoding: Literal["text", "base64"] = "text"
+    name: StrictStr | None = None
+
+
+class RunParams(StartParams):
+    input: StrictStr | None = None
+    input_encoding: Literal["text", "base64"] = "text"
+    max_output: Annotated[StrictInt, Field(ge=0, le=1 << 40)] = 16 * 1024 * 1024
+
+
+class ProcParams(Params):
+    proc: ProcId
+
+
+class WriteParams(ProcParams):
+    data: StrictStr
+    encoding: Literal["text", "base64"] = "text"
+
+
+class SignalParams(ProcParams):
+    signal: Signal
+    group: StrictBool = True
+
+
+class StopParams(ProcParams):
+    signal: Signal = int(signal_module.SIGTERM)
+    grace: GraceSeconds | None = None
+
+
+class WaitParams(ProcParams):
+    timeout: GraceSeconds | None = None
+
+
+class FindParams(Params):
+    pid: Annotated[StrictInt, Field(gt=0)]
+
+
+def validate(model: type[Params], raw: dict[str, Any]) -> Any:
+    """Validate ``raw`` against ``model`` or raise INVALID_PARAMS."""
+    try:
+        return model.model_validate(raw)
+    except ValidationError as error:
+        problem = error.errors()[0]
+        where = ".".join(str(part) for part in problem["loc"]) or "params"
+        message = problem["msg"].removeprefix("Value error, ")
+        raise RpcError(ErrorCode.INVALID_PARAMS, f"Invalid params: {where}: {message}") from None
+
+
+def decode_data(data: str, encoding: str, field_name: str = "data") -> bytes:
+    """Bytes of a ``data`` string in the given encoding, or INVALID_PARAMS."""
+    if encoding == "text":
+        return data.encode("utf-8")
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise RpcError(ErrorCode.INVALID_PARAMS, f"Invalid params: {field_name}: not valid base64") from None

@@ -1,0 +1,133 @@
+"""JSON-RPC 2.0 framing for procwire, with no I/O.
+
+``parse`` turns one text frame into the calls it holds (or the error that
+answers it); ``success``, ``failure`` and ``notification`` build the objects
+that go back; ``encode`` serialises them.  The endpoint does the socket work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+import orjson
+
+JSONRPC = "2.0"
+NO_ID: Any = object()  # marks a notification: the request had no "id" member
+
+
+class ErrorCode(IntEnum):
+    """JSON-RPC's own codes, then procwire's."""
+
+    PARSE_ERROR = -32700
+    INVALID_REQUEST = -32600
+    METHOD_NOT_FOUND = -32601
+    INVALID_PARAMS = -32602
+    INTERNAL_ERROR = -32603
+    NOT_FOUND = -32001
+    NO_SUCH_PROCESS = -32002
+    PERMISSION_DENIED = -32003
+    LIMIT_EXCEEDED = -32004
+    PROCESS_EXITED = -32005
+    TIMEOUT = -32006
+    SPAWN_FAILED = -32007
+    PROCESS_RUNNING = -32008
+
+
+class RpcError(Exception):
+    """An error answer: raised anywhere below a method, sent by the endpoint."""
+
+    def __init__(self, code: ErrorCode, message: str, data: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.data = data
+
+    def to_json(self) -> dict[str, Any]:
+        error: dict[str, Any] = {"code": int(self.code), "message": self.message}
+        if self.data is not None:
+            error["data"] = self.data
+        return error
+
+
+@dataclass(frozen=True)
+class Call:
+    """One decoded request, or the error that must answer it instead."""
+
+    id: Any = NO_ID
+    method: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+    error: RpcError | None = None
+
+    @property
+    def is_notification(self) -> bool:
+        return self.id is NO_ID
+
+
+@dataclass(frozen=True)
+class Message:
+    """A frame's calls; ``batch`` says whether the answer must be an array."""
+
+    calls: list[Call]
+    batch: bool = False
+
+
+def parse(frame: str | bytes) -> Message:
+    """Decode a text frame into calls; never raises."""
+    try:
+        document = orjson.loads(frame)
+    except orjson.JSONDecodeError as error:
+        return Message([_invalid(None, ErrorCode.PARSE_ERROR, f"Parse error: {error}")])
+    if isinstance(document, list):
+        if not document:
+            return Message([_invalid(None, ErrorCode.INVALID_REQUEST, "Invalid Request: empty batch")])
+        return Message([_call(item) for item in document], batch=True)
+    return Message([_call(document)])
+
+
+def _call(item: Any) -> Call:
+    if not isinstance(item, dict):
+        return _invalid(None, ErrorCode.INVALID_REQUEST, "Invalid Request: expected an object")
+    request_id = item.get("id", NO_ID)
+    if (
+        request_id is not NO_ID
+        and request_id is not None
+        and (isinstance(request_id, bool) or not isinstance(request_id, str | int | float))
+    ):
+        return _invalid(None, ErrorCode.INVALID_REQUEST, "Invalid Request: id must be a string, a number or null")
+    answer_id = None if request_id is NO_ID else request_id
+    if item.get("jsonrpc") != JSONRPC:
+        return _invalid(answer_id, ErrorCode.INVALID_REQUEST, 'Invalid Request: "jsonrpc" must be "2.0"')
+    method = item.get("method")
+    if not isinstance(method, str):
+        return _invalid(answer_id, ErrorCode.INVALID_REQUEST, 'Invalid Request: "method" must be a string')
+    unknown = set(item) - {"jsonrpc", "id", "method", "params"}
+    if unknown:
+        return _invalid(answer_id, ErrorCode.INVALID_REQUEST, f"Invalid Request: unknown member {sorted(unknown)[0]!r}")
+    params = item.get("params", {})
+    if not isinstance(params, dict):
+        return _invalid(answer_id, ErrorCode.INVALID_PARAMS, "Invalid params: params must be an object")
+    return Call(id=request_id, method=method, params=params)
+
+
+def _invalid(request_id: Any, code: ErrorCode, message: str) -> Call:
+    # An invalid request is always answered, even when it had no id.
+    return Call(id=request_id, error=RpcError(code, message))
+
+
+def success(request_id: Any, result: Any) -> dict[str, Any]:
+    return {"jsonrpc": JSONRPC, "id": request_id, "result": result}
+
+
+def failure(request_id: Any, error: RpcError) -> dict[str, Any]:
+    return {"jsonrpc": JSONRPC, "id": request_id, "error": error.to_json()}
+
+
+def notification(method: str, params: dict[str, Any]) -> dict[str, Any]:
+    return {"jsonrpc": JSONRPC, "method": method, "params": params}
+
+
+def encode(message: Any) -> bytes:
+    """Serialise an answer or notification to UTF-8 JSON."""
+    return orjson.dumps(message)

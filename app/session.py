@@ -1,0 +1,195 @@
+"""One WebSocket connection: frames in, methods run, answers and notifications out.
+
+The session is also the :class:`~app.process.OutputSink` of the processes it
+starts: it turns their bytes into ``output`` notifications and announces
+their ``exit``.  When the connection ends, for whatever reason, every
+process it started is stopped (SIGTERM to the group, SIGKILL after
+``KILL_GRACE``) and the client leaves the registry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import gevent
+from gevent.event import AsyncResult
+from simple_websocket import ConnectionClosed
+
+from app import protocol
+from app.methods import METHODS
+from app.output import OutputEncoder
+from app.params import validate
+from app.process import Limits, Process
+from app.protocol import Call, ErrorCode, RpcError
+from app.registry import Client, Registry
+from app.version import PROTOCOL_VERSION, __version__
+from app.wire import Link
+from config import Settings
+
+log = logging.getLogger(__name__)
+
+Pending = AsyncResult | gevent.Greenlet
+CLOSE_INTERNAL_ERROR = 1011
+
+
+class Session:
+    def __init__(self, ws: Any, *, owner: str, remote_addr: str | None, settings: Settings, registry: Registry):
+        self.link = Link(ws, settings.COMPRESSION)  # first: every later write is serialised
+        self.settings = settings
+        self.registry = registry
+        self.limits = Limits(settings.KILL_GRACE, settings.DRAIN_TIMEOUT, settings.STDIN_BUFFER_BYTES)
+        self.client = Client(owner=owner, remote_addr=remote_addr, close=self.link.close)
+        self._encoders: dict[tuple[int, str], OutputEncoder] = {}
+        self._after_reply: list[Callable[[], None]] = []
+
+    # -- the connection's life ------------------------------------------------
+
+    def run(self) -> None:
+        self.registry.add_client(self.client)
+        log.info("client %s connected from %s", self.client.id, self.client.remote_addr)
+        try:
+            self.notify("hello", self._hello())
+            while True:
+                self.handle_frame(self.link.ws.receive())
+        except ConnectionClosed:
+            pass
+        except Exception:
+            log.exception("client %s: connection failed", self.client.id)
+            self.link.close(CLOSE_INTERNAL_ERROR, "internal error")
+        finally:
+            self._stop_processes()
+            self.registry.remove_client(self.client)
+            log.info("client %s disconnected", self.client.id)
+
+    def _hello(self) -> dict[str, Any]:
+        return {
+            "server": "procwire",
+            "version": __version__,
+            "protocol": PROTOCOL_VERSION,
+            "client_id": self.client.id,
+            "limits": {
+                "max_message_bytes": self.settings.MAX_MESSAGE_BYTES,
+                "max_stdin_chunk": self.settings.MAX_STDIN_CHUNK,
+                "max_procs": self.settings.MAX_PROCS_PER_CLIENT,
+                "kill_grace": self.settings.KILL_GRACE,
+                "drain_timeout": self.settings.DRAIN_TIMEOUT,
+                "ping_interval": self.settings.PING_INTERVAL,
+            },
+        }
+
+    def _stop_processes(self) -> None:
+        """Stop every process this client started, grandchildren included."""
+        processes = list(self.client.processes.values())
+        for process in processes:
+            process.begin_output()  # a start answer lost with the connection
+        gevent.joinall([gevent.spawn(process.terminate) for process in processes])
+        gevent.joinall(
+            [gevent.spawn(process.wait) for process in processes],
+            timeout=self.settings.DRAIN_TIMEOUT + 1,
+        )
+
+    # -- frames in, answers out -------------------------------------------------
+
+    def handle_frame(self, frame: str | bytes) -> None:
+        if isinstance(frame, bytes):
+            error = RpcError(ErrorCode.INVALID_REQUEST, "Invalid Request: binary frames are not accepted")
+            self._send(protocol.failure(None, error))
+            return
+        message = protocol.parse(frame)
+        answers = [self._answer(call) for call in message.calls]
+        callbacks, self._after_reply = self._after_reply, []
+        if any(isinstance(answer, _PendingAnswer) for answer in answers):
+            gevent.spawn(self._deliver_later, message.batch, answers, callbacks)
+        else:
+            self._deliver(message.batch, answers, callbacks)
+
+    def after_reply(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once this frame's answer is on the wire."""
+        self._after_reply.append(callback)
+
+    def lookup(self, proc: int) -> Process:
+        return self.registry.lookup(self.client.owner, proc)
+
+    def _answer(self, call: Call) -> dict[str, Any] | Pending | None:
+        if call.error is not None:
+            return protocol.failure(call.id, call.error)
+        try:
+            method = METHODS.get(call.method)
+            if method is None:
+                raise RpcError(ErrorCode.METHOD_NOT_FOUND, f"Method not found: {call.method!r}")
+            result = method.handler(self, validate(method.params, call.params))
+        except Exception as error:
+            return None if call.is_notification else protocol.failure(call.id, _as_rpc_error(error, call))
+        if isinstance(result, Pending):
+            return None if call.is_notification else _PendingAnswer(call, result)
+        return None if call.is_notification else protocol.success(call.id, result)
+
+    def _deliver_later(self, batch: bool, answers: list[Any], callbacks: list[Callable[[], None]]) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            self._deliver(batch, [_resolve(answer) for answer in answers], callbacks)
+
+    def _deliver(self, batch: bool, answers: list[Any], callbacks: list[Callable[[], None]]) -> None:
+        present = [answer for answer in answers if answer is not None]
+        try:
+            if batch and present:
+                self._send(present)
+            elif present:
+                self._send(present[0])
+        finally:
+            for callback in callbacks:
+                callback()
+
+    # -- the OutputSink of this client's processes --------------------------
+
+    def output(self, process: Process, stream: str, data: bytes) -> None:
+        key = (process.id, stream)
+        encoder = self._encoders.get(key)
+        if encoder is None:
+            encoder = self._encoders[key] = OutputEncoder(process.id, stream, process.encoding)
+        for params in encoder.feed(data):
+            self.notify("output", params)
+
+    def end_of_stream(self, process: Process, stream: str) -> None:
+        encoder = self._encoders.pop((process.id, stream), None)
+        for params in encoder.finish() if encoder else []:
+            self.notify("output", params)
+
+    def exited(self, process: Process) -> None:
+        assert process.status is not None
+        self.notify("exit", process.status)
+        self.registry.process_exited(process, self.settings.MAX_EXITED_PER_CLIENT)
+
+    def notify(self, method: str, params: dict[str, Any]) -> None:
+        """Send a notification; once the client is gone, output is discarded."""
+        with contextlib.suppress(ConnectionClosed):
+            self._send(protocol.notification(method, params))
+
+    def _send(self, message: Any) -> None:
+        self.link.send_text(protocol.encode(message))
+
+
+class _PendingAnswer:
+    """An answer whose result is still being computed."""
+
+    def __init__(self, call: Call, result: Pending) -> None:
+        self.call = call
+        self.result = result
+
+
+def _resolve(answer: Any) -> Any:
+    if not isinstance(answer, _PendingAnswer):
+        return answer
+    try:
+        return protocol.success(answer.call.id, answer.result.get())
+    except Exception as error:
+        return protocol.failure(answer.call.id, _as_rpc_error(error, answer.call))
+
+
+def _as_rpc_error(error: Exception, call: Call) -> RpcError:
+    if isinstance(error, RpcError):
+        return error
+    log.error("method %s failed", call.method, exc_info=error)
+    return RpcError(ErrorCode.INTERNAL_ERROR, f"Internal error: {type(error).__name__}")

@@ -1,0 +1,90 @@
+"""Serialised writes to one WebSocket.
+
+simple-websocket writes with ``socket.send`` and ignores partial writes, and
+its reader greenlet writes too (pongs, pings, the close echo).  :class:`Link`
+swaps the connection's socket for one whose ``send`` takes a per-connection
+lock and calls ``sendall``, so every frame goes out whole and frames never
+interleave.  Without compression, data frames are framed here directly
+(server frames are unmasked, so a frame is a 2-10 byte header and the
+payload); with compression they go through wsproto, under the same lock.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+from gevent.lock import RLock
+from simple_websocket import ConnectionClosed
+from wsproto.events import BytesMessage, TextMessage
+
+OPCODE_TEXT = 0x1
+OPCODE_BINARY = 0x2
+FIN = 0x80
+
+
+def frame_header(opcode: int, length: int) -> bytes:
+    """The header of a final, unmasked server frame (RFC 6455 section 5.2)."""
+    if length < 126:
+        return struct.pack("!BB", FIN | opcode, length)
+    if length < 1 << 16:
+        return struct.pack("!BBH", FIN | opcode, 126, length)
+    return struct.pack("!BBQ", FIN | opcode, 127, length)
+
+
+class _SerialSocket:
+    """The connection's socket, with ``send`` made whole and exclusive."""
+
+    def __init__(self, sock: Any, lock: RLock) -> None:
+        self._sock = sock
+        self._lock = lock
+
+    def send(self, data: bytes) -> int:
+        with self._lock:
+            self._sock.sendall(data)
+        return len(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+class Link:
+    """Everything that writes to one WebSocket goes through here."""
+
+    def __init__(self, ws: Any, compression: bool) -> None:
+        self.ws = ws
+        self._lock = RLock()
+        self._compression = compression
+        ws.sock = _SerialSocket(ws.sock, self._lock)
+
+    def send_text(self, payload: bytes) -> None:
+        """Send UTF-8 bytes as one text message."""
+        self._send(OPCODE_TEXT, payload)
+
+    def send_binary(self, payload: bytes) -> None:
+        self._send(OPCODE_BINARY, payload)
+
+    def close(self, code: int, reason: str) -> None:
+        """Send a Close frame and wake the handler blocked in ``receive``."""
+        try:
+            with self._lock:
+                self.ws.close(code, reason)
+        except (ConnectionClosed, OSError):
+            pass
+        self.ws.event.set()
+
+    def _send(self, opcode: int, payload: bytes) -> None:
+        if not self.ws.connected:
+            raise ConnectionClosed(self.ws.close_reason, self.ws.close_message)
+        try:
+            if self._compression:
+                self._send_via_wsproto(opcode, payload)
+            else:
+                self.ws.sock.send(frame_header(opcode, len(payload)) + payload)
+        except OSError as error:
+            raise ConnectionClosed(1006, str(error)) from None
+
+    def _send_via_wsproto(self, opcode: int, payload: bytes) -> None:
+        event = TextMessage(payload.decode("utf-8")) if opcode == OPCODE_TEXT else BytesMessage(payload)
+        with self._lock:  # compression state must advance in send order
+            self.ws.sock.send(self.ws.ws.send(event))

@@ -1,0 +1,45 @@
+"""gunicorn settings for procwire, from the same configuration as the app.
+
+Runs in gunicorn's master, before any worker is forked and before gevent
+patches anything: it reads ``config/`` only, never the application.
+"""
+
+import os
+import secrets
+import sys
+
+from config import ConfigError, load_settings
+
+try:
+    _settings = load_settings()
+except ConfigError as _error:
+    sys.exit(f"procwire: bad configuration: {_error}")
+
+_token_generated = not _settings.TOKEN
+if _token_generated:
+    # Generated once here, inherited by every worker.
+    os.environ["PROCWIRE_TOKEN"] = secrets.token_urlsafe(32)
+
+bind = [_settings.BIND]
+worker_class = "gevent"
+workers = 1
+worker_connections = _settings.WORKER_CONNECTIONS
+timeout = 30
+graceful_timeout = 30
+max_requests = 0
+keepalive = 2
+loglevel = _settings.LOG_LEVEL
+wsgi_app = "wsgi:app"
+
+
+def when_ready(server):
+    """Print a ready-to-use line, as Jupyter does, when the token was generated."""
+    if not _token_generated:
+        return
+    token = os.environ["PROCWIRE_TOKEN"]
+    address = _settings.BIND
+    print(
+        f"procwire is ready: ws://{address}/ws?token={token}\n  or send the header 'Authorization: Bearer {token}'",
+        file=sys.stderr,
+        flush=True,
+    )
