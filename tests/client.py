@@ -1,0 +1,138 @@
+"""A small synchronous JSON-RPC client over a real WebSocket, for tests.
+
+Every receive is bounded by ``timeout``; notifications that arrive while
+waiting for an answer are kept in order for later inspection.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import websocket
+
+
+class RpcFailure(Exception):
+    def __init__(self, error: dict[str, Any]) -> None:
+        super().__init__(f"{error['code']}: {error['message']}")
+        self.code = error["code"]
+        self.message = error["message"]
+        self.data = error.get("data")
+
+
+@dataclass
+class Collected:
+    """Everything one process sent: its output per stream, and its exit."""
+
+    stdout: bytearray = field(default_factory=bytearray)
+    stderr: bytearray = field(default_factory=bytearray)
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+    exit: dict[str, Any] | None = None
+
+
+def chunk_bytes(params: dict[str, Any]) -> bytes:
+    if params.get("encoding") == "base64":
+        return base64.b64decode(params["data"])
+    return params["data"].encode("utf-8")
+
+
+class RpcClient:
+    def __init__(self, url: str, token: str | None, *, timeout: float = 15.0, header: list[str] | None = None) -> None:
+        target = f"{url}?token={token}" if token is not None else url
+        self.ws = websocket.create_connection(target, timeout=timeout, header=header or [])
+        self.timeout = timeout
+        self._ids = itertools.count(1)
+        self.pending: deque[dict[str, Any]] = deque()
+        self.hello = self.next_message()
+        assert self.hello["method"] == "hello"
+
+    def close(self) -> None:
+        self.ws.close()
+
+    def __enter__(self) -> RpcClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- raw frames -----------------------------------------------------------
+
+    def send_json(self, message: Any) -> None:
+        self.ws.send(json.dumps(message))
+
+    def send_text(self, text: str) -> None:
+        self.ws.send(text)
+
+    def next_message(self) -> Any:
+        """The next message from the server, queued or fresh."""
+        if self.pending:
+            return self.pending.popleft()
+        return json.loads(self.ws.recv())
+
+    # -- requests ---------------------------------------------------------------
+
+    def request(self, method: str, params: dict[str, Any] | None = None) -> int:
+        request_id = next(self._ids)
+        message: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
+        if params is not None:
+            message["params"] = params
+        self.send_json(message)
+        return request_id
+
+    def notify(self, method: str, params: dict[str, Any]) -> None:
+        self.send_json({"jsonrpc": "2.0", "method": method, "params": params})
+
+    def response(self, request_id: Any) -> dict[str, Any]:
+        """Wait for the answer to ``request_id``, keeping notifications aside."""
+        kept: list[Any] = []
+        try:
+            while True:
+                message = self.next_message()
+                if isinstance(message, dict) and "id" in message and message["id"] == request_id:
+                    return message
+                kept.append(message)
+        finally:
+            self.pending.extendleft(reversed(kept))
+
+    def call(self, method: str, **params: Any) -> Any:
+        answer = self.response(self.request(method, params))
+        if "error" in answer:
+            raise RpcFailure(answer["error"])
+        return answer["result"]
+
+    def error_of(self, method: str, **params: Any) -> RpcFailure:
+        """Call, expecting an error; return it."""
+        try:
+            result = self.call(method, **params)
+        except RpcFailure as failure:
+            return failure
+        raise AssertionError(f"{method} succeeded unexpectedly: {result}")
+
+    # -- notifications ----------------------------------------------------------
+
+    def collect(self, proc: int) -> Collected:
+        """Read until ``proc``'s exit; other messages stay queued."""
+        collected = Collected()
+        kept: list[Any] = []
+        try:
+            while collected.exit is None:
+                message = self.next_message()
+                params = message.get("params", {}) if isinstance(message, dict) else {}
+                if message.get("method") == "output" and params.get("proc") == proc:
+                    collected.outputs.append(params)
+                    getattr(collected, params["stream"]).extend(chunk_bytes(params))
+                elif message.get("method") == "exit" and params.get("proc") == proc:
+                    collected.exit = params
+                else:
+                    kept.append(message)
+        finally:
+            self.pending.extendleft(reversed(kept))
+        return collected
+
+    def run_to_exit(self, argv: list[str], **params: Any) -> Collected:
+        started = self.call("start", argv=argv, **params)
+        return self.collect(started["proc"])
