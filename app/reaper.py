@@ -33,7 +33,7 @@ from app.launcher import close_fd
 log = logging.getLogger(__name__)
 
 PR_SET_CHILD_SUBREAPER = 36
-SWEEP_INTERVAL = 5.0
+SWEEP_INTERVAL = 1.0
 
 
 @dataclass(frozen=True)

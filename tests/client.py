@@ -43,7 +43,7 @@ def chunk_bytes(params: dict[str, Any]) -> bytes:
 class RpcClient:
     def __init__(self, url: str, token: str | None, *, timeout: float = 15.0, header: list[str] | None = None) -> None:
         target = f"{url}?token={token}" if token is not None else url
-        self.ws = websocket.create_connection(target, timeout=timeout, header=header or [])
+        self.ws = websocket.create_connection(target, timeout=timeout, header=header or [], skip_utf8_validation=True)
         self.timeout = timeout
         self._ids = itertools.count(1)
         self.pending: deque[dict[str, Any]] = deque()

@@ -5,15 +5,20 @@ from collections.abc import Iterator
 import pytest
 
 from tests.client import RpcClient
-from tests.server import Server
+from tests.server import Server, children_of, wait_until
 
 
 @pytest.fixture(scope="session")
 def server() -> Iterator[Server]:
     """One real service for the whole session; tests needing other settings start their own."""
     running = Server(env={"PROCWIRE_KILL_GRACE": "1", "PROCWIRE_MAX_STDIN_CHUNK": "65536"}).start()
-    yield running
-    running.stop()
+    try:
+        yield running
+        worker = running.worker_pids()[0]
+        if not wait_until(lambda: children_of(worker) == []):
+            pytest.fail(f"processes left behind by the tests: {children_of(worker)}")
+    finally:
+        running.stop()
 
 
 @pytest.fixture
