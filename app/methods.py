@@ -68,7 +68,7 @@ def _lookpath(session: Session, params: P.LookpathParams) -> dict[str, Any]:
         raise os_error(error) from None
 
 
-def spawn(session: Session, params: P.StartParams, sink: OutputSink) -> Process:
+def spawn(session: Session, params: P.SpawnParams, sink: OutputSink, binary: bool = False) -> Process:
     """Start a process for this client, within its limits."""
     limit = session.settings.MAX_PROCS_PER_CLIENT
     if session.client.running_count() >= limit:
@@ -85,6 +85,7 @@ def spawn(session: Session, params: P.StartParams, sink: OutputSink) -> Process:
             limits=session.limits,
             name=params.name,
             encoding=params.encoding,
+            binary=binary,
             timeout=params.timeout,
         )
     except OSError as error:
@@ -93,7 +94,7 @@ def spawn(session: Session, params: P.StartParams, sink: OutputSink) -> Process:
     return process
 
 
-def child_environment(params: P.StartParams) -> dict[str, str]:
+def child_environment(params: P.SpawnParams) -> dict[str, str]:
     env = {} if params.clear_env else dict(os.environ)
     for key, value in params.env.items():
         if not key or "=" in key or "\0" in key or (value is not None and "\0" in value):
@@ -127,7 +128,7 @@ def checked_cwd(cwd: str | None) -> str | None:
 
 @method("start", P.StartParams)
 def _start(session: Session, params: P.StartParams) -> dict[str, Any]:
-    process = spawn(session, params, session)
+    process = spawn(session, params, session, binary=params.binary)
     session.after_reply(process.begin_output)
     return {"proc": process.id, "pid": process.pid, "pgid": process.pgid}
 
@@ -141,15 +142,19 @@ def _running(session: Session, proc: int) -> Process:
 
 @method("write", P.WriteParams)
 def _write(session: Session, params: P.WriteParams) -> Any:
-    process = _running(session, params.proc)
-    data = P.decode_data(params.data, params.encoding)
+    return write_stdin(session, params.proc, P.decode_data(params.data, params.encoding))
+
+
+def write_stdin(session: Session, proc: int, data: bytes) -> Any:
+    """Queue ``data`` for the process's stdin (a ``write`` or a binary stdin frame)."""
+    process = _running(session, proc)
     if len(data) > session.settings.MAX_STDIN_CHUNK:
         raise RpcError(
             ErrorCode.LIMIT_EXCEEDED,
             f"stdin chunk too large: {len(data)} bytes, at most {session.settings.MAX_STDIN_CHUNK}",
         )
     if process.stdin is None:
-        raise RpcError(ErrorCode.PROCESS_EXITED, f"process {params.proc} was started with stdin: null")
+        raise RpcError(ErrorCode.PROCESS_EXITED, f"process {proc} was started with stdin: null")
     return process.stdin.write(data)
 
 

@@ -60,7 +60,9 @@ class LookpathParams(Params):
     file: NonEmptyStr
 
 
-class StartParams(Params):
+class SpawnParams(Params):
+    """What ``start`` and ``run`` share."""
+
     argv: Annotated[list[StrictStr], Field(min_length=1)]
     env: dict[StrictStr, StrictStr | None] = Field(default_factory=dict)
     clear_env: StrictBool = False
@@ -72,7 +74,11 @@ class StartParams(Params):
     name: StrictStr | None = None
 
 
-class RunParams(StartParams):
+class StartParams(SpawnParams):
+    binary: StrictBool = False
+
+
+class RunParams(SpawnParams):
     input: StrictStr | None = None
     input_encoding: Literal["text", "base64"] = "text"
     max_output: Annotated[StrictInt, Field(ge=0, le=1 << 40)] = 16 * 1024 * 1024

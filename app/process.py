@@ -219,6 +219,7 @@ class Process:
         limits: Limits,
         name: str | None = None,
         encoding: str = "text",
+        binary: bool = False,
         timeout: float | None = None,
     ) -> None:
         self.id = proc_id
@@ -226,6 +227,7 @@ class Process:
         self.cwd = spec.cwd or os.getcwd()
         self.name = name
         self.encoding = encoding
+        self.binary = binary
         self.sink = sink
         self._limits = limits
         self._reaped: AsyncResult | None = None

@@ -7,6 +7,7 @@ that go back; ``encode`` serialises them.  The endpoint does the socket work.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
@@ -114,6 +115,27 @@ def _call(item: Any) -> Call:
 def _invalid(request_id: Any, code: ErrorCode, message: str) -> Call:
     # An invalid request is always answered, even when it had no id.
     return Call(id=request_id, error=RpcError(code, message))
+
+
+STREAM_CODES = {"stdin": 0, "stdout": 1, "stderr": 2}
+BINARY_HEADER = struct.Struct("!BI")
+
+
+def binary_output_header(stream: str, proc: int) -> bytes:
+    """Byte 0 the stream (1 stdout, 2 stderr), bytes 1-4 ``proc`` big-endian."""
+    return BINARY_HEADER.pack(STREAM_CODES[stream], proc)
+
+
+def parse_binary_stdin(frame: bytes) -> tuple[int, bytes]:
+    """``(proc, payload)`` of a client's binary frame, which may only carry stdin."""
+    if len(frame) < BINARY_HEADER.size:
+        raise RpcError(ErrorCode.INVALID_REQUEST, "Invalid Request: a binary frame needs a 5-byte header")
+    stream, proc = BINARY_HEADER.unpack_from(frame)
+    if stream != STREAM_CODES["stdin"]:
+        raise RpcError(
+            ErrorCode.INVALID_REQUEST, f"Invalid Request: binary frames carry stdin (stream 0), not stream {stream}"
+        )
+    return proc, frame[BINARY_HEADER.size :]
 
 
 def success(request_id: Any, result: Any) -> dict[str, Any]:

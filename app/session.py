@@ -19,7 +19,7 @@ from gevent.event import AsyncResult
 from simple_websocket import ConnectionClosed
 
 from app import protocol
-from app.methods import METHODS
+from app.methods import METHODS, write_stdin
 from app.output import OutputEncoder
 from app.params import validate
 from app.process import Limits, Process
@@ -95,8 +95,7 @@ class Session:
 
     def handle_frame(self, frame: str | bytes) -> None:
         if isinstance(frame, bytes):
-            error = RpcError(ErrorCode.INVALID_REQUEST, "Invalid Request: binary frames are not accepted")
-            self._send(protocol.failure(None, error))
+            self._write_binary_stdin(frame)
             return
         message = protocol.parse(frame)
         answers = [self._answer(call) for call in message.calls]
@@ -105,6 +104,24 @@ class Session:
             gevent.spawn(self._deliver_later, message.batch, answers, callbacks)
         else:
             self._deliver(message.batch, answers, callbacks)
+
+    def _write_binary_stdin(self, frame: bytes) -> None:
+        """A binary stdin frame has no id: its errors are answered with id null."""
+        try:
+            proc, payload = protocol.parse_binary_stdin(frame)
+            written = write_stdin(self, proc, payload)
+        except RpcError as error:
+            self._send(protocol.failure(None, error))
+            return
+        written.rawlink(self._report_failed_write)
+
+    def _report_failed_write(self, written: AsyncResult) -> None:
+        if not written.successful():
+            gevent.spawn(self.notify_error, written.exception)
+
+    def notify_error(self, error: BaseException) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            self._send(protocol.failure(None, _as_rpc_error(error, Call(method="write"))))
 
     def after_reply(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` once this frame's answer is on the wire."""
@@ -145,6 +162,10 @@ class Session:
     # -- the OutputSink of this client's processes --------------------------
 
     def output(self, process: Process, stream: str, data: bytes) -> None:
+        if process.binary:
+            with contextlib.suppress(ConnectionClosed):
+                self.link.send_binary(protocol.binary_output_header(stream, process.id), data)
+            return
         key = (process.id, stream)
         encoder = self._encoders.get(key)
         if encoder is None:

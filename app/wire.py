@@ -61,8 +61,9 @@ class Link:
         """Send UTF-8 bytes as one text message."""
         self._send(OPCODE_TEXT, payload)
 
-    def send_binary(self, payload: bytes) -> None:
-        self._send(OPCODE_BINARY, payload)
+    def send_binary(self, header: bytes, payload: bytes) -> None:
+        """Send ``header + payload`` as one binary message, joining them only once."""
+        self._send(OPCODE_BINARY, payload, header)
 
     def close(self, code: int, reason: str) -> None:
         """Send a Close frame and wake the handler blocked in ``receive``."""
@@ -73,14 +74,15 @@ class Link:
             pass
         self.ws.event.set()
 
-    def _send(self, opcode: int, payload: bytes) -> None:
+    def _send(self, opcode: int, payload: bytes, prefix: bytes = b"") -> None:
         if not self.ws.connected:
             raise ConnectionClosed(self.ws.close_reason, self.ws.close_message)
         try:
             if self._compression:
-                self._send_via_wsproto(opcode, payload)
+                self._send_via_wsproto(opcode, prefix + payload)
             else:
-                self.ws.sock.send(frame_header(opcode, len(payload)) + payload)
+                header = frame_header(opcode, len(prefix) + len(payload))
+                self.ws.sock.send(b"".join((header, prefix, payload)))
         except OSError as error:
             raise ConnectionClosed(1006, str(error)) from None
 

@@ -9,11 +9,15 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import struct
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 import websocket
+
+BINARY_HEADER = struct.Struct("!BI")
+BINARY_STREAMS = {1: "stdout", 2: "stderr"}
 
 
 class RpcFailure(Exception):
@@ -31,6 +35,7 @@ class Collected:
     stdout: bytearray = field(default_factory=bytearray)
     stderr: bytearray = field(default_factory=bytearray)
     outputs: list[dict[str, Any]] = field(default_factory=list)
+    binary_frames: int = 0
     exit: dict[str, Any] | None = None
 
 
@@ -68,10 +73,14 @@ class RpcClient:
         self.ws.send(text)
 
     def next_message(self) -> Any:
-        """The next message from the server, queued or fresh."""
+        """The next message from the server, queued or fresh; binary frames as bytes."""
         if self.pending:
             return self.pending.popleft()
-        return json.loads(self.ws.recv())
+        frame = self.ws.recv()
+        return frame if isinstance(frame, bytes) else json.loads(frame)
+
+    def send_binary(self, frame: bytes) -> None:
+        self.ws.send_binary(frame)
 
     # -- requests ---------------------------------------------------------------
 
@@ -121,7 +130,15 @@ class RpcClient:
         try:
             while collected.exit is None:
                 message = self.next_message()
-                params = message.get("params", {}) if isinstance(message, dict) else {}
+                if isinstance(message, bytes):
+                    stream, sender = BINARY_HEADER.unpack_from(message)
+                    if sender == proc:
+                        getattr(collected, BINARY_STREAMS[stream]).extend(message[BINARY_HEADER.size :])
+                        collected.binary_frames += 1
+                    else:
+                        kept.append(message)
+                    continue
+                params = message.get("params", {})
                 if message.get("method") == "output" and params.get("proc") == proc:
                     collected.outputs.append(params)
                     getattr(collected, params["stream"]).extend(chunk_bytes(params))

@@ -6,6 +6,7 @@ import base64
 import os
 import shutil
 import signal
+import struct
 import time
 
 from tests.client import RpcClient
@@ -195,3 +196,36 @@ def test_run_truncates_but_never_blocks_the_process(client: RpcClient) -> None:
 
 def test_ping(client: RpcClient) -> None:
     assert abs(client.call("ping")["time"] - time.time()) < 60
+
+
+def test_binary_output_frames_then_json_exit(client: RpcClient) -> None:
+    started = client.call("start", argv=["sh", "-c", "printf 'o\\377'; printf 'e' >&2"], binary=True)
+    collected = client.collect(started["proc"])
+    assert collected.stdout == b"o\xff"
+    assert collected.stderr == b"e"
+    assert collected.binary_frames >= 2
+    assert collected.outputs == []  # no JSON output notifications in binary mode
+    assert collected.exit["code"] == 0
+
+
+def test_binary_stdin_frames(client: RpcClient) -> None:
+    proc = client.call("start", argv=["cat"], binary=True)["proc"]
+    client.send_binary(struct.pack("!BI", 0, proc) + b"\x00raw\xfe")
+    client.call("close_stdin", proc=proc)
+    assert client.collect(proc).stdout == b"\x00raw\xfe"
+
+
+def test_binary_stdin_errors_come_back_with_id_null(client: RpcClient) -> None:
+    client.send_binary(struct.pack("!BI", 0, 999_999) + b"x")
+    answer = client.next_message()
+    assert answer["id"] is None and answer["error"]["code"] == -32002
+    proc = client.call("start", argv=["true"])["proc"]
+    client.collect(proc)
+    client.send_binary(struct.pack("!BI", 0, proc) + b"x")
+    answer = client.next_message()
+    assert answer["id"] is None and answer["error"]["code"] == -32005
+    client.send_binary(struct.pack("!BI", 1, proc) + b"x")
+    assert client.next_message()["error"]["code"] == -32600
+    client.send_binary(b"\x00")
+    assert client.next_message()["error"]["code"] == -32600
+    assert "time" in client.call("ping")
