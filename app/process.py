@@ -25,7 +25,7 @@ from gevent.os import nb_read, nb_write
 
 from app.launcher import LaunchSpec, close_fd, launch
 from app.protocol import ErrorCode, RpcError
-from app.reaper import Reaped, reaper
+from app.reaper import ChildWatch, Reaped, reaper
 
 READ_SIZE = 256 * 1024
 PIPE_SIZE = 1024 * 1024
@@ -130,7 +130,7 @@ class StdinFeeder:
         self._work = Event()
         self.closed = False
         self._fd_open = True
-        self._greenlet = gevent.spawn(self._run)
+        self._greenlet: gevent.Greenlet | None = None  # started by the first write
 
     def write(self, data: bytes) -> AsyncResult:
         self._ensure_open()
@@ -148,7 +148,8 @@ class StdinFeeder:
     def abort(self) -> None:
         """The process is gone: fail what is queued and close the pipe."""
         self.closed = True
-        self._greenlet.kill()
+        if self._greenlet is not None:
+            self._greenlet.kill()
         self._close_fd()
         error = RpcError(ErrorCode.PROCESS_EXITED, "the process has exited")
         while self._queue:
@@ -164,6 +165,8 @@ class StdinFeeder:
         self._queue.append((item, result))
         self._queued_bytes += size
         self._work.set()
+        if self._greenlet is None:
+            self._greenlet = gevent.spawn(self._run)
         return result
 
     def _run(self) -> None:
@@ -230,10 +233,15 @@ class Process:
         self.binary = binary
         self.sink = sink
         self._limits = limits
-        self._reaped: AsyncResult | None = None
+        self._child: ChildWatch | None = None
         self.started_at = time.time()
         self._started = time.monotonic()
-        launched = launch(spec, on_forked=self._watch)
+        try:
+            launched = launch(spec, on_forked=self._watch)
+        except OSError:
+            if self._child is not None:
+                self._child.reap()  # exec failed: the child has already exited
+            raise
         self.pid = launched.pid
         self.pgid = launched.pid  # call_setsid: the child leads its session and group
         self.timed_out = False
@@ -249,7 +257,7 @@ class Process:
         gevent.spawn(self._supervise)
 
     def _watch(self, pid: int) -> None:
-        self._reaped = reaper.watch(pid)
+        self._child = reaper.watch(pid)
 
     @property
     def running(self) -> bool:
@@ -257,7 +265,7 @@ class Process:
 
     @property
     def reaped(self) -> bool:
-        return self._reaped is not None and self._reaped.ready()
+        return self._child is not None and self._child.reaped
 
     def begin_output(self) -> None:
         """Start streaming; called once the ``start`` answer has been sent."""
@@ -307,8 +315,8 @@ class Process:
         grace = self._limits.kill_grace if grace is None else grace
         self._signal_group(signum)
         deadline = time.monotonic() + grace
-        if self._reaped is not None:
-            self._reaped.wait(grace)
+        if self._child is not None:
+            self._child.wait_reaped(grace)
         while self._group_alive() and time.monotonic() < deadline:
             gevent.sleep(GROUP_POLL_INTERVAL)
         if self._group_alive():
@@ -332,8 +340,8 @@ class Process:
         self.terminate()
 
     def _supervise(self) -> None:
-        assert self._reaped is not None
-        reaped: Reaped = self._reaped.get()
+        assert self._child is not None
+        reaped = self._child.reap()
         duration = time.monotonic() - self._started
         if self._timer is not None and not self.timed_out:
             self._timer.kill(block=False)

@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import glob
 import logging
 import os
 from dataclasses import dataclass
 from typing import Any
 
 import gevent
-from gevent.event import AsyncResult
+from gevent.event import Event
 from gevent.socket import wait_read
 
 from app.launcher import close_fd
@@ -44,21 +43,53 @@ class Reaped:
     rusage: Any
 
 
+class ChildWatch:
+    """One child, from right after its fork until it is reaped."""
+
+    def __init__(self, reaper: ChildReaper, pid: int) -> None:
+        self.pid = pid
+        self._reaper = reaper
+        self._pidfd = os.pidfd_open(pid)
+        self._done = Event()
+        self.result: Reaped | None = None
+
+    @property
+    def reaped(self) -> bool:
+        return self.result is not None
+
+    def wait_reaped(self, timeout: float | None = None) -> bool:
+        return self._done.wait(timeout)
+
+    def reap(self) -> Reaped:
+        """Wait for the exit and reap; called by one greenlet only (the supervisor)."""
+        try:
+            wait_read(self._pidfd)
+            _, status, rusage = os.wait4(self.pid, 0)  # a zombie by now: returns at once
+        finally:
+            close_fd(self._pidfd)
+            self._reaper.forget(self.pid)
+        self.result = Reaped(status, rusage)
+        self._done.set()
+        self._reaper.sweep_orphans()
+        return self.result
+
+
 class ChildReaper:
-    """Collects exit statuses of this process's children."""
+    """Knows which children are watched; reaps the others when they exit."""
 
     def __init__(self) -> None:
         self._tracked: set[int] = set()
         self._started_in: int | None = None
 
-    def watch(self, pid: int) -> AsyncResult:
-        """Return the AsyncResult that receives ``pid``'s :class:`Reaped`."""
+    def watch(self, pid: int) -> ChildWatch:
+        """Start watching ``pid``; call right after the fork, before yielding."""
         self._ensure_started()
-        pidfd = os.pidfd_open(pid)
+        watch = ChildWatch(self, pid)
         self._tracked.add(pid)
-        result = AsyncResult()
-        gevent.spawn(self._reap_when_exited, pid, pidfd, result)
-        return result
+        return watch
+
+    def forget(self, pid: int) -> None:
+        self._tracked.discard(pid)
 
     def _ensure_started(self) -> None:
         if self._started_in == os.getpid():
@@ -66,16 +97,6 @@ class ChildReaper:
         self._started_in = os.getpid()
         _become_subreaper()
         gevent.spawn(self._sweep_forever)
-
-    def _reap_when_exited(self, pid: int, pidfd: int, result: AsyncResult) -> None:
-        try:
-            wait_read(pidfd)
-            _, status, rusage = os.wait4(pid, 0)  # a zombie by now: returns at once
-        finally:
-            close_fd(pidfd)
-            self._tracked.discard(pid)
-        result.set(Reaped(status, rusage))
-        self.sweep_orphans()
 
     def _sweep_forever(self) -> None:
         while True:
@@ -90,14 +111,14 @@ class ChildReaper:
 
 
 def _children() -> set[int]:
-    pids: set[int] = set()
-    for path in glob.glob(f"/proc/{os.getpid()}/task/*/children"):
-        try:
-            with open(path) as file:
-                pids.update(int(pid) for pid in file.read().split())
-        except OSError:
-            continue
-    return pids
+    """Our children, orphans included: the kernel hands adopted ones to the
+    subreaper's main thread, which is also the only thread that forks."""
+    pid = os.getpid()
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as file:
+            return {int(child) for child in file.read().split()}
+    except OSError:
+        return set()
 
 
 def _become_subreaper() -> None:

@@ -33,7 +33,8 @@ class Client:
     exited_order: deque[int] = field(default_factory=deque)
 
     def running_count(self) -> int:
-        return sum(1 for process in self.processes.values() if process.running)
+        """Processes whose exit has not been announced (those are in ``exited_order``)."""
+        return len(self.processes) - len(self.exited_order)
 
     def info(self) -> dict[str, Any]:
         return {
