@@ -110,40 +110,53 @@ class Pump:
         return data
 
 
-_CLOSE = object()
+@dataclass
+class _Chunk:
+    """Queued stdin bytes (``data is None`` means: close stdin here)."""
+
+    data: bytes | None
+    result: AsyncResult
+    reported: int = 0  # the byte count the answer reports, a fast-path prefix included
 
 
 class StdinFeeder:
     """Writes to the child's stdin in order, off the connection's reader.
 
-    ``write`` returns at once with an AsyncResult that is set once the bytes
-    are in the pipe; it blocks only while more than ``capacity`` bytes are
-    already queued, which is the backpressure a flooding client feels.
+    ``write`` answers at once when the pipe takes every byte (the usual case);
+    otherwise the rest is queued for a writer greenlet and an AsyncResult is
+    returned, set once the bytes are in the pipe.  It blocks only while more
+    than ``capacity`` bytes are already queued: the backpressure a flooding
+    client feels.
     """
 
     def __init__(self, fd: int, capacity: int) -> None:
         self._fd = fd
         self._capacity = capacity
-        self._queue: deque[tuple[Any, AsyncResult]] = deque()
+        self._queue: deque[_Chunk] = deque()
         self._queued_bytes = 0
         self._room = Event()
         self._work = Event()
         self.closed = False
         self._fd_open = True
-        self._greenlet: gevent.Greenlet | None = None  # started by the first write
+        self._greenlet: gevent.Greenlet | None = None  # started by the first queued chunk
 
-    def write(self, data: bytes) -> AsyncResult:
+    def write(self, data: bytes) -> dict[str, int] | AsyncResult:
         self._ensure_open()
+        total = len(data)
+        if not self._queue:
+            data = data[self._write_now(data) :]
+            if not data:
+                return {"written": total}
         while self._queued_bytes and self._queued_bytes + len(data) > self._capacity:
             self._room.clear()
             self._room.wait()
             self._ensure_open()
-        return self._enqueue(data, len(data))
+        return self._enqueue(_Chunk(data, AsyncResult(), total))
 
     def close(self) -> AsyncResult:
         self._ensure_open()
         self.closed = True
-        return self._enqueue(_CLOSE, 0)
+        return self._enqueue(_Chunk(None, AsyncResult()))
 
     def abort(self) -> None:
         """The process is gone: fail what is queued and close the pipe."""
@@ -153,21 +166,30 @@ class StdinFeeder:
         self._close_fd()
         error = RpcError(ErrorCode.PROCESS_EXITED, "the process has exited")
         while self._queue:
-            self._queue.popleft()[1].set_exception(error)
+            self._queue.popleft().result.set_exception(error)
         self._room.set()
 
     def _ensure_open(self) -> None:
         if self.closed:
             raise RpcError(ErrorCode.PROCESS_EXITED, "stdin is closed")
 
-    def _enqueue(self, item: Any, size: int) -> AsyncResult:
-        result = AsyncResult()
-        self._queue.append((item, result))
-        self._queued_bytes += size
+    def _write_now(self, data: bytes) -> int:
+        """Write what the pipe takes without waiting."""
+        try:
+            return os.write(self._fd, data)
+        except BlockingIOError:
+            return 0
+        except OSError as error:
+            self.closed = True
+            raise _stdin_closed(error) from None
+
+    def _enqueue(self, chunk: _Chunk) -> AsyncResult:
+        self._queue.append(chunk)
+        self._queued_bytes += len(chunk.data or b"")
         self._work.set()
         if self._greenlet is None:
             self._greenlet = gevent.spawn(self._run)
-        return result
+        return chunk.result
 
     def _run(self) -> None:
         try:
@@ -175,12 +197,12 @@ class StdinFeeder:
                 while not self._queue:
                     self._work.clear()
                     self._work.wait()
-                item, result = self._queue[0]
-                if item is _CLOSE:
+                chunk = self._queue[0]
+                if chunk.data is None:
                     self._queue.popleft()
-                    result.set({})
+                    chunk.result.set({})
                     return
-                self._write_one(item, result)
+                self._write_one(chunk, chunk.data)
         finally:
             self._close_fd()
 
@@ -189,19 +211,21 @@ class StdinFeeder:
             self._fd_open = False
             close_fd(self._fd)
 
-    def _write_one(self, data: bytes, result: AsyncResult) -> None:
+    def _write_one(self, chunk: _Chunk, data: bytes) -> None:
         try:
             _write_all(self._fd, data)
-            result.set({"written": len(data)})
+            chunk.result.set({"written": chunk.reported})
         except OSError as error:
             self.closed = True
-            result.set_exception(
-                RpcError(ErrorCode.PROCESS_EXITED, f"stdin is closed: {error.strerror}", {"errno": error.errno})
-            )
+            chunk.result.set_exception(_stdin_closed(error))
         finally:
             self._queue.popleft()
             self._queued_bytes -= len(data)
             self._room.set()
+
+
+def _stdin_closed(error: OSError) -> RpcError:
+    return RpcError(ErrorCode.PROCESS_EXITED, f"stdin is closed: {error.strerror}", {"errno": error.errno})
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -113,7 +113,8 @@ class Session:
         except RpcError as error:
             self._send(protocol.failure(None, error))
             return
-        written.rawlink(self._report_failed_write)
+        if isinstance(written, AsyncResult):
+            written.rawlink(self._report_failed_write)
 
     def _report_failed_write(self, written: AsyncResult) -> None:
         if not written.successful():

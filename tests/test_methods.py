@@ -229,3 +229,12 @@ def test_binary_stdin_errors_come_back_with_id_null(client: RpcClient) -> None:
     client.send_binary(b"\x00")
     assert client.next_message()["error"]["code"] == -32600
     assert "time" in client.call("ping")
+
+
+def test_a_write_larger_than_the_pipe_reports_every_byte(client: RpcClient) -> None:
+    proc = client.call("start", argv=["sh", "-c", "sleep 0.3; wc -c"])["proc"]
+    chunk = "x" * 60000
+    for _ in range(40):  # 2.4 MB: more than the pipe holds while the child sleeps
+        assert client.call("write", proc=proc, data=chunk) == {"written": 60000}
+    client.call("close_stdin", proc=proc)
+    assert client.collect(proc).stdout.strip() == b"2400000"
