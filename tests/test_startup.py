@@ -1,0 +1,67 @@
+"""Start-up behaviour of the real service: generated token, proxy addresses."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+from tests.client import RpcClient
+from tests.server import ROOT, Server, free_port
+
+
+def test_without_a_token_one_is_generated_and_printed_ready_to_use() -> None:
+    port = free_port()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PROCWIRE_")}
+    env.update(PROCWIRE_BIND=f"127.0.0.1:{port}", PROCWIRE_LOG_LEVEL="warning")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--no-control-socket"],
+        cwd=ROOT,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        line = ""
+        while time.monotonic() < deadline and "token=" not in line:
+            line = process.stderr.readline()
+        match = re.search(rf"ws://127\.0\.0\.1:{port}/ws\?token=(\S+)", line)
+        assert match, line
+        with RpcClient(f"ws://127.0.0.1:{port}/ws", match.group(1)) as client:
+            assert client.call("ping")["time"] > 0
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=15)
+
+
+def test_behind_a_trusted_proxy_the_registry_shows_the_forwarded_address() -> None:
+    server = Server(env={"PROCWIRE_PROXY_COUNT": "1"}).start()
+    try:
+        with RpcClient(server.url, server.token, header=["X-Forwarded-For: 203.0.113.9"]) as client:
+            request = urllib.request.Request(
+                f"{server.http}/api/clients", headers={"Authorization": f"Bearer {server.token}"}
+            )
+            with urllib.request.urlopen(request, timeout=5) as response:
+                clients = json.load(response)["clients"]
+            mine = [entry for entry in clients if entry["id"] == client.hello["params"]["client_id"]]
+            assert mine and mine[0]["remote_addr"] == "203.0.113.9"
+    finally:
+        server.stop()
+
+
+def test_without_a_proxy_forwarded_headers_are_ignored(server: Server) -> None:
+    with RpcClient(server.url, server.token, header=["X-Forwarded-For: 203.0.113.9"]) as client:
+        request = urllib.request.Request(
+            f"{server.http}/api/clients", headers={"Authorization": f"Bearer {server.token}"}
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
+            clients = json.load(response)["clients"]
+        mine = [entry for entry in clients if entry["id"] == client.hello["params"]["client_id"]]
+        assert mine and mine[0]["remote_addr"] == "127.0.0.1"
