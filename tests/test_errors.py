@@ -1,0 +1,715 @@
+"""Every row of the error table and every bad-input case, against the real server.
+
+Each case checks the JSON-RPC error code, that the message helps (it names
+the field, the file or the process), ``data.errno`` where it applies, and that
+the very same connection still answers the next request.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import errno
+import json
+import os
+import signal
+import struct
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import websocket
+from websocket import ABNF
+
+from tests.client import RpcClient, RpcFailure
+from tests.server import Server, pid_exists
+
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+NOT_FOUND = -32001
+NO_SUCH_PROCESS = -32002
+PERMISSION_DENIED = -32003
+LIMIT_EXCEEDED = -32004
+PROCESS_EXITED = -32005
+TIMEOUT = -32006
+SPAWN_FAILED = -32007
+PROCESS_RUNNING = -32008
+
+MAX_STDIN_CHUNK = 65536  # as configured by the session server in conftest.py
+LIMITED_MAX_PROCS = 3
+LIMITED_MAX_MESSAGE_BYTES = 4096
+UNUSED_PROC = 10**9
+
+
+# -- helpers -------------------------------------------------------------------
+
+
+def assert_usable(client: RpcClient) -> None:
+    """The connection still answers a request."""
+    answer = client.call("ping")
+    assert isinstance(answer["time"], float)
+
+
+def expect_error(
+    client: RpcClient,
+    method: str,
+    params: dict[str, Any] | None = None,
+    *,
+    code: int,
+    words: tuple[str, ...] = (),
+    errno_is: int | None = None,
+) -> RpcFailure:
+    """Call ``method``, check the error it gets, then check the connection still works."""
+    failure = client.error_of(method, **(params or {}))
+    assert failure.code == code, f"{method} {params}: {failure.code} {failure.message}"
+    assert isinstance(failure.message, str) and failure.message.strip()
+    for word in words:
+        assert word.lower() in failure.message.lower(), f"{word!r} not in {failure.message!r}"
+    if errno_is is not None:
+        assert isinstance(failure.data, dict), failure.data
+        assert failure.data["errno"] == errno_is, failure.data
+    assert_usable(client)
+    return failure
+
+
+def raw_answer(client: RpcClient, frame: str) -> Any:
+    """Send one text frame as is and return the next message (no process runs on ``client``)."""
+    client.send_text(frame)
+    return client.next_message()
+
+
+def check_error_answer(answer: Any, *, code: int, request_id: Any, words: tuple[str, ...] = ()) -> None:
+    assert isinstance(answer, dict), answer
+    assert answer.get("jsonrpc") == "2.0", answer
+    assert "id" in answer and answer["id"] == request_id, answer
+    assert "result" not in answer, answer
+    assert answer["error"]["code"] == code, answer
+    message = answer["error"]["message"]
+    assert isinstance(message, str) and message.strip()
+    for word in words:
+        assert word.lower() in message.lower(), f"{word!r} not in {message!r}"
+
+
+def wait_gone(pid: int, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not pid_exists(pid):
+            return True
+        time.sleep(0.02)
+    return not pid_exists(pid)
+
+
+@contextlib.contextmanager
+def started(client: RpcClient, argv: list[str], **params: Any) -> Iterator[dict[str, Any]]:
+    """Start a process; whatever happens, kill its group and see its pid gone."""
+    result = client.call("start", argv=argv, **params)
+    try:
+        yield result
+    finally:
+        with contextlib.suppress(RpcFailure, websocket.WebSocketException, OSError):
+            client.call("kill", proc=result["proc"])
+        if not wait_gone(result["pid"]):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(result["pgid"], signal.SIGKILL)
+            assert wait_gone(result["pid"]), f"pid {result['pid']} survived"
+
+
+def exited(client: RpcClient, argv: list[str], **params: Any) -> dict[str, Any]:
+    """Start a process and read until its exit; the answer to ``start``."""
+    result = client.call("start", argv=argv, **params)
+    collected = client.collect(result["proc"])
+    assert collected.exit is not None
+    return result
+
+
+def read_close(ws: websocket.WebSocket, timeout: float = 10.0) -> tuple[int, str]:
+    """Read frames until the server's Close frame; its code and reason."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        frame = ws.recv_frame()
+        if frame.opcode == ABNF.OPCODE_CLOSE:
+            data = bytes(frame.data)
+            assert len(data) >= 2, data
+            return struct.unpack("!H", data[:2])[0], data[2:].decode("utf-8", "replace")
+    raise AssertionError("no Close frame in time")
+
+
+@pytest.fixture(scope="module")
+def limited() -> Iterator[Server]:
+    """A server with small limits: few processes per client, small frames."""
+    server = Server(
+        env={
+            "PROCWIRE_KILL_GRACE": "1",
+            "PROCWIRE_MAX_PROCS_PER_CLIENT": str(LIMITED_MAX_PROCS),
+            "PROCWIRE_MAX_MESSAGE_BYTES": str(LIMITED_MAX_MESSAGE_BYTES),
+        }
+    )
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+# -- -32700: not JSON ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("frame", ["not json", '{"jsonrpc": "2.0", "id": 1, "method": "ping"', "", "[1, 2", "nul\x00l"])
+def test_text_that_is_not_json_is_a_parse_error(client: RpcClient, frame: str) -> None:
+    check_error_answer(raw_answer(client, frame), code=PARSE_ERROR, request_id=None, words=("parse",))
+    assert_usable(client)
+
+
+# -- -32600: JSON that is not a request ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("message", "request_id", "words"),
+    [
+        ({"jsonrpc": "1.0", "id": 7, "method": "ping"}, 7, ("jsonrpc",)),
+        ({"id": 8, "method": "ping"}, 8, ("jsonrpc",)),
+        ({"jsonrpc": 2.0, "id": 9, "method": "ping"}, 9, ("jsonrpc",)),
+        ({"jsonrpc": "2.0", "id": 10}, 10, ("method",)),
+        ({"jsonrpc": "2.0", "id": 11, "method": 5}, 11, ("method",)),
+        ({"jsonrpc": "2.0", "id": 12, "method": None}, 12, ("method",)),
+        (42, None, ("object",)),
+        ("ping", None, ("object",)),
+        (None, None, ("object",)),
+        ([], None, ("batch",)),
+        ({"jsonrpc": "2.0", "id": {"a": 1}, "method": "ping"}, None, ("id",)),
+        ({"jsonrpc": "2.0", "id": [1], "method": "ping"}, None, ("id",)),
+        ({"jsonrpc": "2.0", "id": True, "method": "ping"}, None, ("id",)),
+    ],
+    ids=[
+        "jsonrpc-1.0",
+        "jsonrpc-missing",
+        "jsonrpc-number",
+        "method-missing",
+        "method-number",
+        "method-null",
+        "number",
+        "string",
+        "null",
+        "empty-batch",
+        "id-object",
+        "id-array",
+        "id-bool",
+    ],
+)
+def test_json_that_is_not_a_request_is_an_invalid_request(
+    client: RpcClient, message: Any, request_id: Any, words: tuple[str, ...]
+) -> None:
+    answer = raw_answer(client, json.dumps(message))
+    assert isinstance(answer, dict), f"expected one error object, got {answer!r}"
+    check_error_answer(answer, code=INVALID_REQUEST, request_id=request_id, words=words)
+    assert_usable(client)
+
+
+def test_string_and_fractional_ids_are_echoed(client: RpcClient) -> None:
+    for request_id in ("abc", "", 1.5, -3, 0, 2**63):
+        answer = raw_answer(client, json.dumps({"jsonrpc": "2.0", "id": request_id, "method": "ping"}))
+        assert answer["id"] == request_id and "time" in answer["result"], answer
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: an integer id beyond 64 bits is parsed as a float and echoed changed")
+def test_integer_id_beyond_64_bits_is_echoed_unchanged(client: RpcClient) -> None:
+    frame = '{"jsonrpc": "2.0", "id": 18446744073709551617, "method": "ping"}'
+    client.send_text(frame)
+    text = client.ws.recv()
+    assert '"id":18446744073709551617' in text.replace(" ", ""), text
+
+
+def test_binary_frame_is_an_invalid_request(client: RpcClient) -> None:
+    client.ws.send_binary(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "ping"}).encode())
+    check_error_answer(client.next_message(), code=INVALID_REQUEST, request_id=None, words=("binary",))
+    assert_usable(client)
+
+
+# -- -32601: unknown method ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["no_such_method", "PING", "", "rpc.discover"])
+def test_unknown_method(client: RpcClient, name: str) -> None:
+    failure = expect_error(client, name, code=METHOD_NOT_FOUND)
+    assert repr(name) in failure.message or name in failure.message
+
+
+# -- -32602: bad params ----------------------------------------------------------------
+
+
+def test_missing_params_member(client: RpcClient) -> None:
+    """``start`` with no ``params`` at all: argv is required."""
+    answer = client.response(client.request("start"))
+    check_error_answer(answer, code=INVALID_PARAMS, request_id=answer["id"], words=("argv",))
+    assert_usable(client)
+
+
+def test_params_that_are_not_an_object(client: RpcClient) -> None:
+    for params in (["ls"], "ls", 5, None):
+        message = {"jsonrpc": "2.0", "id": 99, "method": "start", "params": params}
+        check_error_answer(raw_answer(client, json.dumps(message)), code=INVALID_PARAMS, request_id=99)
+        assert_usable(client)
+
+
+@pytest.mark.parametrize(
+    ("method", "params", "words"),
+    [
+        # missing
+        ("start", {}, ("argv", "required")),
+        ("lookpath", {}, ("file",)),
+        ("write", {"proc": UNUSED_PROC}, ("data",)),
+        ("signal", {"proc": UNUSED_PROC}, ("signal",)),
+        ("wait", {}, ("proc",)),
+        ("kill", {}, ("proc",)),
+        ("find", {}, ("pid",)),
+        # wrong types
+        ("start", {"argv": "ls"}, ("argv",)),
+        ("start", {"argv": ["echo", 1]}, ("argv.1",)),
+        ("start", {"argv": [None]}, ("argv.0",)),
+        ("start", {"argv": ["true"], "timeout": "5"}, ("timeout",)),
+        ("start", {"argv": ["true"], "env": {"A": 1}}, ("env",)),
+        ("start", {"argv": ["true"], "env": ["A=1"]}, ("env",)),
+        ("start", {"argv": ["true"], "clear_env": 1}, ("clear_env",)),
+        ("start", {"argv": ["true"], "clear_env": "yes"}, ("clear_env",)),
+        ("start", {"argv": ["true"], "cwd": 5}, ("cwd",)),
+        ("start", {"argv": ["true"], "stdin": "file"}, ("stdin",)),
+        ("start", {"argv": ["true"], "stderr": "pipe2"}, ("stderr",)),
+        ("start", {"argv": ["true"], "encoding": "utf-16"}, ("encoding",)),
+        ("start", {"argv": ["true"], "name": 3}, ("name",)),
+        ("kill", {"proc": True}, ("proc",)),
+        ("kill", {"proc": "1"}, ("proc",)),
+        ("kill", {"proc": 1.0}, ("proc",)),
+        ("wait", {"proc": UNUSED_PROC, "timeout": "1"}, ("timeout",)),
+        ("wait", {"proc": UNUSED_PROC, "timeout": True}, ("timeout",)),
+        ("signal", {"proc": UNUSED_PROC, "signal": "TERM", "group": "no"}, ("group",)),
+        ("signal", {"proc": UNUSED_PROC, "signal": 15.0}, ("signal",)),
+        ("signal", {"proc": UNUSED_PROC, "signal": True}, ("signal",)),
+        ("write", {"proc": UNUSED_PROC, "data": 5}, ("data",)),
+        ("find", {"pid": "1"}, ("pid",)),
+        ("run", {"argv": ["true"], "max_output": "1"}, ("max_output",)),
+        ("run", {"argv": ["true"], "input": 5}, ("input",)),
+        # out of range
+        ("start", {"argv": []}, ("argv",)),
+        ("start", {"argv": ["true"], "timeout": -1}, ("timeout",)),
+        ("start", {"argv": ["true"], "timeout": 0}, ("timeout",)),
+        ("start", {"argv": ["true"], "cwd": ""}, ("cwd",)),
+        ("lookpath", {"file": ""}, ("file",)),
+        ("kill", {"proc": 0}, ("proc",)),
+        ("kill", {"proc": -1}, ("proc",)),
+        ("wait", {"proc": UNUSED_PROC, "timeout": -0.5}, ("timeout",)),
+        ("stop", {"proc": UNUSED_PROC, "grace": -1}, ("grace",)),
+        ("find", {"pid": 0}, ("pid",)),
+        ("find", {"pid": -5}, ("pid",)),
+        ("run", {"argv": ["true"], "max_output": -1}, ("max_output",)),
+        # signals
+        ("signal", {"proc": UNUSED_PROC, "signal": "SIGNOPE"}, ("signal", "SIGNOPE")),
+        ("signal", {"proc": UNUSED_PROC, "signal": "NOPE"}, ("signal", "NOPE")),
+        ("signal", {"proc": UNUSED_PROC, "signal": ""}, ("signal",)),
+        ("signal", {"proc": UNUSED_PROC, "signal": 999}, ("signal", "999")),
+        ("signal", {"proc": UNUSED_PROC, "signal": 0}, ("signal",)),
+        ("signal", {"proc": UNUSED_PROC, "signal": -9}, ("signal",)),
+        ("stop", {"proc": UNUSED_PROC, "signal": "SIGNOPE"}, ("signal",)),
+        # unknown extra params
+        ("ping", {"extra": 1}, ("extra",)),
+        ("list", {"all": True}, ("all",)),
+        ("start", {"argv": ["true"], "args": ["x"]}, ("args",)),
+        ("kill", {"proc": UNUSED_PROC, "signal": "TERM"}, ("signal",)),
+        ("lookpath", {"file": "sh", "path": "/bin"}, ("path",)),
+        # cross-field
+        ("run", {"argv": ["cat"], "stdin": "null", "input": "x"}, ("input",)),
+        ("start", {"argv": ["true"], "env": {"A=B": "1"}}, ("env",)),
+        ("start", {"argv": ["true"], "env": {"": "1"}}, ("env",)),
+        ("start", {"argv": ["true"], "env": {"A": "x\x00y"}}, ("env",)),
+        ("start", {"argv": ["true"], "cwd": "/tmp\x00x"}, ("cwd",)),
+    ],
+)
+def test_invalid_params(client: RpcClient, method: str, params: dict[str, Any], words: tuple[str, ...]) -> None:
+    expect_error(client, method, params, code=INVALID_PARAMS, words=words)
+
+
+def test_invalid_params_start_nothing(client: RpcClient) -> None:
+    """A refused ``start`` leaves no process behind."""
+    argv = ["sleep", "30.123"]
+    expect_error(client, "start", {"argv": argv, "timeout": -1}, code=INVALID_PARAMS)
+    expect_error(client, "start", {"argv": argv, "bogus": 1}, code=INVALID_PARAMS)
+    assert all(p["argv"] != argv for p in client.call("list")["processes"])
+
+
+def test_base64_that_does_not_decode(client: RpcClient) -> None:
+    with started(client, ["cat"]) as proc:
+        for data in ("!!!not base64!!!", "abc", "YW=J"):
+            expect_error(
+                client,
+                "write",
+                {"proc": proc["proc"], "data": data, "encoding": "base64"},
+                code=INVALID_PARAMS,
+                words=("base64",),
+            )
+        # still a working stdin after the refusals
+        assert client.call("write", proc=proc["proc"], data="aGk=", encoding="base64") == {"written": 2}
+        expect_error(
+            client, "write", {"proc": proc["proc"], "data": "x", "encoding": "hex"}, code=INVALID_PARAMS, words=("enc",)
+        )
+    expect_error(
+        client,
+        "run",
+        {"argv": ["cat"], "input": "%%%", "input_encoding": "base64"},
+        code=INVALID_PARAMS,
+        words=("input",),
+    )
+
+
+def test_notification_with_bad_input_gets_no_answer(client: RpcClient) -> None:
+    """Notifications are never answered, even when they fail; the next request's answer comes next."""
+    client.send_json({"jsonrpc": "2.0", "method": "no_such_method"})
+    client.send_json({"jsonrpc": "2.0", "method": "start", "params": {"argv": []}})
+    client.send_json({"jsonrpc": "2.0", "method": "kill", "params": {"proc": UNUSED_PROC}})
+    client.send_json({"jsonrpc": "2.0", "method": "ping"})
+    client.send_json({"jsonrpc": "2.0", "id": "after", "method": "ping"})
+    answer = client.next_message()
+    assert answer["id"] == "after" and "result" in answer, answer
+    assert not client.pending
+
+
+# -- batches ------------------------------------------------------------------------
+
+
+def test_mixed_batch(client: RpcClient) -> None:
+    batch = [
+        {"jsonrpc": "2.0", "id": 1, "method": "ping"},
+        {"jsonrpc": "2.0", "method": "ping"},
+        {"jsonrpc": "2.0", "method": "no_such_method"},
+        7,
+        {"jsonrpc": "2.0", "id": "u", "method": "no_such_method"},
+        {"jsonrpc": "2.0", "id": 3, "method": "start", "params": {"argv": []}},
+        {"jsonrpc": "2.0", "id": 4, "method": "kill", "params": {"proc": UNUSED_PROC}},
+    ]
+    answer = raw_answer(client, json.dumps(batch))
+    assert isinstance(answer, list), answer
+    assert len(answer) == 5, answer
+    by_id: dict[Any, dict[str, Any]] = {}
+    for item in answer:
+        assert item["jsonrpc"] == "2.0"
+        assert item["id"] not in by_id, answer
+        by_id[item["id"]] = item
+    assert set(by_id) == {1, None, "u", 3, 4}
+    assert "time" in by_id[1]["result"]
+    check_error_answer(by_id[None], code=INVALID_REQUEST, request_id=None)
+    check_error_answer(by_id["u"], code=METHOD_NOT_FOUND, request_id="u", words=("no_such_method",))
+    check_error_answer(by_id[3], code=INVALID_PARAMS, request_id=3, words=("argv",))
+    check_error_answer(by_id[4], code=NO_SUCH_PROCESS, request_id=4)
+    assert_usable(client)
+
+
+def test_batch_of_invalid_items(client: RpcClient) -> None:
+    answer = raw_answer(client, json.dumps([1, "x", {"jsonrpc": "1.0", "id": 5, "method": "ping"}]))
+    assert isinstance(answer, list) and len(answer) == 3, answer
+    assert sorted(item["error"]["code"] for item in answer) == [INVALID_REQUEST] * 3
+    assert sorted((item["id"] is None, item["id"]) for item in answer) == [(False, 5), (True, None), (True, None)]
+    assert_usable(client)
+
+
+def test_batch_with_an_answer_that_waits(client: RpcClient) -> None:
+    """A ``wait`` that times out inside a batch: the whole array comes once it is known."""
+    with started(client, ["sleep", "30"]) as proc:
+        batch = [
+            {"jsonrpc": "2.0", "id": "w", "method": "wait", "params": {"proc": proc["proc"], "timeout": 0.2}},
+            {"jsonrpc": "2.0", "id": "p", "method": "ping"},
+        ]
+        answer = raw_answer(client, json.dumps(batch))
+        assert isinstance(answer, list) and len(answer) == 2, answer
+        by_id = {item["id"]: item for item in answer}
+        check_error_answer(by_id["w"], code=TIMEOUT, request_id="w")
+        assert "time" in by_id["p"]["result"]
+        assert_usable(client)
+
+
+def test_all_notification_batch_gets_no_answer(client: RpcClient) -> None:
+    client.send_json([{"jsonrpc": "2.0", "method": "ping"}, {"jsonrpc": "2.0", "method": "no_such_method"}])
+    client.send_json({"jsonrpc": "2.0", "id": "after", "method": "ping"})
+    answer = client.next_message()
+    assert isinstance(answer, dict) and answer["id"] == "after" and "result" in answer, answer
+
+
+# -- -32001 NOT_FOUND ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["procwire-no-such-program", "/nonexistent/procwire-no-such-program", "./nope"])
+def test_start_of_missing_executable(client: RpcClient, name: str) -> None:
+    expect_error(client, "start", {"argv": [name]}, code=NOT_FOUND, words=(name.rsplit("/", 1)[-1],), errno_is=2)
+    expect_error(client, "run", {"argv": [name]}, code=NOT_FOUND, errno_is=errno.ENOENT)
+
+
+@pytest.mark.parametrize("name", ["procwire-no-such-program", "/nonexistent/procwire-no-such-program"])
+def test_lookpath_of_missing_executable(client: RpcClient, name: str) -> None:
+    expect_error(client, "lookpath", {"file": name}, code=NOT_FOUND, words=(name,), errno_is=errno.ENOENT)
+
+
+def test_missing_executable_with_empty_path(client: RpcClient) -> None:
+    """``sh`` is not found when the child's PATH has no directory holding it."""
+    expect_error(
+        client, "start", {"argv": ["sh"], "env": {"PATH": "/nonexistent"}}, code=NOT_FOUND, errno_is=errno.ENOENT
+    )
+
+
+# -- -32002 NO_SUCH_PROCESS ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "extra"),
+    [
+        ("write", {"data": "x"}),
+        ("close_stdin", {}),
+        ("signal", {"signal": "TERM"}),
+        ("kill", {}),
+        ("stop", {}),
+        ("wait", {"timeout": 0.1}),
+        ("release", {}),
+    ],
+)
+def test_unknown_proc(client: RpcClient, method: str, extra: dict[str, Any]) -> None:
+    expect_error(client, method, {"proc": UNUSED_PROC, **extra}, code=NO_SUCH_PROCESS, words=(str(UNUSED_PROC),))
+
+
+def test_released_proc(client: RpcClient) -> None:
+    proc = exited(client, ["true"])["proc"]
+    assert client.call("release", proc=proc) == {}
+    for method, extra in [("wait", {}), ("release", {}), ("kill", {}), ("write", {"data": "x"})]:
+        expect_error(client, method, {"proc": proc, **extra}, code=NO_SUCH_PROCESS, words=(str(proc),))
+    assert all(p["proc"] != proc for p in client.call("list")["processes"])
+
+
+def test_find_of_a_pid_that_is_not_ours(client: RpcClient) -> None:
+    for pid in (1, os.getpid(), 2**22 + 12345):
+        expect_error(client, "find", {"pid": pid}, code=NO_SUCH_PROCESS, words=(str(pid),))
+
+
+def test_find_of_a_released_process(client: RpcClient) -> None:
+    result = exited(client, ["true"])
+    assert client.call("find", pid=result["pid"])["proc"] == result["proc"]
+    client.call("release", proc=result["proc"])
+    expect_error(client, "find", {"pid": result["pid"]}, code=NO_SUCH_PROCESS)
+
+
+# -- -32003 PERMISSION_DENIED ----------------------------------------------------------
+
+
+def test_file_without_execute_bit(client: RpcClient, tmp_path: Path) -> None:
+    program = tmp_path / "not-executable"
+    program.write_text("#!/bin/sh\necho hi\n")
+    program.chmod(0o644)
+    expect_error(
+        client, "start", {"argv": [str(program)]}, code=PERMISSION_DENIED, words=("not-executable",), errno_is=13
+    )
+    expect_error(client, "lookpath", {"file": str(program)}, code=PERMISSION_DENIED, errno_is=errno.EACCES)
+    expect_error(
+        client,
+        "start",
+        {"argv": ["./not-executable"], "cwd": str(tmp_path)},
+        code=PERMISSION_DENIED,
+        errno_is=errno.EACCES,
+    )
+
+
+def test_directory_as_argv0(client: RpcClient, tmp_path: Path) -> None:
+    expect_error(client, "start", {"argv": [str(tmp_path)]}, code=PERMISSION_DENIED, errno_is=errno.EACCES)
+    expect_error(client, "lookpath", {"file": str(tmp_path)}, code=PERMISSION_DENIED, errno_is=errno.EACCES)
+
+
+def test_missing_cwd(client: RpcClient, tmp_path: Path) -> None:
+    missing = tmp_path / "missing"
+    failure = expect_error(
+        client, "start", {"argv": ["true"], "cwd": str(missing)}, code=PERMISSION_DENIED, errno_is=errno.ENOENT
+    )
+    assert "cwd" in failure.message and "missing" in failure.message
+    expect_error(client, "run", {"argv": ["true"], "cwd": str(missing)}, code=PERMISSION_DENIED, errno_is=errno.ENOENT)
+
+
+def test_cwd_that_is_a_file(client: RpcClient, tmp_path: Path) -> None:
+    plain = tmp_path / "plain-file"
+    plain.write_text("x")
+    failure = expect_error(
+        client, "start", {"argv": ["true"], "cwd": str(plain)}, code=PERMISSION_DENIED, errno_is=errno.ENOTDIR
+    )
+    assert "cwd" in failure.message and "plain-file" in failure.message
+
+
+# -- -32004 LIMIT_EXCEEDED ---------------------------------------------------------------
+
+
+def test_too_many_processes(limited: Server) -> None:
+    with RpcClient(limited.url, limited.token) as client, contextlib.ExitStack() as stack:
+        assert client.hello["params"]["limits"]["max_procs"] == LIMITED_MAX_PROCS
+        procs = [stack.enter_context(started(client, ["sleep", "30"])) for _ in range(LIMITED_MAX_PROCS)]
+        expect_error(client, "start", {"argv": ["sleep", "30"]}, code=LIMIT_EXCEEDED, words=(str(LIMITED_MAX_PROCS),))
+        expect_error(client, "run", {"argv": ["true"]}, code=LIMIT_EXCEEDED)
+        assert sum(p["state"] == "running" for p in client.call("list")["processes"]) == LIMITED_MAX_PROCS
+
+        # the limit is per connection: another one may still start processes
+        with RpcClient(limited.url, limited.token) as other:
+            collected = other.run_to_exit(["true"])
+            assert collected.exit is not None and collected.exit["code"] == 0
+
+        # an exited process no longer counts
+        client.call("kill", proc=procs[0]["proc"])
+        assert client.collect(procs[0]["proc"]).exit is not None
+        collected = client.run_to_exit(["true"])
+        assert collected.exit is not None and collected.exit["code"] == 0
+
+
+def test_stdin_chunk_too_large(client: RpcClient) -> None:
+    assert client.hello["params"]["limits"]["max_stdin_chunk"] == MAX_STDIN_CHUNK
+    with started(client, ["cat"]) as proc:
+        expect_error(
+            client,
+            "write",
+            {"proc": proc["proc"], "data": "x" * (MAX_STDIN_CHUNK + 1)},
+            code=LIMIT_EXCEEDED,
+            words=(str(MAX_STDIN_CHUNK),),
+        )
+        # UTF-8 bytes count, not characters
+        expect_error(
+            client, "write", {"proc": proc["proc"], "data": "é" * (MAX_STDIN_CHUNK // 2 + 1)}, code=LIMIT_EXCEEDED
+        )
+        too_big = base64.b64encode(b"\0" * (MAX_STDIN_CHUNK + 1)).decode()
+        expect_error(
+            client, "write", {"proc": proc["proc"], "data": too_big, "encoding": "base64"}, code=LIMIT_EXCEEDED
+        )
+        assert client.call("write", proc=proc["proc"], data="x" * MAX_STDIN_CHUNK) == {"written": MAX_STDIN_CHUNK}
+
+
+# -- -32005 PROCESS_EXITED --------------------------------------------------------------
+
+
+def test_write_signal_kill_to_an_exited_process(client: RpcClient) -> None:
+    proc = exited(client, ["true"])["proc"]
+    expect_error(client, "write", {"proc": proc, "data": "x"}, code=PROCESS_EXITED, words=("exited",))
+    expect_error(client, "signal", {"proc": proc, "signal": "TERM"}, code=PROCESS_EXITED, words=("exited",))
+    expect_error(client, "signal", {"proc": proc, "signal": 9, "group": False}, code=PROCESS_EXITED)
+    expect_error(client, "kill", {"proc": proc}, code=PROCESS_EXITED, words=("exited",))
+    expect_error(client, "close_stdin", {"proc": proc}, code=PROCESS_EXITED)
+    # still known: wait answers with its status, release forgets it
+    assert client.call("wait", proc=proc)["code"] == 0
+    assert client.call("release", proc=proc) == {}
+
+
+def test_write_after_close_stdin(client: RpcClient) -> None:
+    with started(client, ["sleep", "30"]) as proc:
+        assert client.call("write", proc=proc["proc"], data="before") == {"written": 6}
+        assert client.call("close_stdin", proc=proc["proc"]) == {}
+        expect_error(client, "write", {"proc": proc["proc"], "data": "x"}, code=PROCESS_EXITED, words=("stdin",))
+        assert client.call("find", pid=proc["pid"])["state"] == "running"
+
+
+def test_write_after_the_child_closed_its_stdin(client: RpcClient) -> None:
+    """The child closed its end: the write fails with EPIPE, the process still runs."""
+    with started(client, ["sh", "-c", "exec 0<&-; echo ready; exec sleep 30"]) as proc:
+        output = client.next_message()  # "ready": stdin is closed by now
+        assert output["method"] == "output" and output["params"]["data"] == "ready\n", output
+        expect_error(client, "write", {"proc": proc["proc"], "data": "x"}, code=PROCESS_EXITED, errno_is=errno.EPIPE)
+        expect_error(client, "write", {"proc": proc["proc"], "data": "x"}, code=PROCESS_EXITED, words=("stdin",))
+        assert client.call("find", pid=proc["pid"])["state"] == "running"
+
+
+def test_write_to_a_process_with_stdin_null(client: RpcClient) -> None:
+    with started(client, ["sleep", "30"], stdin="null") as proc:
+        expect_error(client, "write", {"proc": proc["proc"], "data": "x"}, code=PROCESS_EXITED, words=("null",))
+
+
+# -- -32006 TIMEOUT -----------------------------------------------------------------------
+
+
+def test_wait_times_out_and_the_process_keeps_running(client: RpcClient) -> None:
+    with started(client, ["sleep", "30"]) as proc:
+        began = time.monotonic()
+        expect_error(client, "wait", {"proc": proc["proc"], "timeout": 0.2}, code=TIMEOUT, words=("running",))
+        assert 0.15 <= time.monotonic() - began < 5
+        expect_error(client, "wait", {"proc": proc["proc"], "timeout": 0}, code=TIMEOUT)
+        assert pid_exists(proc["pid"])
+        assert client.call("find", pid=proc["pid"])["state"] == "running"
+        client.call("kill", proc=proc["proc"])
+        status = client.call("wait", proc=proc["proc"], timeout=10)
+        assert status["signal"] == "SIGKILL" and status["code"] is None and status["timed_out"] is False
+
+
+# -- -32007 SPAWN_FAILED ------------------------------------------------------------------
+
+
+def test_executable_that_is_not_a_valid_binary(client: RpcClient, tmp_path: Path) -> None:
+    program = tmp_path / "garbage"
+    program.write_bytes(b"this is not a program and has no shebang\n")
+    program.chmod(0o755)
+    assert client.call("lookpath", file=str(program)) == {"path": str(program)}
+    failure = expect_error(client, "start", {"argv": [str(program)]}, code=SPAWN_FAILED, errno_is=errno.ENOEXEC)
+    assert "garbage" in failure.message
+    expect_error(client, "run", {"argv": [str(program)]}, code=SPAWN_FAILED, errno_is=errno.ENOEXEC)
+    assert all(p["argv"] != [str(program)] for p in client.call("list")["processes"])
+
+
+# -- -32008 PROCESS_RUNNING ---------------------------------------------------------------
+
+
+def test_release_of_a_running_process(client: RpcClient) -> None:
+    with started(client, ["sleep", "30"]) as proc:
+        expect_error(client, "release", {"proc": proc["proc"]}, code=PROCESS_RUNNING, words=("running",))
+        assert client.call("find", pid=proc["pid"])["state"] == "running"
+
+
+# -- -32603 INTERNAL_ERROR -------------------------------------------------------------------
+
+
+def test_exception_inside_a_method_is_an_internal_error(server: Server, client: RpcClient) -> None:
+    """The only public trigger found: a NUL byte in argv makes the launcher raise ValueError.
+
+    See test_nul_byte_in_argv_is_invalid_params: once that is answered with
+    -32602, no public trigger is left and this test skips.
+    """
+    workers = server.worker_pids()
+    failure = client.error_of("start", argv=["echo", "a\x00b"])
+    if failure.code == INVALID_PARAMS:
+        pytest.skip("no public way left to raise an exception inside a method")
+    assert failure.code == INTERNAL_ERROR, failure
+    assert len(failure.message) < 200 and "Traceback" not in failure.message
+    assert_usable(client)
+    assert server.worker_pids() == workers  # the worker survived
+    with RpcClient(server.url, server.token) as other:
+        assert_usable(other)
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: a NUL byte in argv or lookpath's file is -32603 (ValueError), not -32602")
+@pytest.mark.parametrize(
+    ("method", "params"),
+    [("start", {"argv": ["echo", "a\x00b"]}), ("start", {"argv": ["ec\x00ho"]}), ("lookpath", {"file": "s\x00h"})],
+)
+def test_nul_byte_in_argv_is_invalid_params(client: RpcClient, method: str, params: dict[str, Any]) -> None:
+    expect_error(client, method, params, code=INVALID_PARAMS)
+
+
+# -- frames too large -------------------------------------------------------------------------
+
+
+def test_frame_larger_than_max_message_bytes_closes_with_1009(limited: Server) -> None:
+    with RpcClient(limited.url, limited.token) as bystander, RpcClient(limited.url, limited.token) as client:
+        assert client.hello["params"]["limits"]["max_message_bytes"] == LIMITED_MAX_MESSAGE_BYTES
+        # just under the limit is fine
+        padded = json.dumps({"jsonrpc": "2.0", "id": "small", "method": "ping"})
+        padded = padded[:-1] + " " * (LIMITED_MAX_MESSAGE_BYTES - len(padded) - 1) + "}"
+        assert len(padded) == LIMITED_MAX_MESSAGE_BYTES - 1
+        assert raw_answer(client, padded)["id"] == "small"
+
+        with started(bystander, ["sleep", "30"]) as kept, started(client, ["sleep", "30"]) as doomed:
+            client.send_json({"jsonrpc": "2.0", "id": 1, "method": "ping", "params": {"x": "y" * 8000}})
+            code, reason = read_close(client.ws)
+            assert code == 1009, reason
+            # the closed connection's process is stopped as on any disconnect
+            assert wait_gone(doomed["pid"]), "the process of the closed connection survived"
+            # other connections are unaffected, their processes too
+            assert_usable(bystander)
+            assert bystander.call("find", pid=kept["pid"])["state"] == "running"
+            with RpcClient(limited.url, limited.token) as fresh:
+                assert_usable(fresh)
