@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import signal as signal_module
 from typing import Annotated, Any, Literal
 
@@ -28,7 +29,24 @@ from app.protocol import ErrorCode, RpcError
 ProcId = Annotated[StrictInt, Field(gt=0)]
 Seconds = Annotated[StrictInt | StrictFloat, Field(gt=0, le=10**9)]
 GraceSeconds = Annotated[StrictInt | StrictFloat, Field(ge=0, le=10**9)]
-NonEmptyStr = Annotated[StrictStr, Field(min_length=1)]
+
+
+def no_nul(value: str) -> str:
+    """The OS takes C strings: a NUL byte would silently cut them."""
+    if "\0" in value:
+        raise ValueError("must not contain a NUL byte")
+    return value
+
+
+def env_name(value: str) -> str:
+    if not value or "=" in value:
+        raise ValueError(f"bad variable name {value!r}")
+    return no_nul(value)
+
+
+OsStr = Annotated[StrictStr, AfterValidator(no_nul)]
+NonEmptyStr = Annotated[StrictStr, Field(min_length=1), AfterValidator(no_nul)]
+EnvName = Annotated[StrictStr, AfterValidator(env_name)]
 
 
 def signal_number(value: str | int) -> int:
@@ -63,8 +81,8 @@ class LookpathParams(Params):
 class SpawnParams(Params):
     """What ``start`` and ``run`` share."""
 
-    argv: Annotated[list[StrictStr], Field(min_length=1)]
-    env: dict[StrictStr, StrictStr | None] = Field(default_factory=dict)
+    argv: Annotated[list[OsStr], Field(min_length=1)]
+    env: dict[EnvName, OsStr | None] = Field(default_factory=dict)
     clear_env: StrictBool = False
     cwd: NonEmptyStr | None = None
     stdin: Literal["pipe", "null"] = "pipe"
@@ -117,9 +135,24 @@ def validate(model: type[Params], raw: dict[str, Any]) -> Any:
         return model.model_validate(raw)
     except ValidationError as error:
         problem = error.errors()[0]
-        where = ".".join(str(part) for part in problem["loc"]) or "params"
+        where = _field_path(problem["loc"]) or "params"
         message = problem["msg"].removeprefix("Value error, ")
         raise RpcError(ErrorCode.INVALID_PARAMS, f"Invalid params: {where}: {message}") from None
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    """``argv[1]``, ``env.HOME``; without pydantic's union-member tags (``timeout.int``)."""
+    if not loc:
+        return ""
+    path = str(loc[0])
+    for previous, part in itertools.pairwise(loc):
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif previous == "env":
+            path += f".{part}"
+        else:
+            break
+    return path
 
 
 def decode_data(data: str, encoding: str, field_name: str = "data") -> bytes:

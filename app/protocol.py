@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 JSONRPC = "2.0"
+MAX_EXACT_ID = 2**53  # larger numbers lose digits when parsed; 64-bit ints stay ints
 NO_ID: Any = object()  # marks a notification: the request had no "id" member
 
 
@@ -97,6 +98,8 @@ def _call(item: Any) -> Call:
         and (isinstance(request_id, bool) or not isinstance(request_id, str | int | float))
     ):
         return _invalid(None, ErrorCode.INVALID_REQUEST, "Invalid Request: id must be a string, a number or null")
+    if isinstance(request_id, float) and abs(request_id) >= MAX_EXACT_ID:
+        return _invalid(None, ErrorCode.INVALID_REQUEST, "Invalid Request: id is too large to echo exactly")
     answer_id = None if request_id is NO_ID else request_id
     if item.get("jsonrpc") != JSONRPC:
         return _invalid(answer_id, ErrorCode.INVALID_REQUEST, 'Invalid Request: "jsonrpc" must be "2.0"')

@@ -31,7 +31,7 @@ from config import Settings
 
 log = logging.getLogger(__name__)
 
-Pending = AsyncResult | gevent.Greenlet
+Pending = AsyncResult
 CLOSE_INTERNAL_ERROR = 1011
 
 

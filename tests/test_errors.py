@@ -216,12 +216,11 @@ def test_string_and_fractional_ids_are_echoed(client: RpcClient) -> None:
         assert answer["id"] == request_id and "time" in answer["result"], answer
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: an integer id beyond 64 bits is parsed as a float and echoed changed")
-def test_integer_id_beyond_64_bits_is_echoed_unchanged(client: RpcClient) -> None:
+def test_an_id_too_large_to_echo_exactly_is_refused(client: RpcClient) -> None:
     frame = '{"jsonrpc": "2.0", "id": 18446744073709551617, "method": "ping"}'
     client.send_text(frame)
-    text = client.ws.recv()
-    assert '"id":18446744073709551617' in text.replace(" ", ""), text
+    check_error_answer(client.next_message(), code=INVALID_REQUEST, request_id=None, words=("id",))
+    assert_usable(client)
 
 
 def test_binary_frame_is_an_invalid_request(client: RpcClient) -> None:
@@ -269,8 +268,8 @@ def test_params_that_are_not_an_object(client: RpcClient) -> None:
         ("find", {}, ("pid",)),
         # wrong types
         ("start", {"argv": "ls"}, ("argv",)),
-        ("start", {"argv": ["echo", 1]}, ("argv.1",)),
-        ("start", {"argv": [None]}, ("argv.0",)),
+        ("start", {"argv": ["echo", 1]}, ("argv[1]",)),
+        ("start", {"argv": [None]}, ("argv[0]",)),
         ("start", {"argv": ["true"], "timeout": "5"}, ("timeout",)),
         ("start", {"argv": ["true"], "env": {"A": 1}}, ("env",)),
         ("start", {"argv": ["true"], "env": ["A=1"]}, ("env",)),
@@ -660,28 +659,6 @@ def test_release_of_a_running_process(client: RpcClient) -> None:
         assert client.call("find", pid=proc["pid"])["state"] == "running"
 
 
-# -- -32603 INTERNAL_ERROR -------------------------------------------------------------------
-
-
-def test_exception_inside_a_method_is_an_internal_error(server: Server, client: RpcClient) -> None:
-    """The only public trigger found: a NUL byte in argv makes the launcher raise ValueError.
-
-    See test_nul_byte_in_argv_is_invalid_params: once that is answered with
-    -32602, no public trigger is left and this test skips.
-    """
-    workers = server.worker_pids()
-    failure = client.error_of("start", argv=["echo", "a\x00b"])
-    if failure.code == INVALID_PARAMS:
-        pytest.skip("no public way left to raise an exception inside a method")
-    assert failure.code == INTERNAL_ERROR, failure
-    assert len(failure.message) < 200 and "Traceback" not in failure.message
-    assert_usable(client)
-    assert server.worker_pids() == workers  # the worker survived
-    with RpcClient(server.url, server.token) as other:
-        assert_usable(other)
-
-
-@pytest.mark.xfail(strict=True, reason="BUG: a NUL byte in argv or lookpath's file is -32603 (ValueError), not -32602")
 @pytest.mark.parametrize(
     ("method", "params"),
     [("start", {"argv": ["echo", "a\x00b"]}), ("start", {"argv": ["ec\x00ho"]}), ("lookpath", {"file": "s\x00h"})],

@@ -1,0 +1,29 @@
+"""Dispatch without a network: what a failing method turns into."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.methods import METHODS, Method
+from app.params import NoParams
+from app.protocol import Call
+from app.session import Session
+
+
+def explode(session: object, params: NoParams) -> None:
+    raise ZeroDivisionError("division by zero")
+
+
+def test_an_exception_inside_a_method_becomes_a_short_internal_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(METHODS, "explode", Method(NoParams, explode))
+    answer = Session._answer(object(), Call(id=7, method="explode"))  # type: ignore[arg-type]
+    assert answer == {
+        "jsonrpc": "2.0",
+        "id": 7,
+        "error": {"code": -32603, "message": "Internal error: ZeroDivisionError"},
+    }
+
+
+def test_a_failing_notification_is_not_answered(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(METHODS, "explode", Method(NoParams, explode))
+    assert Session._answer(object(), Call(method="explode")) is None  # type: ignore[arg-type]
