@@ -75,7 +75,10 @@ def lookpath(file: str, search_path: str | None, cwd: str | None = None) -> str:
 
 
 def _check_executable(path: str, shown: str) -> None:
-    mode = os.stat(path).st_mode  # FileNotFoundError names a missing file
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), shown) from None
     if stat.S_ISDIR(mode) or not os.access(path, os.X_OK):
         raise PermissionError(errno.EACCES, "not an executable file", shown)
 

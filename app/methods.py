@@ -25,6 +25,7 @@ from app import params as P
 from app.launcher import LaunchSpec, lookpath
 from app.process import Process
 from app.protocol import ErrorCode, RpcError
+from config.settings import ENV_PREFIX
 
 if TYPE_CHECKING:
     from app.process import OutputSink
@@ -114,7 +115,10 @@ def spawn(session: Session, params: P.SpawnParams, sink: OutputSink, binary: boo
 
 
 def child_environment(params: P.SpawnParams) -> dict[str, str]:
-    env = {} if params.clear_env else dict(os.environ)
+    """The server's environment (less procwire's own settings, the token among them)
+    unless ``clear_env``, then ``env`` on top."""
+    inherited = {} if params.clear_env else os.environ
+    env = {key: value for key, value in inherited.items() if not key.startswith(ENV_PREFIX)}
     for key, value in params.env.items():
         if value is None:
             env.pop(key, None)
@@ -161,16 +165,24 @@ def _write(session: Session, params: P.WriteParams) -> Any:
 
 
 def write_stdin(session: Session, proc: int, data: bytes) -> Any:
-    """Queue ``data`` for the process's stdin (a ``write`` or a binary stdin frame)."""
-    process = _running(session, proc)
-    if len(data) > session.settings.MAX_STDIN_CHUNK:
-        raise RpcError(
-            ErrorCode.LIMIT_EXCEEDED,
-            f"stdin chunk too large: {len(data)} bytes, at most {session.settings.MAX_STDIN_CHUNK}",
-        )
-    if process.stdin is None:
-        raise RpcError(ErrorCode.PROCESS_EXITED, f"process {proc} was started with stdin: null")
-    return process.stdin.write(data)
+    """Queue ``data`` for the process's stdin (a ``write`` or a binary stdin frame).
+
+    Every refusal is marked ``refused_data``: the client hears of it even
+    when the write was a notification, so no byte vanishes unannounced.
+    """
+    try:
+        process = _running(session, proc)
+        if len(data) > session.settings.MAX_STDIN_CHUNK:
+            raise RpcError(
+                ErrorCode.LIMIT_EXCEEDED,
+                f"stdin chunk too large: {len(data)} bytes, at most {session.settings.MAX_STDIN_CHUNK}",
+            )
+        if process.stdin is None:
+            raise RpcError(ErrorCode.PROCESS_EXITED, f"process {proc} was started with stdin: null")
+        return process.stdin.write(data)
+    except RpcError as error:
+        error.refused_data = True
+        raise
 
 
 @method("close_stdin", P.ProcParams)

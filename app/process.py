@@ -124,9 +124,10 @@ class StdinFeeder:
 
     ``write`` answers at once when the pipe takes every byte (the usual case);
     otherwise the rest is queued for a writer greenlet and an AsyncResult is
-    returned, set once the bytes are in the pipe.  It blocks only while more
-    than ``capacity`` bytes are already queued: the backpressure a flooding
-    client feels.
+    returned, set once the bytes are in the pipe.  It never blocks the
+    connection's reader: once ``capacity`` bytes wait, further writes are
+    refused (LIMIT_EXCEEDED) until earlier ones are answered, which is the
+    flow control a client that writes faster than the child reads must use.
     """
 
     def __init__(self, fd: int, capacity: int) -> None:
@@ -134,7 +135,6 @@ class StdinFeeder:
         self._capacity = capacity
         self._queue: deque[_Chunk] = deque()
         self._queued_bytes = 0
-        self._room = Event()
         self._work = Event()
         self.closed = False
         self._fd_open = True
@@ -147,10 +147,14 @@ class StdinFeeder:
             data = data[self._write_now(data) :]
             if not data:
                 return {"written": total}
-        while self._queued_bytes and self._queued_bytes + len(data) > self._capacity:
-            self._room.clear()
-            self._room.wait()
-            self._ensure_open()
+        if self._queued_bytes and self._queued_bytes + len(data) > self._capacity:
+            raise RpcError(
+                ErrorCode.LIMIT_EXCEEDED,
+                f"stdin buffer full: {self._queued_bytes} bytes wait for the process to read them; "
+                "wait for earlier writes to be answered, then send this one again",
+                {"queued": self._queued_bytes},
+                refused_data=True,
+            )
         return self._enqueue(_Chunk(data, AsyncResult(), total))
 
     def close(self) -> AsyncResult:
@@ -167,7 +171,6 @@ class StdinFeeder:
         error = RpcError(ErrorCode.PROCESS_EXITED, "the process has exited")
         while self._queue:
             self._queue.popleft().result.set_exception(error)
-        self._room.set()
 
     def _ensure_open(self) -> None:
         if self.closed:
@@ -221,7 +224,6 @@ class StdinFeeder:
         finally:
             self._queue.popleft()
             self._queued_bytes -= len(data)
-            self._room.set()
 
 
 def _stdin_closed(error: OSError) -> RpcError:
@@ -271,6 +273,7 @@ class Process:
         self.timed_out = False
         self.status: dict[str, Any] | None = None
         self._finished = Event()
+        self._output_begun = Event()
         self.stdin = StdinFeeder(launched.stdin, limits.stdin_buffer_bytes) if launched.stdin is not None else None
         self._pumps = [Pump(self, launched.stdout, "stdout")]
         if launched.stderr is not None:
@@ -292,10 +295,12 @@ class Process:
         return self._child is not None and self._child.reaped
 
     def begin_output(self) -> None:
-        """Start streaming; called once the ``start`` answer has been sent."""
+        """Start streaming; called once the ``start`` answer has been sent
+        (or when the connection is gone and the answer never will be)."""
         for pump in self._pumps:
             if pump.greenlet is None:
                 pump.start()
+        self._output_begun.set()
 
     def info(self) -> dict[str, Any]:
         return {
@@ -337,6 +342,8 @@ class Process:
     def terminate(self, signum: int = signal.SIGTERM, grace: float | None = None) -> None:
         """Signal the whole group, then SIGKILL it if any of it outlives ``grace``."""
         grace = self._limits.kill_grace if grace is None else grace
+        if not self._group_alive():
+            return  # never signal a group id that may already belong to someone else
         self._signal_group(signum)
         deadline = time.monotonic() + grace
         if self._child is not None:
@@ -377,9 +384,13 @@ class Process:
         self._finished.set()
 
     def _drain(self) -> bool:
-        """Wait for the pumps; True when the drain bound cut a pipe short."""
+        """Wait for the pumps; True when the drain bound cut a pipe short.
+
+        The bound counts from when streaming began: output held back until
+        the ``start`` answer is sent is not lost, only late.
+        """
+        self._output_begun.wait()
         gevent.wait([pump.at_eof for pump in self._pumps], timeout=self._limits.drain_timeout)
-        self.begin_output()  # only if the start answer never went out
         incomplete = False
         for pump in self._pumps:
             if not pump.at_eof.is_set():

@@ -40,11 +40,15 @@ class ErrorCode(IntEnum):
 class RpcError(Exception):
     """An error answer: raised anywhere below a method, sent by the endpoint."""
 
-    def __init__(self, code: ErrorCode, message: str, data: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, code: ErrorCode, message: str, data: dict[str, Any] | None = None, *, refused_data: bool = False
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.data = data
+        # Bytes the client sent were not taken: say so even to a notification.
+        self.refused_data = refused_data
 
     def to_json(self) -> dict[str, Any]:
         error: dict[str, Any] = {"code": int(self.code), "message": self.message}

@@ -140,7 +140,10 @@ class Session:
                 raise RpcError(ErrorCode.METHOD_NOT_FOUND, f"Method not found: {call.method!r}")
             result = method.handler(self, validate(method.params, call.params))
         except Exception as error:
-            return None if call.is_notification else protocol.failure(call.id, _as_rpc_error(error, call))
+            rpc_error = _as_rpc_error(error, call)
+            if call.is_notification:
+                return protocol.failure(None, rpc_error) if rpc_error.refused_data else None
+            return protocol.failure(call.id, rpc_error)
         if isinstance(result, Pending):
             return None if call.is_notification else _PendingAnswer(call, result)
         return None if call.is_notification else protocol.success(call.id, result)

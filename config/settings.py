@@ -45,7 +45,7 @@ class Settings(BaseModel):
     KILL_GRACE: float = Field(2.0, ge=0, le=3600)
     DRAIN_TIMEOUT: float = Field(2.0, ge=0, le=3600)
     MAX_MESSAGE_BYTES: int = Field(MIB, ge=1024)
-    MAX_STDIN_CHUNK: int = Field(MIB, ge=1)
+    MAX_STDIN_CHUNK: int = Field(512 * 1024, ge=1)
     STDIN_BUFFER_BYTES: int = Field(4 * MIB, ge=1)
     MAX_PROCS_PER_CLIENT: int = Field(64, ge=1)
     MAX_EXITED_PER_CLIENT: int = Field(1024, ge=0)

@@ -202,3 +202,43 @@ def test_two_hundred_connections_at_once(server: Server) -> None:
         thread.join(timeout=120)
     assert not errors, errors[:3]
     assert results == {index: index % 256 for index in range(count)}
+
+
+def test_a_stdin_flood_is_refused_not_buffered_and_the_connection_stays_responsive(client: RpcClient) -> None:
+    proc = client.call("start", argv=["sleep", "100"])["proc"]
+    chunk = "x" * 60000
+    for _ in range(120):  # 7.2 MB at a child that never reads: more than STDIN_BUFFER_BYTES
+        client.notify("write", {"proc": proc, "data": chunk})
+    request_id = client.request("kill", {"proc": proc})
+    refused = 0
+    while True:
+        message = client.next_message()
+        if message.get("id") == request_id:
+            assert message["result"] == {}
+            break
+        if message.get("id", "absent") is None:
+            assert message["error"]["code"] == -32004
+            assert "stdin buffer full" in message["error"]["message"]
+            refused += 1
+    assert refused > 0
+    assert client.collect(proc).exit["signal"] == "SIGKILL"
+
+
+def test_a_start_in_a_slow_batch_still_answers_before_its_output(client: RpcClient) -> None:
+    batch = [
+        {"jsonrpc": "2.0", "id": "a", "method": "start", "params": {"argv": ["echo", "hi"]}},
+        {"jsonrpc": "2.0", "id": "b", "method": "run", "params": {"argv": ["sleep", "2.5"]}},
+    ]
+    client.send_json(batch)
+    answers = client.next_message()
+    assert isinstance(answers, list), answers
+    proc = next(answer["result"]["proc"] for answer in answers if answer["id"] == "a")
+    collected = client.collect(proc)
+    assert collected.stdout == b"hi\n"
+    assert collected.exit["output_incomplete"] is False
+
+
+def test_children_do_not_inherit_procwire_settings(client: RpcClient) -> None:
+    collected = client.run_to_exit(["/usr/bin/env"])
+    assert b"PATH=" in collected.stdout
+    assert b"PROCWIRE_" not in collected.stdout
