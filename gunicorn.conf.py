@@ -32,6 +32,16 @@ loglevel = _settings.LOG_LEVEL
 wsgi_app = "wsgi:app"
 
 
+def post_worker_init(worker):
+    """In the worker, after gevent patched it and the app loaded: close every
+    session with 1001 on stop, so their processes are stopped too."""
+    import gevent
+
+    from app.lifecycle import close_sessions_when_stopping
+
+    gevent.spawn(close_sessions_when_stopping, worker)
+
+
 def when_ready(server):
     """Print a ready-to-use line, as Jupyter does, when the token was generated."""
     if not _token_generated:

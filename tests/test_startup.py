@@ -12,7 +12,7 @@ import time
 import urllib.request
 
 from tests.client import RpcClient
-from tests.server import ROOT, Server, free_port
+from tests.server import ROOT, Server, free_port, pid_exists
 
 
 def test_without_a_token_one_is_generated_and_printed_ready_to_use() -> None:
@@ -65,3 +65,19 @@ def test_without_a_proxy_forwarded_headers_are_ignored(server: Server) -> None:
             clients = json.load(response)["clients"]
         mine = [entry for entry in clients if entry["id"] == client.hello["params"]["client_id"]]
         assert mine and mine[0]["remote_addr"] == "127.0.0.1"
+
+
+def test_stopping_the_service_closes_sessions_with_1001_and_stops_their_processes() -> None:
+    server = Server().start()
+    try:
+        client = RpcClient(server.url, server.token)
+        pid = client.call("start", argv=["sleep", "1000"])["pid"]
+        stopping = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        opcode, payload = client.ws.recv_data(control_frame=True)
+        assert opcode == 8 and int.from_bytes(payload[:2], "big") == 1001
+        server.process.wait(timeout=15)
+        assert time.monotonic() - stopping < 10  # well inside graceful_timeout (30 s)
+        assert not pid_exists(pid)
+    finally:
+        server.stop()

@@ -1,0 +1,26 @@
+"""Worker lifecycle: end every session cleanly when the worker is told to stop.
+
+WebSockets never finish on their own, so without this a stop or reload waits
+the whole ``graceful_timeout`` and then drops clients without a Close frame,
+leaving their processes to outlive the worker.  Closing each connection with
+1001 makes its session stop its processes and return, so the pool drains.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gevent
+
+from app.registry import registry
+
+CLOSE_GOING_AWAY = 1001
+POLL_INTERVAL = 0.2
+
+
+def close_sessions_when_stopping(worker: Any) -> None:
+    """Run in its own greenlet from gunicorn's ``post_worker_init`` hook."""
+    while worker.alive:
+        gevent.sleep(POLL_INTERVAL)
+    for client in list(registry.clients.values()):
+        client.close(CLOSE_GOING_AWAY, "server shutting down")
