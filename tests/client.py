@@ -10,6 +10,7 @@ import base64
 import itertools
 import json
 import struct
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +38,18 @@ class Collected:
     outputs: list[dict[str, Any]] = field(default_factory=list)
     binary_frames: int = 0
     exit: dict[str, Any] | None = None
+
+
+def read_close(ws: websocket.WebSocket, timeout: float = 10.0) -> tuple[int, str]:
+    """Read frames until the server's Close frame; its code and reason."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        frame = ws.recv_frame()
+        if frame.opcode == websocket.ABNF.OPCODE_CLOSE:
+            data = bytes(frame.data)
+            assert len(data) >= 2, data
+            return struct.unpack("!H", data[:2])[0], data[2:].decode("utf-8", "replace")
+    raise AssertionError("no Close frame in time")
 
 
 def chunk_bytes(params: dict[str, Any]) -> bytes:

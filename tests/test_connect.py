@@ -22,10 +22,9 @@ from typing import Any
 
 import pytest
 import websocket
-from websocket import ABNF
 
 from app.version import PROTOCOL_VERSION, __version__
-from tests.client import RpcClient
+from tests.client import RpcClient, read_close
 from tests.server import ROOT, Server, free_port, pid_exists
 
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -74,18 +73,6 @@ def handshake_status(url: str, **options: Any) -> int:
     with pytest.raises(websocket.WebSocketBadStatusException) as refused:
         websocket.create_connection(url, timeout=10, **options).close()
     return refused.value.status_code
-
-
-def read_close(ws: websocket.WebSocket, timeout: float = 10.0) -> tuple[int, str]:
-    """Read frames until the server's Close frame; its code and reason."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        frame = ws.recv_frame()
-        if frame.opcode == ABNF.OPCODE_CLOSE:
-            data = bytes(frame.data)
-            assert len(data) >= 2, data
-            return struct.unpack("!H", data[:2])[0], data[2:].decode("utf-8", "replace")
-    raise AssertionError("no Close frame in time")
 
 
 def wait_until(predicate: Any, timeout: float = 5.0) -> bool:

@@ -13,7 +13,6 @@ import errno
 import json
 import os
 import signal
-import struct
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,24 +20,23 @@ from typing import Any
 
 import pytest
 import websocket
-from websocket import ABNF
 
-from tests.client import RpcClient, RpcFailure
+from app.protocol import ErrorCode
+from tests.client import RpcClient, RpcFailure, read_close
 from tests.server import Server, pid_exists
 
-PARSE_ERROR = -32700
-INVALID_REQUEST = -32600
-METHOD_NOT_FOUND = -32601
-INVALID_PARAMS = -32602
-INTERNAL_ERROR = -32603
-NOT_FOUND = -32001
-NO_SUCH_PROCESS = -32002
-PERMISSION_DENIED = -32003
-LIMIT_EXCEEDED = -32004
-PROCESS_EXITED = -32005
-TIMEOUT = -32006
-SPAWN_FAILED = -32007
-PROCESS_RUNNING = -32008
+PARSE_ERROR = ErrorCode.PARSE_ERROR
+INVALID_REQUEST = ErrorCode.INVALID_REQUEST
+METHOD_NOT_FOUND = ErrorCode.METHOD_NOT_FOUND
+INVALID_PARAMS = ErrorCode.INVALID_PARAMS
+NOT_FOUND = ErrorCode.NOT_FOUND
+NO_SUCH_PROCESS = ErrorCode.NO_SUCH_PROCESS
+PERMISSION_DENIED = ErrorCode.PERMISSION_DENIED
+LIMIT_EXCEEDED = ErrorCode.LIMIT_EXCEEDED
+PROCESS_EXITED = ErrorCode.PROCESS_EXITED
+TIMEOUT = ErrorCode.TIMEOUT
+SPAWN_FAILED = ErrorCode.SPAWN_FAILED
+PROCESS_RUNNING = ErrorCode.PROCESS_RUNNING
 
 MAX_STDIN_CHUNK = 65536  # as configured by the session server in conftest.py
 LIMITED_MAX_PROCS = 3
@@ -125,18 +123,6 @@ def exited(client: RpcClient, argv: list[str], **params: Any) -> dict[str, Any]:
     collected = client.collect(result["proc"])
     assert collected.exit is not None
     return result
-
-
-def read_close(ws: websocket.WebSocket, timeout: float = 10.0) -> tuple[int, str]:
-    """Read frames until the server's Close frame; its code and reason."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        frame = ws.recv_frame()
-        if frame.opcode == ABNF.OPCODE_CLOSE:
-            data = bytes(frame.data)
-            assert len(data) >= 2, data
-            return struct.unpack("!H", data[:2])[0], data[2:].decode("utf-8", "replace")
-    raise AssertionError("no Close frame in time")
 
 
 @pytest.fixture(scope="module")

@@ -41,30 +41,27 @@ def test_without_a_token_one_is_generated_and_printed_ready_to_use() -> None:
         process.wait(timeout=15)
 
 
+def registered_address(server: Server, client: RpcClient) -> str:
+    """The remote address /api/clients shows for ``client``."""
+    request = urllib.request.Request(f"{server.http}/api/clients", headers={"Authorization": f"Bearer {server.token}"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        clients = json.load(response)["clients"]
+    (mine,) = [entry for entry in clients if entry["id"] == client.hello["params"]["client_id"]]
+    return mine["remote_addr"]
+
+
 def test_behind_a_trusted_proxy_the_registry_shows_the_forwarded_address() -> None:
     server = Server(env={"PROCWIRE_PROXY_COUNT": "1"}).start()
     try:
         with RpcClient(server.url, server.token, header=["X-Forwarded-For: 203.0.113.9"]) as client:
-            request = urllib.request.Request(
-                f"{server.http}/api/clients", headers={"Authorization": f"Bearer {server.token}"}
-            )
-            with urllib.request.urlopen(request, timeout=5) as response:
-                clients = json.load(response)["clients"]
-            mine = [entry for entry in clients if entry["id"] == client.hello["params"]["client_id"]]
-            assert mine and mine[0]["remote_addr"] == "203.0.113.9"
+            assert registered_address(server, client) == "203.0.113.9"
     finally:
         server.stop()
 
 
 def test_without_a_proxy_forwarded_headers_are_ignored(server: Server) -> None:
     with RpcClient(server.url, server.token, header=["X-Forwarded-For: 203.0.113.9"]) as client:
-        request = urllib.request.Request(
-            f"{server.http}/api/clients", headers={"Authorization": f"Bearer {server.token}"}
-        )
-        with urllib.request.urlopen(request, timeout=5) as response:
-            clients = json.load(response)["clients"]
-        mine = [entry for entry in clients if entry["id"] == client.hello["params"]["client_id"]]
-        assert mine and mine[0]["remote_addr"] == "127.0.0.1"
+        assert registered_address(server, client) == "127.0.0.1"
 
 
 def test_stopping_the_service_closes_sessions_with_1001_and_stops_their_processes() -> None:
