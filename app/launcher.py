@@ -58,14 +58,18 @@ def lookpath(file: str, search_path: str | None, cwd: str | None = None) -> str:
     """Resolve an executable as Go's ``exec.LookPath`` does.
 
     A name containing a slash is checked as it is (relative to ``cwd``) and
-    returned unchanged; a bare name is searched in ``search_path``.  Raises
-    FileNotFoundError or PermissionError, whose errno the protocol reports.
+    returned unchanged; a bare name is searched in ``search_path``, whose
+    empty entries are skipped (never an implicit search of the working
+    directory, as Go 1.19 refuses too).  Raises FileNotFoundError or
+    PermissionError, whose errno the protocol reports.
     """
     if "/" in file:
         _check_executable(os.path.join(cwd or os.getcwd(), file), file)
         return file
     for directory in (search_path if search_path is not None else os.defpath).split(os.pathsep):
-        candidate = os.path.join(directory or ".", file)
+        if not directory:
+            continue
+        candidate = os.path.join(directory, file)
         try:
             _check_executable(os.path.join(cwd or os.getcwd(), candidate), candidate)
         except OSError:

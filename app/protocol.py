@@ -115,12 +115,13 @@ def _call(item: Any) -> Call:
         return _invalid(answer_id, ErrorCode.INVALID_REQUEST, f"Invalid Request: unknown member {sorted(unknown)[0]!r}")
     params = item.get("params", {})
     if not isinstance(params, dict):
-        return _invalid(answer_id, ErrorCode.INVALID_PARAMS, "Invalid params: params must be an object")
+        # A well-formed notification is never answered, even when its params are bad.
+        return _invalid(request_id, ErrorCode.INVALID_PARAMS, "Invalid params: params must be an object")
     return Call(id=request_id, method=method, params=params)
 
 
 def _invalid(request_id: Any, code: ErrorCode, message: str) -> Call:
-    # An invalid request is always answered, even when it had no id.
+    """A call answered by ``message``; ``request_id`` NO_ID keeps it silent."""
     return Call(id=request_id, error=RpcError(code, message))
 
 

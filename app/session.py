@@ -133,7 +133,7 @@ class Session:
 
     def _answer(self, call: Call) -> dict[str, Any] | Pending | None:
         if call.error is not None:
-            return protocol.failure(call.id, call.error)
+            return None if call.is_notification else protocol.failure(call.id, call.error)
         try:
             method = METHODS.get(call.method)
             if method is None:

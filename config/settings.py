@@ -13,8 +13,9 @@ import os
 import tomllib
 from collections.abc import Mapping
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 ENV_PREFIX = "PROCWIRE_"
 CONFIG_FILE_VARIABLE = "PROCWIRE_CONFIG"
@@ -32,13 +33,21 @@ def _split_commas(value: Any) -> Any:
     return value
 
 
-OriginList = Annotated[list[str], BeforeValidator(_split_commas)]
+def _origin(value: str) -> str:
+    """``*`` or ``scheme://host[:port]``, as browsers send it in ``Origin``."""
+    parts = urlsplit(value)
+    if value != "*" and not (parts.scheme in ("http", "https") and parts.netloc and parts.path in ("", "/")):
+        raise ValueError(f"not an origin (scheme://host[:port]): {value!r}")
+    return value
+
+
+OriginList = Annotated[list[Annotated[str, AfterValidator(_origin)]], BeforeValidator(_split_commas)]
 
 
 class Settings(BaseModel):
     """Every setting procwire reads, with its default and its bounds."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     BIND: str = Field("127.0.0.1:9999", min_length=1)
     TOKEN: str = ""
@@ -50,7 +59,7 @@ class Settings(BaseModel):
     MAX_PROCS_PER_CLIENT: int = Field(64, ge=1)
     MAX_EXITED_PER_CLIENT: int = Field(1024, ge=0)
     ALLOWED_ORIGINS: OriginList = Field(default_factory=list)
-    PING_INTERVAL: float = Field(25.0, ge=0)
+    PING_INTERVAL: float = Field(25.0, ge=0, le=3600)
     COMPRESSION: bool = False
     PROXY_COUNT: int = Field(0, ge=0, le=10)
     WORKER_CONNECTIONS: int = Field(10_000, ge=1)
@@ -77,7 +86,7 @@ def _read_toml(path: str) -> dict[str, Any]:
             data = tomllib.load(file)
     except OSError as error:
         raise ConfigError(f"{CONFIG_FILE_VARIABLE}: cannot read {path}: {error.strerror}") from None
-    except tomllib.TOMLDecodeError as error:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, ValueError) as error:
         raise ConfigError(f"{CONFIG_FILE_VARIABLE}: {path} is not valid TOML: {error}") from None
     return {key.upper(): value for key, value in data.items()}
 
@@ -95,9 +104,10 @@ def _read_environment(environ: Mapping[str, str]) -> dict[str, Any]:
 
 
 def _parse(raw: str) -> Any:
+    """JSON when it parses (numbers, booleans, lists), else the text itself."""
     try:
         return json.loads(raw)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # JSONDecodeError is a ValueError
         return raw
 
 

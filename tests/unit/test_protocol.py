@@ -263,11 +263,6 @@ def test_params_that_are_not_an_object_are_invalid_params(params: Any) -> None:
     assert message == "Invalid params: params must be an object"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a notification with by-position params is turned into a request with id null and gets answered; "
-    "JSON-RPC 2.0 says a Notification is never answered",
-)
 def test_notification_with_array_params_stays_a_notification() -> None:
     call = only_call('{"jsonrpc": "2.0", "method": "write", "params": [1, "x"]}')
     assert call.error is not None
