@@ -22,10 +22,10 @@ if _token_generated:
 
 bind = [_settings.BIND]
 worker_class = "gevent"
-workers = 1
+workers = _settings.WORKERS  # each worker has its own registry (README)
 worker_connections = _settings.WORKER_CONNECTIONS
 timeout = 30
-graceful_timeout = 30
+graceful_timeout = _settings.GRACEFUL_TIMEOUT  # deploy/procwire.service's TimeoutStopSec must exceed it
 max_requests = 0
 keepalive = 2
 loglevel = _settings.LOG_LEVEL
@@ -40,6 +40,20 @@ def post_worker_init(worker):
     from app.lifecycle import close_sessions_when_stopping
 
     gevent.spawn(close_sessions_when_stopping, worker)
+
+
+def worker_int(worker):
+    """SIGINT/SIGQUIT: the worker exits within 0.1 s, so kill its processes now."""
+    from app.lifecycle import kill_all_processes
+
+    kill_all_processes()
+
+
+def worker_abort(worker):
+    """A worker killed for timing out must not leave its processes behind."""
+    from app.lifecycle import kill_all_processes
+
+    kill_all_processes()
 
 
 def when_ready(server):

@@ -13,8 +13,11 @@ from __future__ import annotations
 import _posixsubprocess
 import contextlib
 import errno
+import fcntl
 import os
 import stat
+import struct
+import termios
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -27,6 +30,8 @@ from gevent.os import make_nonblocking, nb_read
 # waits for an end of file that never comes.  Our descriptors have no watcher
 # left when we close them, so close them at once.
 close_fd = get_original("os", "close")
+
+SETSID = "/usr/bin/setsid"  # util-linux: setsid() and TIOCSCTTY, then exec
 
 StdinMode = Literal["pipe", "null"]
 StderrMode = Literal["pipe", "stdout", "null"]
@@ -42,16 +47,23 @@ class LaunchSpec:
     cwd: str | None
     stdin: StdinMode = "pipe"
     stderr: StderrMode = "pipe"
+    pty: tuple[int, int] | None = None  # (rows, cols): run on a pseudo-terminal
 
 
 @dataclass(frozen=True)
 class Launched:
-    """The parent's ends of the child's pipes (non-blocking), or None."""
+    """The parent's ends of the child's pipes (non-blocking), or None.
+
+    On a pseudo-terminal, ``stdout`` and ``stdin`` are two descriptors of the
+    master side and ``terminal`` a third, for window-size changes: each has
+    its own owner that closes it.
+    """
 
     pid: int
     stdin: int | None
     stdout: int
     stderr: int | None
+    terminal: int | None = None
 
 
 def lookpath(file: str, search_path: str | None, cwd: str | None = None) -> str:
@@ -96,27 +108,28 @@ def launch(spec: LaunchSpec, on_forked: Callable[[int], None]) -> Launched:
     parent_fds: list[int] = []
     child_fds: list[int] = []
     try:
-        stdin_r, stdin_w = _child_input(spec.stdin, parent_fds, child_fds)
-        stdout_r, stdout_w = _pipe(parent_fds, child_fds)
-        stderr_r, stderr_w = _child_error(spec.stderr, stdout_w, parent_fds, child_fds)
+        streams = (
+            _terminal_streams(spec, parent_fds, child_fds) if spec.pty else _pipe_streams(spec, parent_fds, child_fds)
+        )
         errpipe_r, errpipe_w = _pipe(parent_fds, child_fds)
+        argv, executable = _command(spec)
         pid = _posixsubprocess.fork_exec(
-            [os.fsencode(arg) for arg in spec.argv],
-            [os.fsencode(spec.executable)],
+            [os.fsencode(arg) for arg in argv],
+            [os.fsencode(executable)],
             True,  # close_fds
             (errpipe_w,),
             spec.cwd,
             [os.fsencode(f"{key}={value}") for key, value in spec.env.items()],
-            stdin_r,
-            -1 if stdin_w is None else stdin_w,
-            stdout_r,
-            stdout_w,
-            -1 if stderr_r is None else stderr_r,
-            stderr_w,
+            streams.child_stdin,
+            -1,  # the parent's end is not open in the child anyway (close_fds)
+            -1,
+            streams.child_stdout,
+            -1,
+            streams.child_stderr,
             errpipe_r,
             errpipe_w,
             True,  # restore_signals
-            True,  # call_setsid
+            spec.pty is None,  # call_setsid; on a pty, setsid(1) does it and takes the terminal
             -1,  # pgid_to_set
             None,  # gid
             None,  # extra_groups
@@ -134,7 +147,49 @@ def launch(spec: LaunchSpec, on_forked: Callable[[int], None]) -> Launched:
         raise
     for fd in parent_fds:
         make_nonblocking(fd)
-    return Launched(pid=pid, stdin=stdin_w, stdout=stdout_r, stderr=stderr_r)
+    return Launched(pid, streams.stdin, streams.stdout, streams.stderr, streams.terminal)
+
+
+@dataclass(frozen=True)
+class _Streams:
+    child_stdin: int
+    child_stdout: int
+    child_stderr: int
+    stdin: int | None
+    stdout: int
+    stderr: int | None
+    terminal: int | None = None
+
+
+def _pipe_streams(spec: LaunchSpec, parent_fds: list[int], child_fds: list[int]) -> _Streams:
+    stdin_r, stdin_w = _child_input(spec.stdin, parent_fds, child_fds)
+    stdout_r, stdout_w = _pipe(parent_fds, child_fds)
+    stderr_r, stderr_w = _child_error(spec.stderr, stdout_w, parent_fds, child_fds)
+    return _Streams(stdin_r, stdout_w, stderr_w, stdin_w, stdout_r, stderr_r)
+
+
+def _terminal_streams(spec: LaunchSpec, parent_fds: list[int], child_fds: list[int]) -> _Streams:
+    """A pseudo-terminal: the slave is the child's stdin, stdout and stderr."""
+    assert spec.pty is not None
+    master, slave = os.openpty()
+    parent_fds.append(master)
+    child_fds.append(slave)
+    set_window_size(master, *spec.pty)
+    writer, terminal = os.dup(master), os.dup(master)
+    parent_fds += [writer, terminal]
+    return _Streams(slave, slave, slave, writer, master, None, terminal)
+
+
+def _command(spec: LaunchSpec) -> tuple[list[str], str]:
+    """On a pty, exec through ``setsid -c``: it makes the child a session
+    leader whose controlling terminal is its stdin, in C, before exec."""
+    if spec.pty is None:
+        return spec.argv, spec.executable
+    return [SETSID, "-c", spec.executable, *spec.argv[1:]], SETSID
+
+
+def set_window_size(fd: int, rows: int, cols: int) -> None:
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
 
 def _close_all(fds: list[int]) -> None:

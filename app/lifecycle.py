@@ -18,6 +18,13 @@ CLOSE_GOING_AWAY = 1001
 POLL_INTERVAL = 0.2
 
 
+def kill_all_processes() -> None:
+    """A quick exit (SIGINT/SIGQUIT, or a worker timeout) leaves no time for a
+    grace period: SIGKILL every process group at once, kept ones included."""
+    for process in list(registry.processes.values()):
+        process.kill_group()
+
+
 def close_sessions_when_stopping(worker: Any) -> None:
     """Run in its own greenlet from gunicorn's ``post_worker_init`` hook."""
     while worker.alive:

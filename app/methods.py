@@ -23,7 +23,7 @@ from gevent.event import AsyncResult
 
 from app import params as P
 from app.launcher import LaunchSpec, lookpath
-from app.process import Process
+from app.process import Options, Process
 from app.protocol import ErrorCode, RpcError
 from config.settings import ENV_PREFIX
 
@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from app.session import Session
 
 Handler = Callable[["Session", Any], Any]
+DEFAULT_TERM = "xterm-256color"
+END_OF_TRANSMISSION = b"\x04"
 
 
 @dataclass(frozen=True)
@@ -88,29 +90,35 @@ def _lookpath(session: Session, params: P.LookpathParams) -> dict[str, Any]:
         raise os_error(error) from None
 
 
-def spawn(session: Session, params: P.SpawnParams, sink: OutputSink, binary: bool = False) -> Process:
+def spawn(
+    session: Session,
+    params: P.SpawnParams,
+    sink: OutputSink,
+    options: Options,
+    pty: tuple[int, int] | None = None,
+) -> Process:
     """Start a process for this client, within its limits."""
-    limit = session.settings.MAX_PROCS_PER_CLIENT
-    if session.client.running_count() >= limit:
-        raise RpcError(ErrorCode.LIMIT_EXCEEDED, f"too many processes: this client already runs {limit}")
+    settings = session.settings
+    if len(session.client.running) >= settings.MAX_PROCS_PER_CLIENT:
+        raise RpcError(
+            ErrorCode.LIMIT_EXCEEDED, f"too many processes: this client already runs {settings.MAX_PROCS_PER_CLIENT}"
+        )
     env = child_environment(params)
+    if pty is not None and "TERM" not in params.env:
+        env["TERM"] = DEFAULT_TERM
     cwd = checked_cwd(params.cwd)
     try:
         executable = lookpath(params.argv[0], env.get("PATH"), cwd)
-        spec = LaunchSpec(params.argv, executable, env, cwd, params.stdin, params.stderr)
-        process = Process(
-            session.registry.next_proc_id(),
-            spec,
-            sink=sink,
-            limits=session.limits,
-            name=params.name,
-            encoding=params.encoding,
-            binary=binary,
-            timeout=params.timeout,
-        )
+        spec = LaunchSpec(params.argv, executable, env, cwd, params.stdin, params.stderr, pty)
+        process = Process(session.registry.next_proc_id(), spec, sink=sink, limits=session.limits, options=options)
     except OSError as error:
         raise os_error(error) from None
-    session.registry.add_process(session.client, process)
+    session.registry.add_process(
+        session.client,
+        process,
+        keep_exited=settings.MAX_EXITED_PER_CLIENT,
+        keep_seconds=settings.KEEP_EXITED_SECONDS,
+    )
     return process
 
 
@@ -147,9 +155,48 @@ def checked_cwd(cwd: str | None) -> str | None:
 
 @method("start", P.StartParams)
 def _start(session: Session, params: P.StartParams) -> dict[str, Any]:
-    process = spawn(session, params, session, binary=params.binary)
+    keep = params.on_disconnect == "keep"
+    options = Options(
+        owner=session.client.owner,
+        name=params.name,
+        encoding=params.encoding,
+        binary=params.binary,
+        timeout=params.timeout,
+        keep=keep,
+        history_bytes=_history_bytes(session, params.buffer, keep),
+    )
+    pty = (params.pty.rows, params.pty.cols) if params.pty else None
+    process = spawn(session, params, session.subscriber, options, pty)
+    session.subscriber.subscribed(process)
     session.after_reply(process.begin_output)
     return {"proc": process.id, "pid": process.pid, "pgid": process.pgid}
+
+
+def _history_bytes(session: Session, requested: int | None, keep: bool) -> int:
+    """Kept processes record their output by default; others only when asked."""
+    settings = session.settings
+    if requested is None:
+        return settings.DEFAULT_BUFFER_BYTES if keep else 0
+    if requested > settings.MAX_BUFFER_BYTES:
+        raise RpcError(ErrorCode.INVALID_PARAMS, f"Invalid params: buffer: at most {settings.MAX_BUFFER_BYTES}")
+    return requested
+
+
+@method("resize", P.ResizeParams)
+def _resize(session: Session, params: P.ResizeParams) -> dict[str, Any]:
+    session.lookup(params.proc).resize(params.rows, params.cols)
+    return {}
+
+
+@method("attach", P.AttachParams)
+def _attach(session: Session, params: P.AttachParams) -> dict[str, Any]:
+    return session.attach(session.lookup(params.proc), params.offsets())
+
+
+@method("detach", P.ProcParams)
+def _detach(session: Session, params: P.ProcParams) -> dict[str, Any]:
+    session.detach(session.lookup(params.proc))
+    return {}
 
 
 def _running(session: Session, proc: int) -> Process:
@@ -161,7 +208,12 @@ def _running(session: Session, proc: int) -> Process:
 
 @method("write", P.WriteParams)
 def _write(session: Session, params: P.WriteParams) -> Any:
-    return write_stdin(session, params.proc, P.decode_data(params.data, params.encoding))
+    try:
+        data = P.decode_data(params.data, params.encoding)
+    except RpcError as error:
+        error.refused_data = True
+        raise
+    return write_stdin(session, params.proc, data)
 
 
 def write_stdin(session: Session, proc: int, data: bytes) -> Any:
@@ -190,6 +242,8 @@ def _close_stdin(session: Session, params: P.ProcParams) -> Any:
     process = _running(session, params.proc)
     if process.stdin is None:
         return {}
+    if process.pty:
+        return process.stdin.write(END_OF_TRANSMISSION)  # a terminal's end of file is ^D
     return process.stdin.close()
 
 
@@ -252,7 +306,7 @@ class Collector:
         self.data = {"stdout": bytearray(), "stderr": bytearray()}
         self.truncated = {"stdout": False, "stderr": False}
 
-    def output(self, process: Process, stream: str, data: bytes) -> None:
+    def output(self, process: Process, stream: str, data: bytes, offset: int) -> None:
         kept = self.data[stream]
         room = self._limit - len(kept)
         if len(data) > room:
@@ -282,7 +336,8 @@ def _run(session: Session, params: P.RunParams) -> Any:
         raise RpcError(ErrorCode.INVALID_PARAMS, "Invalid params: input: cannot be given with stdin: null")
     data = P.decode_data(params.input, params.input_encoding, "input") if params.input is not None else b""
     collector = Collector(params.max_output)
-    process = spawn(session, params, collector)
+    options = Options(owner=session.client.owner, name=params.name, encoding=params.encoding, timeout=params.timeout)
+    process = spawn(session, params, collector, options)
     process.begin_output()
     return deferred(_finish_run, session, process, collector, data, params.encoding)
 

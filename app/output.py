@@ -30,11 +30,11 @@ def incomplete_tail_length(data: bytes) -> int:
 class OutputEncoder:
     """Encodes one stream (stdout or stderr) of one process."""
 
-    def __init__(self, proc: int, stream: str, encoding: Encoding) -> None:
+    def __init__(self, proc: int, stream: str, encoding: Encoding, offset: int = 0) -> None:
         self.proc = proc
         self.stream = stream
         self.encoding = encoding
-        self.offset = 0
+        self.offset = offset
         self._held = b""
 
     def feed(self, data: bytes) -> list[Params]:

@@ -92,8 +92,16 @@ class SpawnParams(Params):
     name: StrictStr | None = None
 
 
+class PtySize(Params):
+    rows: Annotated[StrictInt, Field(ge=1, le=10_000)]
+    cols: Annotated[StrictInt, Field(ge=1, le=10_000)]
+
+
 class StartParams(SpawnParams):
     binary: StrictBool = False
+    pty: PtySize | None = None
+    on_disconnect: Literal["kill", "keep"] = "kill"
+    buffer: Annotated[StrictInt, Field(ge=0)] | None = None
 
 
 class RunParams(SpawnParams):
@@ -123,6 +131,25 @@ class StopParams(ProcParams):
 
 class WaitParams(ProcParams):
     timeout: GraceSeconds | None = None
+
+
+class ResizeParams(ProcParams, PtySize):
+    pass
+
+
+class StreamOffsets(Params):
+    stdout: Annotated[StrictInt, Field(ge=0)] = 0
+    stderr: Annotated[StrictInt, Field(ge=0)] = 0
+
+
+class AttachParams(ProcParams):
+    offset: Annotated[StrictInt, Field(ge=0)] | StreamOffsets | None = None
+
+    def offsets(self) -> dict[str, int]:
+        """A lone number is stdout's offset."""
+        if isinstance(self.offset, int):
+            return {"stdout": self.offset}
+        return self.offset.model_dump() if self.offset else {}
 
 
 class FindParams(Params):

@@ -1,31 +1,36 @@
-"""A running child process: its pumps, its stdin, its signals and its exit.
+"""A running child process: its pumps, its subscribers, its signals and its exit.
 
 A :class:`Process` is byte-level and protocol-free.  Its pumps read the
-child's pipes cooperatively and hand each chunk to an :class:`OutputSink`,
-blocking while the sink blocks (a slow client therefore slows the child
-through its pipe, and nothing is buffered without bound).  The exit status
-is delivered only after both pipes reached end of file, or after
-``drain_timeout`` when a grandchild keeps a pipe open.
+child's pipes (or its pseudo-terminal) cooperatively and publish each chunk
+to every subscribed :class:`OutputSink`, blocking while a sink blocks (a
+slow client therefore slows the child through its pipe, and nothing is
+buffered without bound).  A kept process also records its output in a
+bounded :class:`~app.history.History`, so a client can come back and replay
+it.  The exit status is delivered only after every stream reached end of
+file, or after ``drain_timeout`` when a grandchild keeps a pipe open.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import signal
 import time
-from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import gevent
-from gevent.event import AsyncResult, Event
-from gevent.os import nb_read, nb_write
+from gevent.event import Event
+from gevent.os import nb_read
 
-from app.launcher import LaunchSpec, close_fd, launch
+from app.history import History, Replay
+from app.launcher import LaunchSpec, close_fd, launch, set_window_size
 from app.protocol import ErrorCode, RpcError
 from app.reaper import ChildWatch, Reaped, reaper
+from app.stdin import StdinFeeder
 
 READ_SIZE = 256 * 1024
 PIPE_SIZE = 1024 * 1024
@@ -36,7 +41,7 @@ F_SETPIPE_SZ = 1031
 class OutputSink(Protocol):
     """Where a process's output and exit go (a connection, or a collector)."""
 
-    def output(self, process: Process, stream: str, data: bytes) -> None: ...
+    def output(self, process: Process, stream: str, data: bytes, offset: int) -> None: ...
 
     def end_of_stream(self, process: Process, stream: str) -> None: ...
 
@@ -48,6 +53,28 @@ class Limits:
     kill_grace: float
     drain_timeout: float
     stdin_buffer_bytes: int
+
+
+@dataclass(frozen=True)
+class Options:
+    """How a process is run and reported, beyond what it runs."""
+
+    owner: str = ""
+    name: str | None = None
+    encoding: str = "text"
+    binary: bool = False
+    timeout: float | None = None
+    keep: bool = False  # on_disconnect: "keep"
+    history_bytes: int = 0  # per stream; 0 keeps no history
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """What a newly attached sink must be sent first, per stream."""
+
+    replays: dict[str, Replay]
+    ended: frozenset[str]  # streams already at end of file: flush after the replay
+    live: bool  # False: the process had already finished, send its exit yourself
 
 
 class _Cut(Exception):
@@ -77,11 +104,10 @@ class Pump:
             self.greenlet.kill(_Cut, block=False)
 
     def _run(self) -> None:
-        sink = self._process.sink
         try:
             while data := self._read():
-                sink.output(self._process, self.stream, data)
-            sink.end_of_stream(self._process, self.stream)
+                self._process.publish(self.stream, data)
+            self._process.stream_ended(self.stream)
         finally:
             self.at_eof.set()
             close_fd(self._fd)
@@ -94,6 +120,10 @@ class Pump:
             data = nb_read(self._fd, READ_SIZE)
         except _Cut:
             return self._read_what_is_left()
+        except OSError as error:
+            if error.errno != errno.EIO:
+                raise
+            data = b""  # a pseudo-terminal whose last slave closed: end of file
         finally:
             self._waiting = False
         if not data:
@@ -104,160 +134,22 @@ class Pump:
         """After a cut: what the pipe holds now, at most one pipe's worth."""
         try:
             data = os.read(self._fd, min(READ_SIZE, self._left_after_cut))
-        except BlockingIOError:
+        except (BlockingIOError, OSError):
             return b""
         self._left_after_cut -= len(data)
         return data
 
 
-@dataclass
-class _Chunk:
-    """Queued stdin bytes (``data is None`` means: close stdin here)."""
-
-    data: bytes | None
-    result: AsyncResult
-    reported: int = 0  # the byte count the answer reports, a fast-path prefix included
-
-
-class StdinFeeder:
-    """Writes to the child's stdin in order, off the connection's reader.
-
-    ``write`` answers at once when the pipe takes every byte (the usual case);
-    otherwise the rest is queued for a writer greenlet and an AsyncResult is
-    returned, set once the bytes are in the pipe.  It never blocks the
-    connection's reader: once ``capacity`` bytes wait, further writes are
-    refused (LIMIT_EXCEEDED) until earlier ones are answered, which is the
-    flow control a client that writes faster than the child reads must use.
-    """
-
-    def __init__(self, fd: int, capacity: int) -> None:
-        self._fd = fd
-        self._capacity = capacity
-        self._queue: deque[_Chunk] = deque()
-        self._queued_bytes = 0
-        self._work = Event()
-        self.closed = False
-        self._fd_open = True
-        self._greenlet: gevent.Greenlet | None = None  # started by the first queued chunk
-
-    def write(self, data: bytes) -> dict[str, int] | AsyncResult:
-        self._ensure_open()
-        total = len(data)
-        if not self._queue:
-            data = data[self._write_now(data) :]
-            if not data:
-                return {"written": total}
-        if self._queued_bytes and self._queued_bytes + len(data) > self._capacity:
-            raise RpcError(
-                ErrorCode.LIMIT_EXCEEDED,
-                f"stdin buffer full: {self._queued_bytes} bytes wait for the process to read them; "
-                "wait for earlier writes to be answered, then send this one again",
-                {"queued": self._queued_bytes},
-                refused_data=True,
-            )
-        return self._enqueue(_Chunk(data, AsyncResult(), total))
-
-    def close(self) -> AsyncResult:
-        self._ensure_open()
-        self.closed = True
-        return self._enqueue(_Chunk(None, AsyncResult()))
-
-    def abort(self) -> None:
-        """The process is gone: fail what is queued and close the pipe."""
-        self.closed = True
-        if self._greenlet is not None:
-            self._greenlet.kill()
-        self._close_fd()
-        error = RpcError(ErrorCode.PROCESS_EXITED, "the process has exited")
-        while self._queue:
-            self._queue.popleft().result.set_exception(error)
-
-    def _ensure_open(self) -> None:
-        if self.closed:
-            raise RpcError(ErrorCode.PROCESS_EXITED, "stdin is closed")
-
-    def _write_now(self, data: bytes) -> int:
-        """Write what the pipe takes without waiting."""
-        try:
-            return os.write(self._fd, data)
-        except BlockingIOError:
-            return 0
-        except OSError as error:
-            self.closed = True
-            raise _stdin_closed(error) from None
-
-    def _enqueue(self, chunk: _Chunk) -> AsyncResult:
-        self._queue.append(chunk)
-        self._queued_bytes += len(chunk.data or b"")
-        self._work.set()
-        if self._greenlet is None:
-            self._greenlet = gevent.spawn(self._run)
-        return chunk.result
-
-    def _run(self) -> None:
-        try:
-            while True:
-                while not self._queue:
-                    self._work.clear()
-                    self._work.wait()
-                chunk = self._queue[0]
-                if chunk.data is None:
-                    self._queue.popleft()
-                    chunk.result.set({})
-                    return
-                self._write_one(chunk, chunk.data)
-        finally:
-            self._close_fd()
-
-    def _close_fd(self) -> None:
-        if self._fd_open:
-            self._fd_open = False
-            close_fd(self._fd)
-
-    def _write_one(self, chunk: _Chunk, data: bytes) -> None:
-        try:
-            _write_all(self._fd, data)
-            chunk.result.set({"written": chunk.reported})
-        except OSError as error:
-            self.closed = True
-            chunk.result.set_exception(_stdin_closed(error))
-        finally:
-            self._queue.popleft()
-            self._queued_bytes -= len(data)
-
-
-def _stdin_closed(error: OSError) -> RpcError:
-    return RpcError(ErrorCode.PROCESS_EXITED, f"stdin is closed: {error.strerror}", {"errno": error.errno})
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[nb_write(fd, view) :]
-
-
 class Process:
     """One child process, leader of its own session and process group."""
 
-    def __init__(
-        self,
-        proc_id: int,
-        spec: LaunchSpec,
-        *,
-        sink: OutputSink,
-        limits: Limits,
-        name: str | None = None,
-        encoding: str = "text",
-        binary: bool = False,
-        timeout: float | None = None,
-    ) -> None:
+    def __init__(self, proc_id: int, spec: LaunchSpec, *, sink: OutputSink, limits: Limits, options: Options) -> None:
         self.id = proc_id
         self.argv = spec.argv
         self.cwd = spec.cwd or os.getcwd()
-        self.name = name
-        self.encoding = encoding
-        self.binary = binary
-        self.sink = sink
+        self.options = options
+        self.pty = spec.pty is not None
+        self._sinks: list[OutputSink] = [sink]
         self._limits = limits
         self._child: ChildWatch | None = None
         self.started_at = time.time()
@@ -269,18 +161,27 @@ class Process:
                 self._child.reap()  # exec failed: the child has already exited
             raise
         self.pid = launched.pid
-        self.pgid = launched.pid  # call_setsid: the child leads its session and group
+        self.pgid = launched.pid  # the child leads its own session and group
         self.timed_out = False
         self.status: dict[str, Any] | None = None
+        self.when_finished: list[Callable[[Process], None]] = []
         self._finished = Event()
         self._output_begun = Event()
+        self._terminal = launched.terminal
         self.stdin = StdinFeeder(launched.stdin, limits.stdin_buffer_bytes) if launched.stdin is not None else None
         self._pumps = [Pump(self, launched.stdout, "stdout")]
         if launched.stderr is not None:
             self._pumps.append(Pump(self, launched.stderr, "stderr"))
-        for pump in self._pumps:
-            _enlarge_pipe(pump._fd)
-        self._timer = gevent.spawn_later(timeout, self._time_out) if timeout else None
+        self.streams = [pump.stream for pump in self._pumps]
+        self.offsets = dict.fromkeys(self.streams, 0)
+        self._ended: set[str] = set()
+        self.history = (
+            {stream: History(options.history_bytes) for stream in self.streams} if options.history_bytes else {}
+        )
+        if not self.pty:
+            for pump in self._pumps:
+                _enlarge_pipe(pump._fd)
+        self._timer = gevent.spawn_later(options.timeout, self._time_out) if options.timeout else None
         gevent.spawn(self._supervise)
 
     def _watch(self, pid: int) -> None:
@@ -293,6 +194,10 @@ class Process:
     @property
     def reaped(self) -> bool:
         return self._child is not None and self._child.reaped
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._sinks)
 
     def begin_output(self) -> None:
         """Start streaming; called once the ``start`` answer has been sent
@@ -307,13 +212,60 @@ class Process:
             "proc": self.id,
             "pid": self.pid,
             "pgid": self.pgid,
-            "name": self.name,
+            "name": self.options.name,
             "argv": self.argv,
             "cwd": self.cwd,
             "state": "running" if self.running else "exited",
             "started_at": self.started_at,
             "exit": self.status,
+            "pty": self.pty,
+            "on_disconnect": "keep" if self.options.keep else "kill",
+            "attached": len(self._sinks),
+            "offsets": dict(self.offsets),
         }
+
+    # -- output fan-out ---------------------------------------------------------
+
+    def publish(self, stream: str, data: bytes) -> None:
+        offset = self.offsets[stream]
+        self.offsets[stream] = offset + len(data)
+        if self.history:
+            self.history[stream].append(data)
+        for sink in list(self._sinks):
+            sink.output(self, stream, data, offset)
+
+    def stream_ended(self, stream: str) -> None:
+        self._ended.add(stream)
+        for sink in list(self._sinks):
+            sink.end_of_stream(self, stream)
+
+    def subscribe(self, sink: OutputSink, offsets: dict[str, int]) -> Subscription:
+        """Add ``sink``; say what it must replay first.  Never yields, so no
+        chunk can fall between the replay and the live stream."""
+        replays = {}
+        for stream in self.streams:
+            wanted = offsets.get(stream, 0)
+            if stream in self.history:
+                replays[stream] = self.history[stream].read_from(wanted)
+            else:
+                replays[stream] = Replay(b"", self.offsets[stream], wanted < self.offsets[stream])
+        live = self.status is None
+        if live and sink not in self._sinks:
+            self._sinks.append(sink)
+        return Subscription(replays, frozenset(self._ended), live)
+
+    def unsubscribe(self, sink: OutputSink) -> None:
+        with contextlib.suppress(ValueError):
+            self._sinks.remove(sink)
+
+    # -- control ------------------------------------------------------------------
+
+    def resize(self, rows: int, cols: int) -> None:
+        if self._terminal is None:
+            raise RpcError(ErrorCode.INVALID_PARAMS, f"Invalid params: process {self.id} has no pty to resize")
+        if self.reaped:
+            raise RpcError(ErrorCode.PROCESS_EXITED, "the process has exited")
+        set_window_size(self._terminal, rows, cols)  # the kernel sends SIGWINCH
 
     def send_signal(self, signum: int, group: bool = True) -> None:
         """Signal the group (or the leader only); refused once it is reaped."""
@@ -353,6 +305,11 @@ class Process:
         if self._group_alive():
             self._signal_group(signal.SIGKILL)
 
+    def kill_group(self) -> None:
+        """SIGKILL the group now, if it still exists."""
+        if self._group_alive():
+            self._signal_group(signal.SIGKILL)
+
     def _group_alive(self) -> bool:
         if not self.reaped:
             return True
@@ -370,6 +327,8 @@ class Process:
         self.timed_out = True
         self.terminate()
 
+    # -- the end ----------------------------------------------------------------------
+
     def _supervise(self) -> None:
         assert self._child is not None
         reaped = self._child.reap()
@@ -379,9 +338,15 @@ class Process:
         if self.stdin is not None:
             self.stdin.abort()
         incomplete = self._drain()
+        if self._terminal is not None:
+            close_fd(self._terminal)
+            self._terminal = None
         self.status = exit_status(self, reaped, duration, incomplete)
-        self.sink.exited(self)
+        for sink in list(self._sinks):
+            sink.exited(self)
         self._finished.set()
+        for callback in self.when_finished:
+            callback(self)
 
     def _drain(self) -> bool:
         """Wait for the pumps; True when the drain bound cut a pipe short.

@@ -2,8 +2,10 @@
 
 The registry is per worker process: ``proc`` ids are unique for the life of
 the worker and never reused.  Processes belong to the token identity that
-started them; each also remembers the client (connection) that started it,
-which receives its output and whose disconnect stops it.
+started them.  Each also remembers the client (connection) that started it:
+that client's limits count it, and its disconnect stops it unless it was
+started with ``on_disconnect: "keep"``.  A kept process outlives its client
+and keeps its exit status until released or ``KEEP_EXITED_SECONDS`` pass.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+import gevent
 
 from app.process import Process
 from app.protocol import ErrorCode, RpcError
@@ -29,19 +33,16 @@ class Client:
     close: Callable[[int, str], None]
     id: str = field(default_factory=lambda: secrets.token_hex(8))
     connected_at: float = field(default_factory=time.time)
-    processes: dict[int, Process] = field(default_factory=dict)
+    started: dict[int, Process] = field(default_factory=dict)
+    running: set[int] = field(default_factory=set)
     exited_order: deque[int] = field(default_factory=deque)
-
-    def running_count(self) -> int:
-        """Processes whose exit has not been announced (those are in ``exited_order``)."""
-        return len(self.processes) - len(self.exited_order)
 
     def info(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "remote_addr": self.remote_addr,
             "connected_at": self.connected_at,
-            "processes": sorted(self.processes),
+            "processes": sorted(self.started),
         }
 
 
@@ -49,7 +50,7 @@ class Client:
 class Registry:
     clients: dict[str, Client] = field(default_factory=dict)
     processes: dict[int, Process] = field(default_factory=dict)
-    owners: dict[int, Client] = field(default_factory=dict)
+    starters: dict[int, Client] = field(default_factory=dict)
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
     def next_proc_id(self) -> int:
@@ -59,45 +60,57 @@ class Registry:
         self.clients[client.id] = client
 
     def remove_client(self, client: Client) -> None:
+        """The connection is gone: forget what it started, except kept processes."""
         self.clients.pop(client.id, None)
-        for proc_id in list(client.processes):
-            self.forget(proc_id)
+        for proc_id, process in list(client.started.items()):
+            if process.options.keep:
+                client.started.pop(proc_id)
+            else:
+                self.forget(proc_id)
 
-    def add_process(self, client: Client, process: Process) -> None:
+    def add_process(self, client: Client, process: Process, *, keep_exited: int, keep_seconds: float) -> None:
         self.processes[process.id] = process
-        self.owners[process.id] = client
-        client.processes[process.id] = process
+        self.starters[process.id] = client
+        client.started[process.id] = process
+        client.running.add(process.id)
+        process.when_finished.append(lambda done: self._finished(client, done, keep_exited, keep_seconds))
 
-    def process_exited(self, process: Process, keep_at_most: int) -> None:
-        """Remember the exit; forget the oldest exited ones beyond the cap."""
-        client = self.owners.get(process.id)
-        if client is None:
-            return
-        client.exited_order.append(process.id)
-        while len(client.exited_order) > keep_at_most:
-            self.forget(client.exited_order.popleft())
+    def _finished(self, client: Client, process: Process, keep_exited: int, keep_seconds: float) -> None:
+        """Remember the exit for a while: kept ones by time, others per client by count."""
+        client.running.discard(process.id)
+        if process.options.keep:
+            gevent.spawn_later(keep_seconds, self.forget, process.id)
+        elif process.id in client.started:
+            client.exited_order.append(process.id)
+            while len(client.exited_order) > keep_exited:
+                self.forget(client.exited_order.popleft())
 
     def forget(self, proc_id: int) -> None:
-        client = self.owners.pop(proc_id, None)
         self.processes.pop(proc_id, None)
+        client = self.starters.pop(proc_id, None)
         if client is not None:
-            client.processes.pop(proc_id, None)
+            client.started.pop(proc_id, None)
+            client.running.discard(proc_id)
             if proc_id in client.exited_order:
                 client.exited_order.remove(proc_id)
 
     def lookup(self, owner: str, proc_id: int) -> Process:
         """The process, if ``owner`` may see it; else NO_SUCH_PROCESS."""
         process = self.processes.get(proc_id)
-        client = self.owners.get(proc_id)
-        if process is None or client is None or client.owner != owner:
+        if process is None or process.options.owner != owner:
             raise RpcError(ErrorCode.NO_SUCH_PROCESS, f"no such process: {proc_id}")
         return process
 
     def visible_to(self, owner: str) -> list[Process]:
-        return [process for proc_id, process in self.processes.items() if self.owners[proc_id].owner == owner]
+        return [process for process in self.processes.values() if process.options.owner == owner]
 
     def all_processes(self) -> list[dict[str, Any]]:
-        return [dict(process.info(), client=self.owners[proc_id].id) for proc_id, process in self.processes.items()]
+        return [self.describe(process) for process in self.processes.values()]
+
+    def describe(self, process: Process) -> dict[str, Any]:
+        starter = self.starters.get(process.id)
+        connected = starter is not None and starter.id in self.clients
+        return dict(process.info(), client=starter.id if connected else None)
 
 
 registry = Registry()

@@ -20,11 +20,11 @@ from simple_websocket import ConnectionClosed
 
 from app import protocol
 from app.methods import METHODS, write_stdin
-from app.output import OutputEncoder
 from app.params import validate
 from app.process import Limits, Process
 from app.protocol import Call, ErrorCode, RpcError
 from app.registry import Client, Registry
+from app.subscriber import Subscriber
 from app.version import PROTOCOL_VERSION, __version__
 from app.wire import Link
 from config import Settings
@@ -42,7 +42,7 @@ class Session:
         self.registry = registry
         self.limits = Limits(settings.KILL_GRACE, settings.DRAIN_TIMEOUT, settings.STDIN_BUFFER_BYTES)
         self.client = Client(owner=owner, remote_addr=remote_addr, close=self.link.close)
-        self._encoders: dict[tuple[int, str], OutputEncoder] = {}
+        self.subscriber = Subscriber(self.notify, self._send_binary)
         self._after_reply: list[Callable[[], None]] = []
 
     # -- the connection's life ------------------------------------------------
@@ -81,13 +81,16 @@ class Session:
         }
 
     def _stop_processes(self) -> None:
-        """Stop every process this client started, grandchildren included."""
-        processes = list(self.client.processes.values())
-        for process in processes:
+        """Stop every process this client started, grandchildren included,
+        except kept ones, which go on without this connection."""
+        self.subscriber.detach_all()
+        started = list(self.client.started.values())
+        for process in started:
             process.begin_output()  # a start answer lost with the connection
-        gevent.joinall([gevent.spawn(process.terminate) for process in processes])
+        doomed = [process for process in started if not process.options.keep]
+        gevent.joinall([gevent.spawn(process.terminate) for process in doomed])
         gevent.joinall(
-            [gevent.spawn(process.wait) for process in processes],
+            [gevent.spawn(process.wait) for process in doomed],
             timeout=self.settings.DRAIN_TIMEOUT + 1,
         )
 
@@ -114,15 +117,18 @@ class Session:
             self._send(protocol.failure(None, error))
             return
         if isinstance(written, AsyncResult):
-            written.rawlink(self._report_failed_write)
+            written.rawlink(self._report_refused_data)
 
-    def _report_failed_write(self, written: AsyncResult) -> None:
-        if not written.successful():
-            gevent.spawn(self.notify_error, written.exception)
+    def _report_refused_data(self, result: AsyncResult) -> None:
+        """A deferred write with no id failed: tell the client (id null), since
+        its bytes never reached the process.  Runs in the hub: send from a greenlet."""
+        error = result.exception
+        if isinstance(error, RpcError) and error.refused_data:
+            gevent.spawn(self._send_error_without_id, error)
 
-    def notify_error(self, error: BaseException) -> None:
+    def _send_error_without_id(self, error: RpcError) -> None:
         with contextlib.suppress(ConnectionClosed):
-            self._send(protocol.failure(None, _as_rpc_error(error, Call(method="write"))))
+            self._send(protocol.failure(None, error))
 
     def after_reply(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` once this frame's answer is on the wire."""
@@ -145,7 +151,10 @@ class Session:
                 return protocol.failure(None, rpc_error) if rpc_error.refused_data else None
             return protocol.failure(call.id, rpc_error)
         if isinstance(result, Pending):
-            return None if call.is_notification else _PendingAnswer(call, result)
+            if call.is_notification:
+                result.rawlink(self._report_refused_data)
+                return None
+            return _PendingAnswer(call, result)
         return None if call.is_notification else protocol.success(call.id, result)
 
     def _deliver_later(self, batch: bool, answers: list[Any], callbacks: list[Callable[[], None]]) -> None:
@@ -163,29 +172,18 @@ class Session:
             for callback in callbacks:
                 callback()
 
-    # -- the OutputSink of this client's processes --------------------------
+    # -- output ---------------------------------------------------------------------
 
-    def output(self, process: Process, stream: str, data: bytes) -> None:
-        if process.binary:
-            with contextlib.suppress(ConnectionClosed):
-                self.link.send_binary(protocol.binary_output_header(stream, process.id), data)
-            return
-        key = (process.id, stream)
-        encoder = self._encoders.get(key)
-        if encoder is None:
-            encoder = self._encoders[key] = OutputEncoder(process.id, stream, process.encoding)
-        for params in encoder.feed(data):
-            self.notify("output", params)
+    def attach(self, process: Process, offsets: dict[str, int]) -> dict[str, Any]:
+        answer, replay = self.subscriber.attach(process, offsets)
+        self.after_reply(replay)
+        return answer
 
-    def end_of_stream(self, process: Process, stream: str) -> None:
-        encoder = self._encoders.pop((process.id, stream), None)
-        for params in encoder.finish() if encoder else []:
-            self.notify("output", params)
+    def detach(self, process: Process) -> None:
+        self.subscriber.detach(process)
 
-    def exited(self, process: Process) -> None:
-        assert process.status is not None
-        self.notify("exit", process.status)
-        self.registry.process_exited(process, self.settings.MAX_EXITED_PER_CLIENT)
+    def _send_binary(self, header: bytes, payload: bytes) -> None:
+        self.link.send_binary(header, payload)
 
     def notify(self, method: str, params: dict[str, Any]) -> None:
         """Send a notification; once the client is gone, output is discarded."""

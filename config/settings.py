@@ -58,11 +58,16 @@ class Settings(BaseModel):
     STDIN_BUFFER_BYTES: int = Field(4 * MIB, ge=1)
     MAX_PROCS_PER_CLIENT: int = Field(64, ge=1)
     MAX_EXITED_PER_CLIENT: int = Field(1024, ge=0)
+    DEFAULT_BUFFER_BYTES: int = Field(MIB, ge=0)
+    MAX_BUFFER_BYTES: int = Field(16 * MIB, ge=0)
+    KEEP_EXITED_SECONDS: float = Field(3600.0, ge=0)
     ALLOWED_ORIGINS: OriginList = Field(default_factory=list)
     PING_INTERVAL: float = Field(25.0, ge=0, le=3600)
     COMPRESSION: bool = False
     PROXY_COUNT: int = Field(0, ge=0, le=10)
     WORKER_CONNECTIONS: int = Field(10_000, ge=1)
+    WORKERS: int = Field(1, ge=1, le=256)
+    GRACEFUL_TIMEOUT: int = Field(30, ge=1, le=3600)
     LOG_LEVEL: str = Field("info", pattern="^(debug|info|warning|error|critical)$")
 
 

@@ -80,6 +80,9 @@ def test_start_defaults() -> None:
         "encoding": "text",
         "name": None,
         "binary": False,
+        "pty": None,
+        "on_disconnect": "kill",
+        "buffer": None,
     }
 
 

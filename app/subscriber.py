@@ -1,0 +1,127 @@
+"""The output side of one connection: process output in, frames out.
+
+A connection receives the output of the processes it started and of those
+it attached to.  Each process gets a lock here, so that a replay from the
+history and the live stream that follows it can never interleave: the
+attach holds the lock from subscribing until its replay is sent, and live
+chunks for that process wait for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+from gevent.lock import Semaphore
+from simple_websocket import ConnectionClosed
+
+from app import protocol
+from app.output import OutputEncoder
+from app.process import Process
+
+REPLAY_CHUNK = 256 * 1024
+
+Notify = Callable[[str, dict[str, Any]], None]
+SendBinary = Callable[[bytes, bytes], None]
+
+
+class Subscriber:
+    """The :class:`~app.process.OutputSink` of one connection."""
+
+    def __init__(self, notify: Notify, send_binary: SendBinary) -> None:
+        self._notify = notify
+        self._send_binary = send_binary
+        self._encoders: dict[tuple[int, str], OutputEncoder] = {}
+        self._locks: dict[int, Semaphore] = {}
+        self.processes: dict[int, Process] = {}  # whose output this connection receives
+
+    def subscribed(self, process: Process) -> None:
+        """``process`` was started with this subscriber as its first sink."""
+        self.processes[process.id] = process
+
+    def attach(self, process: Process, offsets: dict[str, int]) -> tuple[dict[str, Any], Callable[[], None]]:
+        """Subscribe from ``offsets``; return the answer and the replay to run once it is sent."""
+        lock = self._lock(process.id)
+        lock.acquire()
+        self._unsubscribe(process)
+        subscription = process.subscribe(self, offsets)
+        if subscription.live:
+            self.processes[process.id] = process
+
+        def replay() -> None:
+            try:
+                for stream, held in subscription.replays.items():
+                    for start in range(0, len(held.data), REPLAY_CHUNK):
+                        piece = held.data[start : start + REPLAY_CHUNK]
+                        self._emit(process, stream, piece, held.offset + start)
+                for stream in subscription.ended:
+                    self._flush(process, stream)
+                if not subscription.live:
+                    self._notify("exit", process.status or {})
+            finally:
+                lock.release()
+
+        answer = {
+            "proc": process.id,
+            "offsets": dict(process.offsets),
+            "replay_from": {stream: held.offset for stream, held in subscription.replays.items()},
+            "truncated": any(held.truncated for held in subscription.replays.values()),
+            "state": "running" if process.running else "exited",
+            "exit": process.status,
+        }
+        return answer, replay
+
+    def detach(self, process: Process) -> None:
+        self._unsubscribe(process)
+
+    def detach_all(self) -> None:
+        for process in list(self.processes.values()):
+            self._unsubscribe(process)
+
+    def _unsubscribe(self, process: Process) -> None:
+        process.unsubscribe(self)
+        self.processes.pop(process.id, None)
+        for stream in process.streams:
+            self._encoders.pop((process.id, stream), None)
+
+    def _lock(self, proc: int) -> Semaphore:
+        lock = self._locks.get(proc)
+        if lock is None:
+            lock = self._locks[proc] = Semaphore()
+        return lock
+
+    # -- OutputSink ---------------------------------------------------------------
+
+    def output(self, process: Process, stream: str, data: bytes, offset: int) -> None:
+        with self._lock(process.id):
+            self._emit(process, stream, data, offset)
+
+    def end_of_stream(self, process: Process, stream: str) -> None:
+        with self._lock(process.id):
+            self._flush(process, stream)
+
+    def exited(self, process: Process) -> None:
+        with self._lock(process.id):
+            self._notify("exit", process.status or {})
+        self.processes.pop(process.id, None)
+        self._locks.pop(process.id, None)
+
+    # -- encoding ---------------------------------------------------------------------
+
+    def _emit(self, process: Process, stream: str, data: bytes, offset: int) -> None:
+        if process.options.binary:
+            with contextlib.suppress(ConnectionClosed):
+                self._send_binary(protocol.binary_output_header(stream, process.id), data)
+            return
+        key = (process.id, stream)
+        encoder = self._encoders.get(key)
+        if encoder is None:
+            encoder = self._encoders[key] = OutputEncoder(process.id, stream, process.options.encoding, offset)
+        for params in encoder.feed(data):
+            self._notify("output", params)
+
+    def _flush(self, process: Process, stream: str) -> None:
+        encoder = self._encoders.pop((process.id, stream), None)
+        for params in encoder.finish() if encoder else []:
+            self._notify("output", params)

@@ -1,0 +1,153 @@
+"""PTY mode and sessions that outlive their connection, against the real server."""
+
+from __future__ import annotations
+
+import time
+
+from tests.client import RpcClient, chunk_bytes
+from tests.server import Server, pid_exists, wait_until
+
+
+def read_until(client: RpcClient, proc: int, needle: bytes, timeout: float = 10.0) -> bytes:
+    """Collect ``proc``'s output until ``needle`` appears (bounded)."""
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while needle not in seen:
+        assert time.monotonic() < deadline, seen
+        message = client.next_message()
+        if isinstance(message, dict) and message.get("method") == "output" and message["params"]["proc"] == proc:
+            seen += chunk_bytes(message["params"])
+    return seen
+
+
+def test_pty_is_a_controlling_terminal_with_the_requested_size(client: RpcClient) -> None:
+    started = client.call("start", argv=["sh", "-c", "tty; stty size; echo TERM=$TERM"], pty={"rows": 33, "cols": 111})
+    collected = client.collect(started["proc"])
+    text = collected.stdout.decode()
+    assert "/dev/pts/" in text
+    assert "33 111" in text
+    assert "TERM=xterm-256color" in text
+    assert collected.stderr == b""  # a pty merges stderr into stdout
+    assert collected.exit["code"] == 0
+
+
+def test_pty_process_leads_its_session_and_group(client: RpcClient) -> None:
+    started = client.call("start", argv=["sh", "-c", "ps -o pid=,pgid=,sid= -p $$"], pty={"rows": 24, "cols": 80})
+    pid, pgid, sid = map(int, client.collect(started["proc"]).stdout.split())
+    assert pid == pgid == sid == started["pid"] == started["pgid"]
+
+
+def test_resize_delivers_sigwinch(client: RpcClient) -> None:
+    script = "trap 'stty size' WINCH; echo ready; while :; do sleep 0.05; done"
+    proc = client.call("start", argv=["bash", "-c", script], pty={"rows": 24, "cols": 80})["proc"]
+    read_until(client, proc, b"ready")
+    assert client.call("resize", proc=proc, rows=50, cols=132) == {}
+    read_until(client, proc, b"50 132")
+    client.call("kill", proc=proc)
+    client.collect(proc)
+
+
+def test_ctrl_c_reaches_the_foreground_job(client: RpcClient) -> None:
+    proc = client.call("start", argv=["bash", "--norc", "-i"], pty={"rows": 24, "cols": 80})["proc"]
+    client.call("write", proc=proc, data="sleep 30\r")
+    time.sleep(0.3)
+    client.call("write", proc=proc, data="\x03")  # Ctrl-C: SIGINT to the foreground job, not to bash
+    client.call("write", proc=proc, data="echo status-$?\r")
+    read_until(client, proc, b"status-130")
+    client.call("write", proc=proc, data="exit 5\r")
+    assert client.collect(proc).exit["code"] == 5
+
+
+def test_close_stdin_on_a_pty_sends_end_of_file(client: RpcClient) -> None:
+    proc = client.call("start", argv=["cat"], pty={"rows": 24, "cols": 80})["proc"]
+    client.call("write", proc=proc, data="typed\r")
+    read_until(client, proc, b"typed")
+    client.call("close_stdin", proc=proc)
+    assert client.collect(proc).exit["code"] == 0
+
+
+def test_resize_without_a_pty_is_invalid(client: RpcClient) -> None:
+    proc = client.call("start", argv=["sleep", "30"])["proc"]
+    assert client.error_of("resize", proc=proc, rows=10, cols=10).code == -32602
+    client.call("kill", proc=proc)
+    client.collect(proc)
+
+
+def test_a_kept_process_survives_its_connection_and_replays_on_attach(server: Server) -> None:
+    script = "echo one; sleep 0.3; echo two; read line; echo got-$line; exit 4"
+    with RpcClient(server.url, server.token) as first:
+        started = first.call("start", argv=["sh", "-c", script], on_disconnect="keep")
+        read_until(first, started["proc"], b"one")
+    assert pid_exists(started["pid"])
+    with RpcClient(server.url, server.token) as second:
+        listed = {info["proc"]: info for info in second.call("list")["processes"]}
+        assert listed[started["proc"]]["on_disconnect"] == "keep"
+        assert listed[started["proc"]]["attached"] == 0
+        answer = second.call("attach", proc=started["proc"])
+        assert answer["truncated"] is False and answer["replay_from"]["stdout"] == 0
+        assert read_until(second, started["proc"], b"two").startswith(b"one\n")
+        second.call("write", proc=started["proc"], data="hello\n")
+        collected = second.collect(started["proc"])
+        assert b"got-hello" in collected.stdout
+        assert collected.exit["code"] == 4
+        # the exit status stays until released
+        assert second.call("find", pid=started["pid"])["state"] == "exited"
+        assert second.call("release", proc=started["proc"]) == {}
+
+
+def test_attach_from_an_offset_and_truncation(server: Server) -> None:
+    with RpcClient(server.url, server.token) as first:
+        script = "printf 0123456789; sleep 30"
+        started = first.call("start", argv=["sh", "-c", script], on_disconnect="keep", buffer=4)
+        read_until(first, started["proc"], b"9")
+    with RpcClient(server.url, server.token) as second:
+        answer = second.call("attach", proc=started["proc"], offset=2)
+        assert answer["truncated"] is True  # the 4-byte ring kept only 6789
+        assert answer["replay_from"] == {"stdout": 6, "stderr": 6 - 6}
+        message = second.next_message()
+        assert message["params"] == {"proc": started["proc"], "stream": "stdout", "offset": 6, "data": "6789"}
+        second.call("detach", proc=started["proc"])
+        answer = second.call("attach", proc=started["proc"], offset={"stdout": 8})
+        assert answer["truncated"] is False
+        assert second.next_message()["params"]["data"] == "89"
+        second.call("kill", proc=started["proc"])
+        assert second.collect(started["proc"]).exit["signal"] == "SIGKILL"
+        second.call("release", proc=started["proc"])
+
+
+def test_several_connections_attached_at_once_all_receive_and_may_write(server: Server) -> None:
+    with RpcClient(server.url, server.token) as owner, RpcClient(server.url, server.token) as watcher:
+        proc = owner.call("start", argv=["cat"], on_disconnect="keep")["proc"]
+        watcher.call("attach", proc=proc)
+        watcher.call("write", proc=proc, data="from-watcher\n")
+        assert b"from-watcher" in read_until(owner, proc, b"from-watcher")
+        assert b"from-watcher" in read_until(watcher, proc, b"from-watcher")
+        owner.call("close_stdin", proc=proc)
+        assert owner.collect(proc).exit["code"] == 0
+        assert watcher.collect(proc).exit["code"] == 0
+        owner.call("release", proc=proc)
+
+
+def test_detach_stops_the_stream_but_not_the_process(client: RpcClient) -> None:
+    proc = client.call("start", argv=["sh", "-c", "echo a; read x; echo b"], on_disconnect="keep")["proc"]
+    read_until(client, proc, b"a")
+    client.call("detach", proc=proc)
+    client.call("write", proc=proc, data="go\n")
+    status = client.call("wait", proc=proc, timeout=10)
+    assert status["code"] == 0
+    assert not [m for m in client.pending if isinstance(m, dict) and m.get("method") == "output"]
+    info = client.call("find", pid=status["pid"])
+    assert info["offsets"]["stdout"] == 4  # "a\nb\n" was read even though nobody listened
+    client.call("release", proc=proc)
+
+
+def test_a_kept_process_is_not_killed_but_a_normal_one_is(server: Server) -> None:
+    with RpcClient(server.url, server.token) as client:
+        kept = client.call("start", argv=["sleep", "30"], on_disconnect="keep")
+        doomed = client.call("start", argv=["sleep", "30"])
+    assert wait_until(lambda: not pid_exists(doomed["pid"]))
+    assert pid_exists(kept["pid"])
+    with RpcClient(server.url, server.token) as again:
+        again.call("kill", proc=kept["proc"])
+        again.call("wait", proc=kept["proc"], timeout=10)
+        again.call("release", proc=kept["proc"])
