@@ -56,6 +56,13 @@ def worker_abort(worker):
     kill_all_processes()
 
 
+def worker_exit(server, worker):
+    """Last safety net as the worker exits: nothing it started may live on."""
+    from app.lifecycle import kill_all_processes
+
+    kill_all_processes()
+
+
 def when_ready(server):
     """Print a ready-to-use line, as Jupyter does, when the token was generated."""
     if not _token_generated:

@@ -26,8 +26,14 @@ def kill_all_processes() -> None:
 
 
 def close_sessions_when_stopping(worker: Any) -> None:
-    """Run in its own greenlet from gunicorn's ``post_worker_init`` hook."""
+    """Run in its own greenlet from gunicorn's ``post_worker_init`` hook.
+
+    Sessions stop their own processes as on any disconnect; kept processes,
+    which outlive connections but not the worker, are stopped here.
+    """
     while worker.alive:
         gevent.sleep(POLL_INTERVAL)
     for client in list(registry.clients.values()):
         client.close(CLOSE_GOING_AWAY, "server shutting down")
+    kept = [process for process in registry.processes.values() if process.options.keep]
+    gevent.joinall([gevent.spawn(process.terminate) for process in kept])

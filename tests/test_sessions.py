@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 
 from tests.client import RpcClient, chunk_bytes
@@ -151,3 +152,29 @@ def test_a_kept_process_is_not_killed_but_a_normal_one_is(server: Server) -> Non
         again.call("kill", proc=kept["proc"])
         again.call("wait", proc=kept["proc"], timeout=10)
         again.call("release", proc=kept["proc"])
+
+
+def test_stopping_the_service_stops_kept_processes_too() -> None:
+    server = Server().start()
+    try:
+        with RpcClient(server.url, server.token) as client:
+            kept = client.call("start", argv=["sleep", "1000"], on_disconnect="keep")
+        assert pid_exists(kept["pid"])
+        server.process.send_signal(signal.SIGTERM)
+        server.process.wait(timeout=15)
+        assert wait_until(lambda: not pid_exists(kept["pid"]), timeout=5)
+    finally:
+        server.stop()
+
+
+def test_a_quick_stop_kills_every_process_group() -> None:
+    server = Server().start()
+    try:
+        with RpcClient(server.url, server.token) as client:
+            kept = client.call("start", argv=["sleep", "1000"], on_disconnect="keep")
+            normal = client.call("start", argv=["sh", "-c", "trap '' TERM; sleep 1000"])
+            server.process.send_signal(signal.SIGINT)
+            server.process.wait(timeout=15)
+        assert wait_until(lambda: not pid_exists(kept["pid"]) and not pid_exists(normal["pid"]), timeout=5)
+    finally:
+        server.stop()
