@@ -4,8 +4,11 @@ Runs in gunicorn's master, before any worker is forked and before gevent
 patches anything: it reads ``config/`` only, never the application.
 """
 
+import contextlib
+import ctypes
 import os
 import secrets
+import signal
 import sys
 
 from config import ConfigError, load_settings
@@ -30,6 +33,38 @@ max_requests = 0
 keepalive = 2
 loglevel = _settings.LOG_LEVEL
 wsgi_app = "wsgi:app"
+
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def on_starting(server):
+    """Make the master a child subreaper: the processes of a worker that dies
+    (even by SIGKILL, when no worker code runs) are adopted by the master,
+    and ``child_exit`` stops them."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def child_exit(server, worker):
+    """A worker is gone: SIGKILL every process group it left behind.  Each of
+    our processes leads its own group; the master's own group is never hit.
+    The arbiter reaps the adopted processes as they die."""
+    live_workers = set(server.WORKERS)
+    for pid in _children_of_master() - live_workers:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            group = os.getpgid(pid)
+            if group != os.getpgrp():
+                os.killpg(group, signal.SIGKILL)
+            os.kill(pid, signal.SIGKILL)
+
+
+def _children_of_master():
+    pid = os.getpid()
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as file:
+            return {int(child) for child in file.read().split()}
+    except OSError:
+        return set()
 
 
 def post_worker_init(worker):

@@ -15,11 +15,12 @@ import contextlib
 import errno
 import fcntl
 import os
+import pwd
 import stat
 import struct
 import termios
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from gevent.monkey import get_original
@@ -32,6 +33,8 @@ from gevent.os import make_nonblocking, nb_read
 close_fd = get_original("os", "close")
 
 SETSID = "/usr/bin/setsid"  # util-linux: setsid() and TIOCSCTTY, then exec
+SETPRIV = "/usr/bin/setpriv"  # util-linux: change user and groups, then exec
+PRLIMIT = "/usr/bin/prlimit"  # util-linux: set resource limits, then exec
 
 StdinMode = Literal["pipe", "null"]
 StderrMode = Literal["pipe", "stdout", "null"]
@@ -48,6 +51,9 @@ class LaunchSpec:
     stdin: StdinMode = "pipe"
     stderr: StderrMode = "pipe"
     pty: tuple[int, int] | None = None  # (rows, cols): run on a pseudo-terminal
+    rlimits: dict[str, int] = field(default_factory=dict)  # prlimit(1) names: cpu, as, nofile, nproc...
+    user: str | None = None  # run as this user (the server must be root)
+    group: str | None = None
 
 
 @dataclass(frozen=True)
@@ -181,11 +187,34 @@ def _terminal_streams(spec: LaunchSpec, parent_fds: list[int], child_fds: list[i
 
 
 def _command(spec: LaunchSpec) -> tuple[list[str], str]:
-    """On a pty, exec through ``setsid -c``: it makes the child a session
-    leader whose controlling terminal is its stdin, in C, before exec."""
-    if spec.pty is None:
+    """The exec chain: util-linux tools do in C, before the program's exec,
+    what Python must never do in a forked child.  ``setsid -c`` makes a pty
+    the controlling terminal, ``setpriv`` changes user, ``prlimit`` sets
+    resource limits.  Each costs one exec, so each is used only when needed;
+    then the program's argv[0] is its resolved path."""
+    prefix: list[str] = []
+    if spec.pty is not None:
+        prefix += [SETSID, "-c"]
+    if spec.user or spec.group:
+        prefix += [SETPRIV, *_identity_options(spec), "--"]
+    if spec.rlimits:
+        prefix += [PRLIMIT, *(f"--{name}={value}:{value}" for name, value in sorted(spec.rlimits.items())), "--"]
+    if not prefix:
         return spec.argv, spec.executable
-    return [SETSID, "-c", spec.executable, *spec.argv[1:]], SETSID
+    return [*prefix, spec.executable, *spec.argv[1:]], prefix[0]
+
+
+def _identity_options(spec: LaunchSpec) -> list[str]:
+    options = []
+    if spec.user:
+        options += [f"--reuid={spec.user}", "--init-groups"]
+    if spec.group or spec.user:
+        options.append(f"--regid={spec.group or _primary_group(spec.user or '')}")
+    return options
+
+
+def _primary_group(user: str) -> int:
+    return pwd.getpwnam(user).pw_gid
 
 
 def set_window_size(fd: int, rows: int, cols: int) -> None:

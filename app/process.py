@@ -269,15 +269,13 @@ class Process:
 
     def send_signal(self, signum: int, group: bool = True) -> None:
         """Signal the group (or the leader only); refused once it is reaped."""
-        if self.reaped:
+        if self.reaped or self._child is None:
             raise RpcError(ErrorCode.PROCESS_EXITED, "the process has exited")
-        try:
+        with contextlib.suppress(ProcessLookupError):
             if group:
-                os.killpg(self.pgid, signum)
+                os.killpg(self.pgid, signum)  # safe: the unreaped leader holds the group id
             else:
-                os.kill(self.pid, signum)
-        except ProcessLookupError:
-            pass
+                self._child.send_signal(signum)
 
     def wait(self, timeout: float | None = None) -> dict[str, Any]:
         """The exit status, once every byte of output has been delivered."""

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import logging
 import os
+import signal
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +35,7 @@ log = logging.getLogger(__name__)
 
 PR_SET_CHILD_SUBREAPER = 36
 SWEEP_INTERVAL = 1.0
+POLL_WITHOUT_PIDFD = 0.05
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,7 @@ class ChildWatch:
     def __init__(self, reaper: ChildReaper, pid: int) -> None:
         self.pid = pid
         self._reaper = reaper
-        self._pidfd = os.pidfd_open(pid)
+        self._pidfd = _open_pidfd(pid)
         self._done = Event()
         self.result: Reaped | None = None
 
@@ -60,18 +63,47 @@ class ChildWatch:
     def wait_reaped(self, timeout: float | None = None) -> bool:
         return self._done.wait(timeout)
 
+    def send_signal(self, signum: int) -> None:
+        """Signal this very process: through its pidfd, a reused pid is never hit
+        (until it is reaped, the pid cannot be reused anyway)."""
+        if self._pidfd is not None:
+            signal.pidfd_send_signal(self._pidfd, signum)
+        elif not self.reaped:
+            os.kill(self.pid, signum)
+
     def reap(self) -> Reaped:
         """Wait for the exit and reap; called by one greenlet only (the supervisor)."""
         try:
-            wait_read(self._pidfd)
-            _, status, rusage = os.wait4(self.pid, 0)  # a zombie by now: returns at once
+            status, rusage = self._wait_for_exit()
         finally:
-            close_fd(self._pidfd)
+            if self._pidfd is not None:
+                close_fd(self._pidfd)
+                self._pidfd = None
             self._reaper.forget(self.pid)
         self.result = Reaped(status, rusage)
         self._done.set()
         self._reaper.sweep_orphans()
         return self.result
+
+    def _wait_for_exit(self) -> tuple[int, Any]:
+        if self._pidfd is not None:
+            wait_read(self._pidfd)
+            _, status, rusage = os.wait4(self.pid, 0)  # a zombie by now: returns at once
+            return status, rusage
+        while True:  # no pidfd on this kernel: poll, cooperatively
+            pid, status, rusage = os.wait4(self.pid, os.WNOHANG)
+            if pid:
+                return status, rusage
+            gevent.sleep(POLL_WITHOUT_PIDFD)
+
+
+def _open_pidfd(pid: int) -> int | None:
+    try:
+        return os.pidfd_open(pid)
+    except OSError as error:
+        if error.errno not in (errno.ENOSYS, errno.EPERM):
+            raise
+        return None  # kernels before 5.3, or seccomp: fall back to polling
 
 
 class ChildReaper:

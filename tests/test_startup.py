@@ -12,7 +12,7 @@ import time
 import urllib.request
 
 from tests.client import RpcClient
-from tests.server import ROOT, Server, free_port, pid_exists
+from tests.server import ROOT, Server, free_port, pid_exists, wait_until
 
 
 def test_without_a_token_one_is_generated_and_printed_ready_to_use() -> None:
@@ -76,5 +76,23 @@ def test_stopping_the_service_closes_sessions_with_1001_and_stops_their_processe
         server.process.wait(timeout=15)
         assert time.monotonic() - stopping < 10  # well inside graceful_timeout (30 s)
         assert not pid_exists(pid)
+    finally:
+        server.stop()
+
+
+def test_a_worker_killed_by_sigkill_leaves_no_process_behind() -> None:
+    server = Server().start()
+    try:
+        worker = server.worker_pids()[0]
+        with RpcClient(server.url, server.token) as client:
+            leader = client.call("start", argv=["sh", "-c", "sleep 1000 & echo $!; wait"])
+            grandchild = int(client.next_message()["params"]["data"])
+            kept = client.call("start", argv=["sleep", "1000"], on_disconnect="keep")
+            os.kill(worker, signal.SIGKILL)
+            pids = [leader["pid"], grandchild, kept["pid"]]
+            assert wait_until(lambda: not any(pid_exists(pid) for pid in pids)), [p for p in pids if pid_exists(p)]
+        assert wait_until(lambda: server.worker_pids() and server.worker_pids()[0] != worker)
+        with RpcClient(server.url, server.token) as client:  # the new worker serves
+            assert client.call("ping")["time"] > 0
     finally:
         server.stop()
