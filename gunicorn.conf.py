@@ -10,6 +10,7 @@ import os
 import secrets
 import signal
 import sys
+import tempfile
 
 from config import ConfigError, load_settings
 
@@ -34,6 +35,26 @@ keepalive = 2
 loglevel = _settings.LOG_LEVEL
 wsgi_app = "wsgi:app"
 
+if _settings.LOG_FORMAT == "json":
+    _json_handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
+    _level = _settings.LOG_LEVEL.upper()
+    _JSON_FIELDS = "%(asctime)s %(levelname)s %(name)s %(message)s"
+    logconfig_dict = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": "pythonjsonlogger.json.JsonFormatter", "format": _JSON_FIELDS}},
+        "handlers": {"json": _json_handler},
+        "root": {"level": _level, "handlers": ["json"]},
+        "loggers": {
+            "gunicorn.error": {"level": _level, "handlers": ["json"], "propagate": False},
+            "gunicorn.access": {"level": _level, "handlers": ["json"], "propagate": False},
+        },
+    }
+
+if _settings.WORKERS > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+    # Several workers: each writes its metrics here and /metrics sums them.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="procwire-metrics-")
+
 
 PR_SET_CHILD_SUBREAPER = 36
 
@@ -49,6 +70,10 @@ def child_exit(server, worker):
     """A worker is gone: SIGKILL every process group it left behind.  Each of
     our processes leads its own group; the master's own group is never hit.
     The arbiter reaps the adopted processes as they die."""
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
     live_workers = set(server.WORKERS)
     for pid in _children_of_master() - live_workers:
         with contextlib.suppress(ProcessLookupError, PermissionError):

@@ -6,11 +6,13 @@ import logging
 import secrets
 
 from flask import Flask
+from pythonjsonlogger.json import JsonFormatter
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import Settings, load_settings
 
 log = logging.getLogger("procwire")
+JSON_FIELDS = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -21,7 +23,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     if not settings.TOKEN:
         settings = settings.model_copy(update={"TOKEN": secrets.token_urlsafe(32)})
         log.warning("no TOKEN configured; this process uses: %s", settings.TOKEN)
-    _configure_logging(settings.LOG_LEVEL)
+    _configure_logging(settings.LOG_LEVEL, settings.LOG_FORMAT)
     app = Flask(__name__)
     app.config["PROCWIRE"] = settings
     if settings.PROXY_COUNT:
@@ -32,6 +34,15 @@ def create_app(settings: Settings | None = None) -> Flask:
     return app
 
 
-def _configure_logging(level: str) -> None:
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def _configure_logging(level: str, log_format: str) -> None:
+    """Text or JSON lines on stderr, unless gunicorn's logconfig_dict did it already."""
+    root = logging.getLogger()
+    if root.handlers:
+        return
+    handler = logging.StreamHandler()
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter(JSON_FIELDS))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(level.upper())

@@ -24,6 +24,8 @@ def check_access() -> Response | None:
     if request.path in PUBLIC_PATHS:
         return None
     settings = current_app.config["PROCWIRE"]
+    if request.path == "/metrics" and settings.METRICS_OPEN:
+        return None
     if not token_matches(presented_token(), settings.TOKEN):
         response = jsonify(error="missing or wrong token")
         response.status_code = 401

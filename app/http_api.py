@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
+from app import metrics
 from app.registry import registry
 
 bp = Blueprint("http_api", __name__)
@@ -14,6 +15,12 @@ CLOSE_BY_ADMIN = 4000
 @bp.get("/healthz")
 def healthz() -> Response:
     return jsonify(status="ok")
+
+
+@bp.get("/metrics")
+def prometheus_metrics() -> Response:
+    body, content_type = metrics.render()
+    return Response(body, content_type=content_type)
 
 
 @bp.get("/api/clients")

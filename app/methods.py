@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import gevent
 from gevent.event import AsyncResult
 
+from app import metrics
 from app import params as P
 from app.launcher import LaunchSpec, lookpath
 from app.process import Options, Process
@@ -110,7 +111,8 @@ def spawn(
     try:
         executable = lookpath(params.argv[0], env.get("PATH"), cwd)
         spec = LaunchSpec(params.argv, executable, env, cwd, params.stdin, params.stderr, pty)
-        process = Process(session.registry.next_proc_id(), spec, sink=sink, limits=session.limits, options=options)
+        with metrics.SPAWN_SECONDS.time():
+            process = Process(session.registry.next_proc_id(), spec, sink=sink, limits=session.limits, options=options)
     except OSError as error:
         raise os_error(error) from None
     session.registry.add_process(

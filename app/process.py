@@ -26,6 +26,7 @@ import gevent
 from gevent.event import Event
 from gevent.os import nb_read
 
+from app import metrics
 from app.history import History, Replay
 from app.launcher import LaunchSpec, close_fd, launch, set_window_size
 from app.protocol import ErrorCode, RpcError
@@ -229,6 +230,7 @@ class Process:
     def publish(self, stream: str, data: bytes) -> None:
         offset = self.offsets[stream]
         self.offsets[stream] = offset + len(data)
+        metrics.OUTPUT_BY_STREAM[stream].inc(len(data))
         if self.history:
             self.history[stream].append(data)
         for sink in list(self._sinks):

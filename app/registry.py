@@ -20,6 +20,7 @@ from typing import Any
 
 import gevent
 
+from app import metrics
 from app.process import Process
 from app.protocol import ErrorCode, RpcError
 
@@ -36,6 +37,7 @@ class Client:
     started: dict[int, Process] = field(default_factory=dict)
     running: set[int] = field(default_factory=set)
     exited_order: deque[int] = field(default_factory=deque)
+    processes_started: int = 0
 
     def info(self) -> dict[str, Any]:
         return {
@@ -73,11 +75,16 @@ class Registry:
         self.starters[process.id] = client
         client.started[process.id] = process
         client.running.add(process.id)
+        client.processes_started += 1
+        metrics.PROCESSES_STARTED.inc()
+        metrics.PROCESSES_RUNNING.inc()
         process.when_finished.append(lambda done: self._finished(client, done, keep_exited, keep_seconds))
 
     def _finished(self, client: Client, process: Process, keep_exited: int, keep_seconds: float) -> None:
         """Remember the exit for a while: kept ones by time, others per client by count."""
         client.running.discard(process.id)
+        metrics.PROCESSES_RUNNING.dec()
+        metrics.EXITS.labels(metrics.exit_reason(process.status or {})).inc()
         if process.options.keep:
             gevent.spawn_later(keep_seconds, self.forget, process.id)
         elif process.id in client.started:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -18,7 +19,7 @@ import gevent
 from gevent.event import AsyncResult
 from simple_websocket import ConnectionClosed
 
-from app import protocol
+from app import metrics, protocol
 from app.methods import METHODS, write_stdin
 from app.params import validate
 from app.process import Limits, Process
@@ -44,11 +45,14 @@ class Session:
         self.client = Client(owner=owner, remote_addr=remote_addr, close=self.link.close)
         self.subscriber = Subscriber(self.notify, self._send_binary)
         self._after_reply: list[Callable[[], None]] = []
+        self._messages_in = 0
 
     # -- the connection's life ------------------------------------------------
 
     def run(self) -> None:
         self.registry.add_client(self.client)
+        metrics.CONNECTIONS.inc()
+        metrics.CONNECTIONS_OPEN.inc()
         log.info("client %s connected from %s", self.client.id, self.client.remote_addr)
         try:
             self.notify("hello", self._hello())
@@ -62,7 +66,21 @@ class Session:
         finally:
             self._stop_processes()
             self.registry.remove_client(self.client)
-            log.info("client %s disconnected", self.client.id)
+            metrics.CONNECTIONS_OPEN.dec()
+            self._log_session_end()
+
+    def _log_session_end(self) -> None:
+        """One line per WebSocket session (gunicorn writes no access line for it)."""
+        ws = self.link.ws
+        fields = {
+            "client": self.client.id,
+            "remote_addr": self.client.remote_addr,
+            "duration": round(time.time() - self.client.connected_at, 3),
+            "messages_in": self._messages_in,
+            "processes_started": self.client.processes_started,
+            "close_code": int(ws.close_reason) if ws.close_reason is not None else None,
+        }
+        log.info("session ended %s", " ".join(f"{key}={value}" for key, value in fields.items()), extra=fields)
 
     def _hello(self) -> dict[str, Any]:
         return {
@@ -97,6 +115,8 @@ class Session:
     # -- frames in, answers out -------------------------------------------------
 
     def handle_frame(self, frame: str | bytes) -> None:
+        self._messages_in += 1
+        metrics.MESSAGES_IN.inc()
         if isinstance(frame, bytes):
             self._write_binary_stdin(frame)
             return
@@ -114,7 +134,7 @@ class Session:
             proc, payload = protocol.parse_binary_stdin(frame)
             written = write_stdin(self, proc, payload)
         except RpcError as error:
-            self._send(protocol.failure(None, error))
+            self._send(_failure(None, error))
             return
         if isinstance(written, AsyncResult):
             written.rawlink(self._report_refused_data)
@@ -128,7 +148,7 @@ class Session:
 
     def _send_error_without_id(self, error: RpcError) -> None:
         with contextlib.suppress(ConnectionClosed):
-            self._send(protocol.failure(None, error))
+            self._send(_failure(None, error))
 
     def after_reply(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` once this frame's answer is on the wire."""
@@ -139,7 +159,7 @@ class Session:
 
     def _answer(self, call: Call) -> dict[str, Any] | Pending | None:
         if call.error is not None:
-            return None if call.is_notification else protocol.failure(call.id, call.error)
+            return None if call.is_notification else _failure(call.id, call.error)
         try:
             method = METHODS.get(call.method)
             if method is None:
@@ -148,8 +168,8 @@ class Session:
         except Exception as error:
             rpc_error = _as_rpc_error(error, call)
             if call.is_notification:
-                return protocol.failure(None, rpc_error) if rpc_error.refused_data else None
-            return protocol.failure(call.id, rpc_error)
+                return _failure(None, rpc_error) if rpc_error.refused_data else None
+            return _failure(call.id, rpc_error)
         if isinstance(result, Pending):
             if call.is_notification:
                 result.rawlink(self._report_refused_data)
@@ -208,7 +228,12 @@ def _resolve(answer: Any) -> Any:
     try:
         return protocol.success(answer.call.id, answer.result.get())
     except Exception as error:
-        return protocol.failure(answer.call.id, _as_rpc_error(error, answer.call))
+        return _failure(answer.call.id, _as_rpc_error(error, answer.call))
+
+
+def _failure(request_id: Any, error: RpcError) -> dict[str, Any]:
+    metrics.ERRORS.labels(int(error.code)).inc()
+    return protocol.failure(request_id, error)
 
 
 def _as_rpc_error(error: Exception, call: Call) -> RpcError:

@@ -18,6 +18,8 @@ from gevent.lock import RLock
 from simple_websocket import ConnectionClosed
 from wsproto.events import BytesMessage, TextMessage
 
+from app import metrics
+
 OPCODE_TEXT = 0x1
 OPCODE_BINARY = 0x2
 FIN = 0x80
@@ -77,6 +79,7 @@ class Link:
     def _send(self, opcode: int, payload: bytes, prefix: bytes = b"") -> None:
         if not self.ws.connected:
             raise ConnectionClosed(self.ws.close_reason, self.ws.close_message)
+        metrics.MESSAGES_OUT.inc()
         try:
             if self._compression:
                 self._send_via_wsproto(opcode, prefix + payload)

@@ -69,6 +69,8 @@ class Settings(BaseModel):
     WORKERS: int = Field(1, ge=1, le=256)
     GRACEFUL_TIMEOUT: int = Field(30, ge=1, le=3600)
     LOG_LEVEL: str = Field("info", pattern="^(debug|info|warning|error|critical)$")
+    LOG_FORMAT: str = Field("text", pattern="^(text|json)$")
+    METRICS_OPEN: bool = False
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:

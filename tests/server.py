@@ -12,6 +12,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 20.0
@@ -31,6 +32,7 @@ class Server:
     token: str = "test-token"
     port: int = field(default_factory=free_port)
     process: subprocess.Popen | None = None
+    stderr: Any = None  # where gunicorn's log goes (a file object), or inherited
 
     @property
     def url(self) -> str:
@@ -52,6 +54,7 @@ class Server:
             [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--no-control-socket"],
             cwd=ROOT,
             env=env,
+            stderr=self.stderr,
             start_new_session=True,
         )
         self._wait_until_healthy()
