@@ -8,14 +8,17 @@ variables.  Environment values are parsed the way Flask's
 
 from __future__ import annotations
 
+import grp
 import json
 import os
+import pwd
+import re
 import tomllib
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 ENV_PREFIX = "PROCWIRE_"
 CONFIG_FILE_VARIABLE = "PROCWIRE_CONFIG"
@@ -43,6 +46,100 @@ def _origin(value: str) -> str:
 
 OriginList = Annotated[list[Annotated[str, AfterValidator(_origin)]], BeforeValidator(_split_commas)]
 
+# -- identities and policies (docs/security.md) ------------------------------------------
+
+Role = Literal["admin", "user"]
+RlimitName = Literal["cpu", "as", "nofile", "nproc"]  # prlimit(1) names, as app.launcher takes them
+TOKEN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
+DEFAULT_TOKEN_NAME = "default"  # the admin whose token is TOKEN
+SECRET_KEYS = frozenset({"TOKEN", "sha256"})  # config errors never show their value
+
+
+def _absolute(value: str) -> str:
+    """An absolute path, or a glob of absolute paths (``*``, ``?``, ``**``)."""
+    if not value.startswith("/") or "\0" in value:
+        raise ValueError(f"not an absolute path: {value!r}")
+    return value
+
+
+def _variable_pattern(value: str) -> str:
+    """A variable name, or a glob of names (``LC_*``)."""
+    if not value or "=" in value or "\0" in value:
+        raise ValueError(f"not a variable name or glob: {value!r}")
+    return value
+
+
+def _known_user(value: str) -> str:
+    try:
+        pwd.getpwnam(value)
+    except KeyError:
+        raise ValueError(f"no such user: {value!r}") from None
+    return value
+
+
+def _known_group(value: str) -> str:
+    try:
+        grp.getgrnam(value)
+    except KeyError:
+        raise ValueError(f"no such group: {value!r}") from None
+    return value
+
+
+def _audit_destination(value: str) -> str:
+    """``-`` (stderr), empty (no audit log), or a file the server can append to
+    (checked without creating it: validating settings has no side effects)."""
+    if value in ("", "-"):
+        return value
+    if os.path.isdir(value):
+        raise ValueError(f"{value} is a directory")
+    if os.path.exists(value):
+        writable = os.access(value, os.W_OK)
+    else:
+        directory = os.path.dirname(os.path.abspath(value))
+        writable = os.path.isdir(directory) and os.access(directory, os.W_OK | os.X_OK)
+    if not writable:
+        raise ValueError(f"cannot append to {value}")
+    return value
+
+
+AbsolutePattern = Annotated[str, AfterValidator(_absolute)]
+VariablePattern = Annotated[str, AfterValidator(_variable_pattern)]
+PolicySeconds = Annotated[float, Field(gt=0, le=10**9)]
+ProcessCount = Annotated[int, Field(ge=0, le=10**6)]
+
+
+class PolicySettings(BaseModel):
+    """A ``[policies.<role>]`` table or a token's ``policy`` table; a key left out
+    is inherited (token from role, role from the role's defaults)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    allow: list[AbsolutePattern] | None = None
+    deny: list[AbsolutePattern] | None = None
+    cwd_roots: list[AbsolutePattern] | None = None
+    env: list[VariablePattern] | None = None
+    clear_env: bool | None = None
+    pty: bool | None = None
+    keep: bool | None = None
+    max_procs: ProcessCount | None = None
+    max_procs_total: ProcessCount | None = None
+    default_timeout: PolicySeconds | None = None
+    max_timeout: PolicySeconds | None = None
+    rlimits: dict[RlimitName, Annotated[int, Field(ge=1, le=2**62)]] | None = None
+    user: Annotated[str, AfterValidator(_known_user)] | None = None
+    group: Annotated[str, AfterValidator(_known_group)] | None = None
+
+
+class TokenSettings(BaseModel):
+    """One ``[[tokens]]`` entry: the token itself is never stored, only its SHA-256."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    name: str = Field(pattern=f"^{TOKEN_NAME.pattern}$")
+    role: Role
+    sha256: str = Field(pattern="^[0-9a-fA-F]{64}$")
+    policy: PolicySettings | None = None
+
 
 class Settings(BaseModel):
     """Every setting procwire reads, with its default and its bounds."""
@@ -51,6 +148,13 @@ class Settings(BaseModel):
 
     BIND: str = Field("127.0.0.1:9999", min_length=1)
     TOKEN: str = ""
+    TOKENS: list[TokenSettings] = Field(default_factory=list)
+    POLICIES: dict[Role, PolicySettings] = Field(default_factory=dict)
+    AUDIT_LOG: Annotated[str, Field(pattern=r"^[^\x00]*$"), AfterValidator(_audit_destination)] = "-"
+    MAX_CONNECTIONS_PER_TOKEN: int = Field(0, ge=0)
+    MAX_CONNECTIONS_PER_ADDRESS: int = Field(0, ge=0)
+    MAX_MESSAGES_PER_SECOND: float = Field(0.0, ge=0, le=10**6)
+    MESSAGE_BURST: int = Field(0, ge=0, le=10**7)
     KILL_GRACE: float = Field(2.0, ge=0, le=3600)
     DRAIN_TIMEOUT: float = Field(2.0, ge=0, le=3600)
     MAX_MESSAGE_BYTES: int = Field(MIB, ge=1024)
@@ -71,6 +175,34 @@ class Settings(BaseModel):
     LOG_LEVEL: str = Field("info", pattern="^(debug|info|warning|error|critical)$")
     LOG_FORMAT: str = Field("text", pattern="^(text|json)$")
     METRICS_OPEN: bool = False
+
+    @model_validator(mode="after")
+    def _consistent_identities(self) -> Settings:
+        """Names and hashes are unique; no default timeout above its maximum."""
+        names = {DEFAULT_TOKEN_NAME} if self.TOKEN else set()
+        digests: set[str] = set()
+        for index, entry in enumerate(self.TOKENS):
+            if entry.name in names:
+                raise ValueError(f"TOKENS[{index}].name: {entry.name!r} is used twice (TOKEN is named 'default')")
+            if entry.sha256.lower() in digests:
+                raise ValueError(f"TOKENS[{index}].sha256: the same token is listed twice")
+            names.add(entry.name)
+            digests.add(entry.sha256.lower())
+        for role, policy in self.POLICIES.items():
+            _check_timeouts(f"POLICIES.{role}", policy, None)
+        for index, entry in enumerate(self.TOKENS):
+            if entry.policy is not None:
+                _check_timeouts(f"TOKENS[{index}].policy", entry.policy, self.POLICIES.get(entry.role))
+        return self
+
+
+def _check_timeouts(key: str, policy: PolicySettings, inherited: PolicySettings | None) -> None:
+    default, maximum = policy.default_timeout, policy.max_timeout
+    if inherited is not None:
+        default = inherited.default_timeout if default is None else default
+        maximum = inherited.max_timeout if maximum is None else maximum
+    if default is not None and maximum is not None and default > maximum:
+        raise ValueError(f"{key}: default_timeout {default:g} is above max_timeout {maximum:g}")
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -120,5 +252,9 @@ def _parse(raw: str) -> Any:
 
 def _first_problem(error: ValidationError) -> str:
     problem = error.errors()[0]
+    if not problem["loc"] and problem["type"] == "value_error":
+        return problem["msg"].removeprefix("Value error, ")  # a check across keys names its key
     key = ".".join(str(part) for part in problem["loc"]) or "settings"
+    if problem["loc"] and problem["loc"][-1] in SECRET_KEYS:
+        return f"{key}: {problem['msg'].removeprefix('Value error, ')}"  # never echo what may be a token
     return f"{key}: {problem['msg']} (got {problem.get('input')!r})"
