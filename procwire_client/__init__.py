@@ -1,0 +1,73 @@
+"""Python client for procwire: run and control processes over one WebSocket.
+
+    from procwire_client import Client
+
+    with Client("ws://127.0.0.1:9999/ws", token) as client:
+        result = client.run(["sh", "-c", "echo hi; exit 3"])
+        assert result.code == 3 and result.stdout == b"hi\\n"
+        with client.start(["cat"]) as process:
+            process.write("hello\\n")
+            process.close_stdin()
+            for stream, data in process:
+                print(stream, data)
+            print(process.wait().code)
+
+Only ``websocket-client`` is needed (no Flask, no gevent).
+"""
+
+from procwire_client.client import (
+    DEFAULT_URL,
+    Attachment,
+    Client,
+    ExitStatus,
+    Process,
+    ProcessInfo,
+    Result,
+)
+from procwire_client.errors import (
+    AuthenticationError,
+    InternalError,
+    InvalidParams,
+    InvalidRequest,
+    LimitExceeded,
+    MethodNotFound,
+    NoSuchProcess,
+    NotFound,
+    ParseError,
+    PermissionDenied,
+    ProcessExited,
+    ProcessRunning,
+    ProcwireConnectionError,
+    ProcwireError,
+    SpawnFailed,
+    Timeout,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_URL",
+    "Attachment",
+    "AuthenticationError",
+    "Client",
+    "ExitStatus",
+    "InternalError",
+    "InvalidParams",
+    "InvalidRequest",
+    "LimitExceeded",
+    "MethodNotFound",
+    "NoSuchProcess",
+    "NotFound",
+    "ParseError",
+    "PermissionDenied",
+    "Process",
+    "ProcessExited",
+    "ProcessInfo",
+    "ProcessRunning",
+    "ProcwireConnectionError",
+    "ProcwireError",
+    "Result",
+    "SpawnFailed",
+    "Timeout",
+    "__version__",
+]
