@@ -19,7 +19,7 @@ try:
 except ConfigError as _error:
     sys.exit(f"procwire: bad configuration: {_error}")
 
-_token_generated = not _settings.TOKEN
+_token_generated = not _settings.TOKEN and not _settings.TOKENS  # no identity at all: make an admin
 if _token_generated:
     # Generated once here, inherited by every worker.
     os.environ["PROCWIRE_TOKEN"] = secrets.token_urlsafe(32)

@@ -17,15 +17,18 @@ JSON_FIELDS = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the Flask app from ``settings`` (loaded from config/ when omitted)."""
-    from app import auth, endpoint, http_api
+    from app import audit, auth, endpoint, http_api
+    from app.identity import Identities
 
     settings = settings or load_settings()
-    if not settings.TOKEN:
+    if not settings.TOKEN and not settings.TOKENS:
         settings = settings.model_copy(update={"TOKEN": secrets.token_urlsafe(32)})
         log.warning("no TOKEN configured; this process uses: %s", settings.TOKEN)
     _configure_logging(settings.LOG_LEVEL, settings.LOG_FORMAT)
     app = Flask(__name__)
     app.config["PROCWIRE"] = settings
+    app.config[auth.IDENTITIES_KEY] = Identities.from_settings(settings)
+    audit.configure(settings.AUDIT_LOG)
     if settings.PROXY_COUNT:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.PROXY_COUNT, x_proto=settings.PROXY_COUNT)  # type: ignore[method-assign]
     auth.init_app(app)

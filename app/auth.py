@@ -2,7 +2,8 @@
 
 Both checks run in ``before_request``, before flask-sock upgrades the
 connection, so a refusal is a real HTTP 401 or 403 rather than a socket
-that opens and closes.
+that opens and closes.  The token's :class:`~app.identity.Identity` (name,
+role, policy) is left on ``g.identity``; refusals are audited.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ from urllib.parse import urlsplit
 
 from flask import Flask, Response, current_app, g, jsonify, request
 
+from app import audit
+
 PUBLIC_PATHS = frozenset({"/healthz"})
-DEFAULT_IDENTITY = "default"
+IDENTITIES_KEY = "PROCWIRE_IDENTITIES"  # app.config: the app.identity.Identities
 
 
 def init_app(app: Flask) -> None:
@@ -26,17 +29,34 @@ def check_access() -> Response | None:
     settings = current_app.config["PROCWIRE"]
     if request.path == "/metrics" and settings.METRICS_OPEN:
         return None
-    if not token_matches(presented_token(), settings.TOKEN):
+    identity = current_app.config[IDENTITIES_KEY].lookup(presented_token())
+    if identity is None:
+        refused_http(401, "token", "missing or wrong token")
         response = jsonify(error="missing or wrong token")
         response.status_code = 401
         response.headers["WWW-Authenticate"] = 'Bearer realm="procwire"'
         return response
     if not origin_allowed(request.headers.get("Origin"), request.host, settings.ALLOWED_ORIGINS):
+        refused_http(403, "origin", f"origin not allowed: {request.headers.get('Origin')}", identity.name)
         response = jsonify(error=f"origin not allowed: {request.headers.get('Origin')}")
         response.status_code = 403
         return response
-    g.identity = DEFAULT_IDENTITY
+    g.identity = identity
     return None
+
+
+def refused_http(status: int, rule: str, message: str, token: str | None = None) -> None:
+    """Audit a refused HTTP request (the path without its query, which may hold a token)."""
+    audit.event(
+        "refused",
+        token=token,
+        remote_addr=request.remote_addr,
+        method=request.method,
+        path=request.path,
+        code=status,
+        rule=rule,
+        message=message,
+    )
 
 
 def presented_token() -> str | None:

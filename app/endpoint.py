@@ -1,10 +1,16 @@
-"""The WebSocket endpoint: ``GET /ws`` upgrades and runs a :class:`Session`."""
+"""The WebSocket endpoint: ``GET /ws`` upgrades and runs a :class:`Session`.
+
+Before the upgrade, the connection takes a slot of its token and of its
+address (app.connections): over a limit, it gets HTTP 429 instead.
+"""
 
 from __future__ import annotations
 
-from flask import Flask, current_app, g, request
+from flask import Flask, Response, current_app, g, jsonify, request
 from flask_sock import Sock
 
+from app.auth import refused_http
+from app.connections import slots
 from app.registry import registry
 from app.session import Session
 
@@ -19,6 +25,8 @@ def init_app(app: Flask) -> None:
         "receive_bytes": 65536,
     }
     app.before_request(_refuse_compression)
+    app.before_request(_take_connection_slot)
+    app.teardown_request(_release_connection_slot)
     sock.init_app(app)
 
 
@@ -29,11 +37,37 @@ def _refuse_compression() -> None:
         request.environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
 
 
+def _take_connection_slot() -> Response | None:
+    settings = current_app.config["PROCWIRE"]
+    if request.path != "/ws" or "identity" not in g:
+        return None
+    if not (settings.MAX_CONNECTIONS_PER_TOKEN or settings.MAX_CONNECTIONS_PER_ADDRESS):
+        return None
+    name = g.identity.name
+    refusal = slots.take(
+        name, request.remote_addr, settings.MAX_CONNECTIONS_PER_TOKEN, settings.MAX_CONNECTIONS_PER_ADDRESS
+    )
+    if refusal is not None:
+        rule, message = refusal
+        refused_http(429, rule, message, name)
+        response = jsonify(error=message)
+        response.status_code = 429
+        return response
+    g.connection_slot = (name, request.remote_addr)
+    return None
+
+
+def _release_connection_slot(error: BaseException | None) -> None:
+    slot = g.pop("connection_slot", None)
+    if slot is not None:
+        slots.release(*slot)
+
+
 @sock.route("/ws")
 def websocket(ws: object) -> None:
     Session(
         ws,
-        owner=g.identity,
+        identity=g.identity,
         remote_addr=request.remote_addr,
         settings=current_app.config["PROCWIRE"],
         registry=registry,

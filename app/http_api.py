@@ -1,15 +1,28 @@
-"""Plain HTTP next to the WebSocket: health, and the registry for operators."""
+"""Plain HTTP next to the WebSocket: health, and the registry for operators.
+
+``/api/*`` is for admins only: a valid token of role ``user`` gets 403.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, g, jsonify, request
 
-from app import metrics
+from app import audit, metrics
+from app.auth import refused_http
 from app.registry import registry
 
 bp = Blueprint("http_api", __name__)
 
 CLOSE_BY_ADMIN = 4000
+
+
+@bp.before_request
+def admins_only() -> tuple[Response, int] | None:
+    identity = g.get("identity")
+    if request.path.startswith("/api/") and (identity is None or not identity.is_admin):
+        refused_http(403, "admin", "the HTTP API is for admins only", getattr(identity, "name", None))
+        return jsonify(error="the HTTP API is for admins only"), 403
+    return None
 
 
 @bp.get("/healthz")
@@ -38,5 +51,6 @@ def disconnect(client_id: str) -> tuple[Response, int]:
     client = registry.clients.get(client_id)
     if client is None:
         return jsonify(error=f"no such client: {client_id}"), 404
+    audit.event("disconnect_client", token=g.identity.name, client=client_id, owner=client.owner)
     client.close(CLOSE_BY_ADMIN, "disconnected by an operator")
     return jsonify(closed=client_id), 200

@@ -26,6 +26,7 @@ from app import params as P
 from app.launcher import LaunchSpec, lookpath
 from app.process import Options, Process
 from app.protocol import ErrorCode, RpcError
+from app.start_gate import admitted, record_signal, record_start
 from config.settings import ENV_PREFIX
 
 if TYPE_CHECKING:
@@ -110,17 +111,21 @@ def spawn(
     cwd = checked_cwd(params.cwd)
     try:
         executable = lookpath(params.argv[0], env.get("PATH"), cwd)
-        spec = LaunchSpec(params.argv, executable, env, cwd, params.stdin, params.stderr, pty)
-        with metrics.SPAWN_SECONDS.time():
-            process = Process(session.registry.next_proc_id(), spec, sink=sink, limits=session.limits, options=options)
+        with admitted(session, params, executable, cwd, pty is not None, options) as admission:
+            spec = LaunchSpec(params.argv, executable, env, cwd, params.stdin, params.stderr, pty, **admission.launch)
+            with metrics.SPAWN_SECONDS.time():
+                process = Process(
+                    session.registry.next_proc_id(), spec, sink=sink, limits=session.limits, options=admission.options
+                )
     except OSError as error:
         raise os_error(error) from None
-    session.registry.add_process(
+    session.registry.add_process(  # nothing yields since the reservation ended: the counts stay exact
         session.client,
         process,
         keep_exited=settings.MAX_EXITED_PER_CLIENT,
         keep_seconds=settings.KEEP_EXITED_SECONDS,
     )
+    record_start(session, params, process, executable)
     return process
 
 
@@ -251,19 +256,24 @@ def _close_stdin(session: Session, params: P.ProcParams) -> Any:
 
 @method("signal", P.SignalParams)
 def _signal(session: Session, params: P.SignalParams) -> dict[str, Any]:
-    session.lookup(params.proc).send_signal(params.signal, params.group)
+    process = session.lookup(params.proc)
+    process.send_signal(params.signal, params.group)
+    record_signal(session, process, "signal", params.signal, params.group)
     return {}
 
 
 @method("kill", P.ProcParams)
 def _kill(session: Session, params: P.ProcParams) -> dict[str, Any]:
-    session.lookup(params.proc).send_signal(signal.SIGKILL, group=True)
+    process = session.lookup(params.proc)
+    process.send_signal(signal.SIGKILL, group=True)
+    record_signal(session, process, "kill", signal.SIGKILL, True)
     return {}
 
 
 @method("stop", P.StopParams)
 def _stop(session: Session, params: P.StopParams) -> Any:
     process = session.lookup(params.proc)
+    record_signal(session, process, "stop", params.signal, True)
     return deferred(process.stop, params.signal, params.grace)
 
 
@@ -275,14 +285,15 @@ def _wait(session: Session, params: P.WaitParams) -> Any:
 
 @method("list", P.NoParams)
 def _list(session: Session, params: P.NoParams) -> dict[str, Any]:
-    return {"processes": [process.info() for process in session.registry.visible_to(session.client.owner)]}
+    processes = session.registry.visible_to(session.identity)
+    return {"processes": [dict(process.info(), owner=process.options.owner) for process in processes]}
 
 
 @method("find", P.FindParams)
 def _find(session: Session, params: P.FindParams) -> dict[str, Any]:
-    for process in session.registry.visible_to(session.client.owner):
+    for process in session.registry.visible_to(session.identity):
         if process.pid == params.pid:
-            return process.info()
+            return dict(process.info(), owner=process.options.owner)
     raise RpcError(ErrorCode.NO_SUCH_PROCESS, f"no process of yours has pid {params.pid}")
 
 

@@ -10,19 +10,23 @@ and keeps its exit status until released or ``KEEP_EXITED_SECONDS`` pass.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import secrets
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gevent
 
 from app import metrics
 from app.process import Process
 from app.protocol import ErrorCode, RpcError
+
+if TYPE_CHECKING:
+    from app.identity import Identity
 
 
 @dataclass
@@ -42,6 +46,7 @@ class Client:
     def info(self) -> dict[str, Any]:
         return {
             "id": self.id,
+            "owner": self.owner,
             "remote_addr": self.remote_addr,
             "connected_at": self.connected_at,
             "processes": sorted(self.started),
@@ -53,6 +58,7 @@ class Registry:
     clients: dict[str, Client] = field(default_factory=dict)
     processes: dict[int, Process] = field(default_factory=dict)
     starters: dict[int, Client] = field(default_factory=dict)
+    starting: Counter[str] = field(default_factory=Counter)  # starts allowed, not yet registered
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
     def next_proc_id(self) -> int:
@@ -101,15 +107,31 @@ class Registry:
             if proc_id in client.exited_order:
                 client.exited_order.remove(proc_id)
 
-    def lookup(self, owner: str, proc_id: int) -> Process:
-        """The process, if ``owner`` may see it; else NO_SUCH_PROCESS."""
+    def lookup(self, viewer: Identity, proc_id: int) -> Process:
+        """The process, if ``viewer`` may see it (admins see all); else NO_SUCH_PROCESS."""
         process = self.processes.get(proc_id)
-        if process is None or process.options.owner != owner:
+        if process is None or not viewer.may_see(process.options.owner):
             raise RpcError(ErrorCode.NO_SUCH_PROCESS, f"no such process: {proc_id}")
         return process
 
-    def visible_to(self, owner: str) -> list[Process]:
-        return [process for process in self.processes.values() if process.options.owner == owner]
+    def visible_to(self, viewer: Identity) -> list[Process]:
+        return [process for process in self.processes.values() if viewer.may_see(process.options.owner)]
+
+    def running_count(self, owner: str) -> tuple[int, int]:
+        """Processes running or being started: ``owner``'s, and everyone's."""
+        running = [process.options.owner for process in self.processes.values() if process.running]
+        return running.count(owner) + self.starting[owner], len(running) + self.starting.total()
+
+    @contextlib.contextmanager
+    def reserved(self, owner: str) -> Iterator[None]:
+        """Count a start in ``running_count`` until it is registered or has failed."""
+        self.starting[owner] += 1
+        try:
+            yield
+        finally:
+            self.starting[owner] -= 1
+            if not self.starting[owner]:
+                del self.starting[owner]
 
     def all_processes(self) -> list[dict[str, Any]]:
         return [self.describe(process) for process in self.processes.values()]
@@ -117,7 +139,7 @@ class Registry:
     def describe(self, process: Process) -> dict[str, Any]:
         starter = self.starters.get(process.id)
         connected = starter is not None and starter.id in self.clients
-        return dict(process.info(), client=starter.id if connected else None)
+        return dict(process.info(), owner=process.options.owner, client=starter.id if connected else None)
 
 
 registry = Registry()

@@ -19,11 +19,13 @@ import gevent
 from gevent.event import AsyncResult
 from simple_websocket import ConnectionClosed
 
-from app import metrics, protocol
+from app import audit, metrics, protocol
+from app.identity import Identity
 from app.methods import METHODS, write_stdin
 from app.params import validate
 from app.process import Limits, Process
 from app.protocol import Call, ErrorCode, RpcError
+from app.ratelimit import MessageLimiter, Verdict
 from app.registry import Client, Registry
 from app.subscriber import Subscriber
 from app.version import PROTOCOL_VERSION, __version__
@@ -34,15 +36,21 @@ log = logging.getLogger(__name__)
 
 Pending = AsyncResult
 CLOSE_INTERNAL_ERROR = 1011
+CLOSE_POLICY_VIOLATION = 1008
 
 
 class Session:
-    def __init__(self, ws: Any, *, owner: str, remote_addr: str | None, settings: Settings, registry: Registry):
+    def __init__(
+        self, ws: Any, *, identity: Identity, remote_addr: str | None, settings: Settings, registry: Registry
+    ) -> None:
         self.link = Link(ws, settings.COMPRESSION)  # first: every later write is serialised
         self.settings = settings
         self.registry = registry
         self.limits = Limits(settings.KILL_GRACE, settings.DRAIN_TIMEOUT, settings.STDIN_BUFFER_BYTES)
-        self.client = Client(owner=owner, remote_addr=remote_addr, close=self.link.close)
+        self.identity = identity
+        self.client = Client(owner=identity.name, remote_addr=remote_addr, close=self.link.close)
+        rate = settings.MAX_MESSAGES_PER_SECOND
+        self.limiter = MessageLimiter(rate, settings.MESSAGE_BURST) if rate else None
         self.subscriber = Subscriber(self.notify, self._send_binary)
         self._after_reply: list[Callable[[], None]] = []
         self._messages_in = 0
@@ -51,6 +59,7 @@ class Session:
 
     def run(self) -> None:
         self.registry.add_client(self.client)
+        self._audit("connect", role=self.identity.role)
         metrics.CONNECTIONS.inc()
         metrics.CONNECTIONS_OPEN.inc()
         log.info("client %s connected from %s", self.client.id, self.client.remote_addr)
@@ -66,6 +75,7 @@ class Session:
         finally:
             self._stop_processes()
             self.registry.remove_client(self.client)
+            self._audit("disconnect", duration=round(time.time() - self.client.connected_at, 3))
             metrics.CONNECTIONS_OPEN.dec()
             self._log_session_end()
 
@@ -88,6 +98,7 @@ class Session:
             "version": __version__,
             "protocol": PROTOCOL_VERSION,
             "client_id": self.client.id,
+            "identity": {"name": self.identity.name, "role": self.identity.role},
             "limits": {
                 "max_message_bytes": self.settings.MAX_MESSAGE_BYTES,
                 "max_stdin_chunk": self.settings.MAX_STDIN_CHUNK,
@@ -117,6 +128,8 @@ class Session:
     def handle_frame(self, frame: str | bytes) -> None:
         self._messages_in += 1
         metrics.MESSAGES_IN.inc()
+        if self.limiter is not None and self._over_rate(frame):
+            return
         if isinstance(frame, bytes):
             self._write_binary_stdin(frame)
             return
@@ -127,6 +140,45 @@ class Session:
             gevent.spawn(self._deliver_later, message.batch, answers, callbacks)
         else:
             self._deliver(message.batch, answers, callbacks)
+
+    def _over_rate(self, frame: str | bytes) -> bool:
+        """Past MAX_MESSAGES_PER_SECOND: answer the frame's requests with -32004
+        (refused stdin bytes too), or close with 1008 when it goes on (app.ratelimit)."""
+        assert self.limiter is not None
+        started_refusing = not self.limiter.refusing
+        verdict = self.limiter.check()
+        if verdict is Verdict.ACCEPT:
+            return False
+        rule = "MAX_MESSAGES_PER_SECOND"
+        if verdict is Verdict.CLOSE:
+            reason = "message rate limit exceeded"
+            self._audit("close", code=CLOSE_POLICY_VIOLATION, rule=rule, reason=reason)
+            self.link.close(CLOSE_POLICY_VIOLATION, reason)
+            raise ConnectionClosed(CLOSE_POLICY_VIOLATION, reason)
+        text = f"message rate limit: at most {self.limiter.rate:g} per second, {self.limiter.burst} at once"
+        error = RpcError(ErrorCode.LIMIT_EXCEEDED, text, {"rule": rule}, refused_data=True)
+        if started_refusing:
+            self._audit("refused", code=int(error.code), rule=rule, message=text)
+        if isinstance(frame, bytes):
+            self._send(protocol.failure(None, error))
+            return True
+        calls = protocol.parse(frame)
+        answers = [
+            protocol.failure(None if call.is_notification else call.id, error)
+            for call in calls.calls
+            if not call.is_notification or call.method == "write"
+        ]
+        self._deliver(calls.batch, answers, [])
+        return True
+
+    def _audit(self, event: str, **fields: Any) -> None:
+        audit.event(
+            event,
+            client=self.client.id,
+            token=self.identity.name,
+            remote_addr=self.client.remote_addr,
+            **fields,
+        )
 
     def _write_binary_stdin(self, frame: bytes) -> None:
         """A binary stdin frame has no id: its errors are answered with id null."""
@@ -155,7 +207,7 @@ class Session:
         self._after_reply.append(callback)
 
     def lookup(self, proc: int) -> Process:
-        return self.registry.lookup(self.client.owner, proc)
+        return self.registry.lookup(self.identity, proc)
 
     def _answer(self, call: Call) -> dict[str, Any] | Pending | None:
         if call.error is not None:
