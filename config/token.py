@@ -1,4 +1,5 @@
-"""Make a new token: ``procwire-token NAME [--role user|admin]`` (or ``python -m config.token``).
+"""Make a new token: ``procwire-token NAME [--role user|admin]``, ``procwire token NAME``
+or ``python -m config.token NAME``.
 
 Prints the token, to give to its holder once, and the ``[[tokens]]`` table to
 paste into the TOML file named by ``PROCWIRE_CONFIG``.  The file keeps only
@@ -11,6 +12,7 @@ import argparse
 import hashlib
 import secrets
 import sys
+from typing import TextIO
 
 from config.settings import TOKEN_NAME
 
@@ -29,11 +31,26 @@ def toml_entry(name: str, role: str, token: str) -> str:
     return f'[[tokens]]\nname = "{name}"\nrole = "{role}"\nsha256 = "{sha256_hex(token)}"\n'
 
 
+def name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a token, or None."""
+    if TOKEN_NAME.fullmatch(name):
+        return None
+    return f"{name!r}: letters, digits and _.@- only, 64 at most, not starting with one of _.@-"
+
+
+def print_new_token(name: str, role: str, out: TextIO | None = None) -> None:
+    out = out or sys.stdout
+    token = new_token()
+    print(f"New token for {name} (role {role}); give it to its holder, it is not shown again:\n", file=out)
+    print(f"    {token}\n", file=out)
+    print("Add these lines to the TOML file named by PROCWIRE_CONFIG, then restart procwire:\n", file=out)
+    print(toml_entry(name, role, token), end="", file=out)
+
+
 def _name(value: str) -> str:
-    if not TOKEN_NAME.fullmatch(value):
-        raise argparse.ArgumentTypeError(
-            f"{value!r}: letters, digits and _.@- only, 64 at most, not starting with one of _.@-"
-        )
+    problem = name_problem(value)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
     return value
 
 
@@ -44,11 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("name", type=_name, help="who holds the token: shown in the audit log and in owner fields")
     parser.add_argument("--role", choices=("user", "admin"), default="user", help="default: user")
     args = parser.parse_args(argv)
-    token = new_token()
-    print(f"New token for {args.name} (role {args.role}); give it to its holder, it is not shown again:\n")
-    print(f"    {token}\n")
-    print("Add these lines to the TOML file named by PROCWIRE_CONFIG, then restart procwire:\n")
-    print(toml_entry(args.name, args.role, token), end="")
+    print_new_token(args.name, args.role)
     return 0
 
 

@@ -141,6 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
     clients = commands.add_parser("clients", parents=[common], help="list the server's connections (GET /api/clients)")
     clients.add_argument("--json", action="store_true", help="print the server's answer as JSON")
     clients.set_defaults(handler=cmd_clients)
+
+    token = commands.add_parser("token", help="make a new token and print the lines for the server's TOML file")
+    token.add_argument("name", help="who holds the token (shown in the audit log and in owner fields)")
+    token.add_argument("--role", choices=("user", "admin"), default="user", help="default: user")
+    token.set_defaults(handler=cmd_token)
     return parser
 
 
@@ -518,6 +523,17 @@ def cmd_kill(args: argparse.Namespace) -> int:
     sig: str | int = int(args.signal) if args.signal.isdigit() else args.signal
     with _connect(args) as client:
         client.signal(args.proc, sig)
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    """Runs on the server's machine; needs no connection (config.token, also ``procwire-token``)."""
+    from config.token import name_problem, print_new_token
+
+    problem = name_problem(args.name)
+    if problem:
+        raise UsageError(problem)
+    print_new_token(args.name, args.role)
     return 0
 
 

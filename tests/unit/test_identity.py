@@ -249,3 +249,15 @@ def test_audit_lines_are_json(tmp_path: Path) -> None:
     assert lines[0]["name"] == "procwire.audit" and lines[0]["levelname"] == "INFO"
     assert not logging.getLogger("procwire.audit").propagate
     audit.event("ignored")  # disabled: nothing, no error
+
+
+def test_procwire_token_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
+    from procwire_client.cli import main as procwire_main
+
+    assert procwire_main(["token", "bob", "--role", "admin"]) == 0
+    printed = capsys.readouterr().out
+    token = printed.split("\n\n")[1].strip()
+    entry = tomllib.loads(printed[printed.index("[[tokens]]") :])["tokens"][0]
+    assert entry == {"name": "bob", "role": "admin", "sha256": digest(token)}
+    assert procwire_main(["token", "no spaces"]) == 2
+    assert "letters, digits" in capsys.readouterr().err
