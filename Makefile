@@ -17,10 +17,21 @@ install: $(STAMP)
 run: install
 	$(BIN)/gunicorn -c gunicorn.conf.py
 
-test: install
+test: install install-nginx
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
+
+# tests/test_deploy.py runs the real nginx (Debian's package): installed here
+# when missing and we are root, otherwise required.
+.PHONY: install-nginx
+install-nginx:
+	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nginx; \
+	  else \
+	    echo "the tests need nginx: sudo apt-get install nginx" >&2; exit 1; \
+	  fi; }
 
 lint: install
 	$(BIN)/ruff check --fix .
