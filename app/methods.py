@@ -250,7 +250,8 @@ def _close_stdin(session: Session, params: P.ProcParams) -> Any:
     if process.stdin is None:
         return {}
     if process.pty:
-        return process.stdin.write(END_OF_TRANSMISSION)  # a terminal's end of file is ^D
+        process.stdin.write(END_OF_TRANSMISSION)  # a terminal's end of file is ^D
+        return {}
     return process.stdin.close()
 
 

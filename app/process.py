@@ -263,9 +263,9 @@ class Process:
     # -- control ------------------------------------------------------------------
 
     def resize(self, rows: int, cols: int) -> None:
-        if self._terminal is None:
+        if not self.pty:
             raise RpcError(ErrorCode.INVALID_PARAMS, f"Invalid params: process {self.id} has no pty to resize")
-        if self.reaped:
+        if self.reaped or self._terminal is None:
             raise RpcError(ErrorCode.PROCESS_EXITED, "the process has exited")
         set_window_size(self._terminal, rows, cols)  # the kernel sends SIGWINCH
 
@@ -273,10 +273,10 @@ class Process:
         """Signal the group (or the leader only); refused once it is reaped."""
         if self.reaped or self._child is None:
             raise RpcError(ErrorCode.PROCESS_EXITED, "the process has exited")
-        with contextlib.suppress(ProcessLookupError):
-            if group:
-                os.killpg(self.pgid, signum)  # safe: the unreaped leader holds the group id
-            else:
+        if group:
+            self._signal_group(signum)
+        else:
+            with contextlib.suppress(ProcessLookupError):
                 self._child.send_signal(signum)
 
     def wait(self, timeout: float | None = None) -> dict[str, Any]:
@@ -320,8 +320,17 @@ class Process:
         return True
 
     def _signal_group(self, signum: int) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
+        """killpg is safe while the leader is unreaped: it holds the group id.
+        Right after a pty start the group may not exist yet (``setsid -c``
+        creates it after its exec): then the leader is its only member."""
+        try:
             os.killpg(self.pgid, signum)
+        except ProcessLookupError:
+            if self._child is not None and not self.reaped:
+                with contextlib.suppress(ProcessLookupError):
+                    self._child.send_signal(signum)
+        except PermissionError:
+            pass
 
     def _time_out(self) -> None:
         self.timed_out = True
@@ -344,6 +353,7 @@ class Process:
         self.status = exit_status(self, reaped, duration, incomplete)
         for sink in list(self._sinks):
             sink.exited(self)
+        self._sinks.clear()  # nothing more will come; let the connections go
         self._finished.set()
         for callback in self.when_finished:
             callback(self)

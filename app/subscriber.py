@@ -19,6 +19,7 @@ from simple_websocket import ConnectionClosed
 from app import protocol
 from app.output import OutputEncoder
 from app.process import Process
+from app.protocol import ErrorCode, RpcError
 
 REPLAY_CHUNK = 256 * 1024
 
@@ -34,6 +35,7 @@ class Subscriber:
         self._send_binary = send_binary
         self._encoders: dict[tuple[int, str], OutputEncoder] = {}
         self._locks: dict[int, Semaphore] = {}
+        self._replaying: set[int] = set()  # attaches whose replay waits for their answer
         self.processes: dict[int, Process] = {}  # whose output this connection receives
 
     def subscribed(self, process: Process) -> None:
@@ -42,6 +44,10 @@ class Subscriber:
 
     def attach(self, process: Process, offsets: dict[str, int]) -> tuple[dict[str, Any], Callable[[], None]]:
         """Subscribe from ``offsets``; return the answer and the replay to run once it is sent."""
+        if process.id in self._replaying:
+            message = f"Invalid params: proc: an attach of process {process.id} is already in progress"
+            raise RpcError(ErrorCode.INVALID_PARAMS, message)
+        self._replaying.add(process.id)
         lock = self._lock(process.id)
         lock.acquire()
         self._unsubscribe(process)
@@ -60,6 +66,7 @@ class Subscriber:
                 if not subscription.live:
                     self._notify("exit", process.status or {})
             finally:
+                self._replaying.discard(process.id)
                 lock.release()
 
         answer = {

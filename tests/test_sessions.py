@@ -178,3 +178,33 @@ def test_a_quick_stop_kills_every_process_group() -> None:
         assert wait_until(lambda: not pid_exists(kept["pid"]) and not pid_exists(normal["pid"]), timeout=5)
     finally:
         server.stop()
+
+
+def test_two_attaches_in_one_batch_do_not_hang(server: Server) -> None:
+    with RpcClient(server.url, server.token) as client:
+        proc = client.call("start", argv=["sleep", "30"], on_disconnect="keep")["proc"]
+        attach = {"jsonrpc": "2.0", "method": "attach", "params": {"proc": proc}}
+        client.send_json([dict(attach, id=1), dict(attach, id=2)])
+        answers = {answer["id"]: answer for answer in client.next_message()}
+        assert "result" in answers[1]
+        assert answers[2]["error"]["code"] == -32602, answers[2]
+        assert client.call("kill", proc=proc) == {}
+        assert client.collect(proc).exit["signal"] == "SIGKILL"
+        client.call("release", proc=proc)
+
+
+def test_a_kill_right_after_a_pty_start_is_not_lost(client: RpcClient) -> None:
+    for _ in range(10):
+        proc = client.call("start", argv=["sleep", "30"], pty={"rows": 24, "cols": 80})["proc"]
+        assert client.call("kill", proc=proc) == {}
+        assert client.collect(proc).exit["signal"] == "SIGKILL"
+
+
+def test_a_finished_process_lets_its_connections_go(server: Server) -> None:
+    with RpcClient(server.url, server.token) as client:
+        started = client.call("start", argv=["true"], pty={"rows": 24, "cols": 80}, on_disconnect="keep")
+        client.collect(started["proc"])
+        info = client.call("find", pid=started["pid"])
+        assert info["attached"] == 0
+        assert client.error_of("resize", proc=started["proc"], rows=5, cols=5).code == -32005
+        client.call("release", proc=started["proc"])
