@@ -3,6 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
 
 .PHONY: install run test lint clean
 
@@ -12,12 +13,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) $(NODE_STAMP)
 
 run: install
 	$(BIN)/gunicorn -c gunicorn.conf.py
 
-test: install install-nginx
+test: install install-nginx chromium
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
@@ -39,3 +40,18 @@ lint: install
 
 clean:
 	rm -rf $(VENV)
+
+# The web console's front-end packages (package.json, package-lock.json), served from node_modules/.
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $(NODE_STAMP)
+
+# The browser for tests/test_console.py: Debian's chromium, driven by Playwright (never `playwright install`).
+.PHONY: chromium
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; \
+	  else \
+	    echo "the console tests need chromium: sudo apt-get install chromium" >&2; exit 1; \
+	  fi; }

@@ -17,7 +17,7 @@ JSON_FIELDS = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the Flask app from ``settings`` (loaded from config/ when omitted)."""
-    from app import audit, auth, endpoint, http_api
+    from app import audit, auth, console, endpoint, http_api
     from app.identity import Identities
 
     settings = settings or load_settings()
@@ -34,6 +34,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     auth.init_app(app)
     endpoint.init_app(app)
     app.register_blueprint(http_api.bp)
+    app.register_blueprint(console.bp)
     return app
 
 

@@ -16,6 +16,9 @@ from flask import Flask, Response, current_app, g, jsonify, request
 from app import audit
 
 PUBLIC_PATHS = frozenset({"/healthz"})
+# The web console's page and its static files, by endpoint (app/console.py):
+# GET and HEAD only, so that a browser can load the page that asks for the token.
+PUBLIC_PAGE_ENDPOINTS = frozenset({"console.page", "console.static", "console.vendor"})
 IDENTITIES_KEY = "PROCWIRE_IDENTITIES"  # app.config: the app.identity.Identities
 
 
@@ -25,6 +28,8 @@ def init_app(app: Flask) -> None:
 
 def check_access() -> Response | None:
     if request.path in PUBLIC_PATHS:
+        return None
+    if request.method in ("GET", "HEAD") and request.endpoint in PUBLIC_PAGE_ENDPOINTS:
         return None
     settings = current_app.config["PROCWIRE"]
     if request.path == "/metrics" and settings.METRICS_OPEN:
