@@ -13,6 +13,7 @@ from app.auth import refused_http
 from app.connections import slots
 from app.registry import registry
 from app.session import Session
+from app.wire import NoReader
 
 sock = Sock()
 
@@ -20,9 +21,10 @@ sock = Sock()
 def init_app(app: Flask) -> None:
     settings = app.config["PROCWIRE"]
     app.config["SOCK_SERVER_OPTIONS"] = {
-        "ping_interval": settings.PING_INTERVAL or None,
+        "ping_interval": None,  # app/keepalive.py pings every connection from one greenlet
         "max_message_size": settings.MAX_MESSAGE_BYTES,
         "receive_bytes": 65536,
+        "thread_class": NoReader,  # the session reads (app/wire.py)
     }
     app.before_request(_refuse_compression)
     app.before_request(_take_connection_slot)

@@ -21,6 +21,7 @@ from simple_websocket import ConnectionClosed
 
 from app import audit, metrics, protocol
 from app.identity import Identity
+from app.keepalive import keepalive
 from app.methods import METHODS, write_stdin
 from app.params import validate
 from app.process import Limits, Process
@@ -63,16 +64,18 @@ class Session:
         metrics.CONNECTIONS.inc()
         metrics.CONNECTIONS_OPEN.inc()
         log.info("client %s connected from %s", self.client.id, self.client.remote_addr)
+        keepalive.watch(self.link, self.settings.PING_INTERVAL)
         try:
             self.notify("hello", self._hello())
             while True:
-                self.handle_frame(self.link.ws.receive())
+                self.handle_frame(self.link.receive())
         except ConnectionClosed:
             pass
         except Exception:
             log.exception("client %s: connection failed", self.client.id)
             self.link.close(CLOSE_INTERNAL_ERROR, "internal error")
         finally:
+            keepalive.forget(self.link)
             self._stop_processes()
             self.registry.remove_client(self.client)
             self._audit("disconnect", duration=round(time.time() - self.client.connected_at, 3))

@@ -1,22 +1,32 @@
-"""Serialised writes to one WebSocket.
+"""One WebSocket's frames: serialised writes, and reads in the handler.
 
-simple-websocket writes with ``socket.send`` and ignores partial writes, and
-its reader greenlet writes too (pongs, pings, the close echo).  :class:`Link`
-swaps the connection's socket for one whose ``send`` takes a per-connection
-lock and calls ``sendall``, so every frame goes out whole and frames never
-interleave.  Without compression, data frames are framed here directly
-(server frames are unmasked, so a frame is a 2-10 byte header and the
-payload); with compression they go through wsproto, under the same lock.
+simple-websocket writes with ``socket.send`` and ignores partial writes;
+pongs, pings and close echoes are written by other code than ours.
+:class:`Link` swaps the connection's socket for one whose ``send`` takes a
+per-connection lock and calls ``sendall``, so every frame goes out whole and
+frames never interleave.  Without compression, data frames are framed here
+directly (server frames are unmasked, so a frame is a 2-10 byte header and
+the payload); with compression they go through wsproto, under the same lock.
+
+Reading happens in the connection's own greenlet (:meth:`Link.receive`),
+not in simple-websocket's reader greenlet, which is never started (see
+``NoReader``): one greenlet fewer per connection, no hand-over per message,
+and while the session is busy nothing is read, so a client that floods us
+meets TCP backpressure instead of an unbounded input buffer.  Frames are
+still decoded by simple-websocket's own event handling (pongs, close echo,
+message assembly, the size limit).
 """
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import struct
 from typing import Any
 
 from gevent.lock import RLock
 from simple_websocket import ConnectionClosed
-from wsproto.events import BytesMessage, TextMessage
+from wsproto.events import BytesMessage, Ping, TextMessage
 
 from app import metrics
 
@@ -67,14 +77,35 @@ class Link:
         """Send ``header + payload`` as one binary message, joining them only once."""
         self._send(OPCODE_BINARY, payload, header)
 
+    def receive(self) -> str | bytes:
+        """The next message; ConnectionClosed when the connection is over."""
+        ws = self.ws
+        while not ws.input_buffer:
+            if not ws.connected:
+                raise ConnectionClosed(ws.close_reason, ws.close_message)
+            try:
+                data = ws.sock.recv(ws.receive_bytes)
+            except OSError:
+                data = b""
+            if not data:
+                ws.connected = False
+                raise ConnectionClosed(ws.close_reason, ws.close_message)
+            ws.ws.receive_data(data)
+            ws.connected = ws._handle_events()  # answers pings, echoes a close, enforces the size limit
+        return ws.input_buffer.pop(0)
+
+    def ping(self) -> None:
+        """Send a Ping; :meth:`receive` notes the Pong."""
+        with contextlib.suppress(ConnectionClosed, OSError), self._lock:
+            self.ws.sock.send(self.ws.ws.send(Ping()))
+
     def close(self, code: int, reason: str) -> None:
-        """Send a Close frame and wake the handler blocked in ``receive``."""
-        try:
-            with self._lock:
-                self.ws.close(code, reason)
-        except (ConnectionClosed, OSError):
-            pass
-        self.ws.event.set()
+        """Send a Close frame and wake the handler blocked in ``receive``
+        (it stops reading: a peer that never echoes the close cannot hold it)."""
+        with contextlib.suppress(ConnectionClosed, OSError), self._lock:
+            self.ws.close(code, reason)
+        with contextlib.suppress(OSError):
+            self.ws.sock.shutdown(socket.SHUT_RD)
 
     def _send(self, opcode: int, payload: bytes, prefix: bytes = b"") -> None:
         if not self.ws.connected:
@@ -93,3 +124,14 @@ class Link:
         event = TextMessage(payload.decode("utf-8")) if opcode == OPCODE_TEXT else BytesMessage(payload)
         with self._lock:  # compression state must advance in send order
             self.ws.sock.send(self.ws.ws.send(event))
+
+
+class NoReader:
+    """Given to simple-websocket as its ``thread_class``: its reader thread is
+    never started, since :meth:`Link.receive` reads in the handler."""
+
+    def __init__(self, target: Any) -> None:
+        self.name = "simple_websocket reader (unused)"
+
+    def start(self) -> None:
+        pass
