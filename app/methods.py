@@ -226,8 +226,9 @@ def _write(session: Session, params: P.WriteParams) -> Any:
 def write_stdin(session: Session, proc: int, data: bytes) -> Any:
     """Queue ``data`` for the process's stdin (a ``write`` or a binary stdin frame).
 
-    Every refusal is marked ``refused_data``: the client hears of it even
-    when the write was a notification, so no byte vanishes unannounced.
+    Every refusal is marked ``refused_data`` and names the process in
+    ``data.proc``: the client hears of it even when the write was a
+    notification (answered with id null), so no byte vanishes unannounced.
     """
     try:
         process = _running(session, proc)
@@ -238,10 +239,24 @@ def write_stdin(session: Session, proc: int, data: bytes) -> Any:
             )
         if process.stdin is None:
             raise RpcError(ErrorCode.PROCESS_EXITED, f"process {proc} was started with stdin: null")
-        return process.stdin.write(data)
+        written = process.stdin.write(data)
     except RpcError as error:
+        raise _refused(error, proc) from None
+    if isinstance(written, AsyncResult):
+
+        def name_the_process(done: AsyncResult) -> None:
+            if done.exception is not None:
+                _refused(done.exception, proc)
+
+        written.rawlink(name_the_process)
+    return written
+
+
+def _refused(error: BaseException, proc: int) -> BaseException:
+    if isinstance(error, RpcError):
         error.refused_data = True
-        raise
+        error.data = {**(error.data or {}), "proc": proc}
+    return error
 
 
 @method("close_stdin", P.ProcParams)

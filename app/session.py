@@ -105,6 +105,7 @@ class Session:
             "limits": {
                 "max_message_bytes": self.settings.MAX_MESSAGE_BYTES,
                 "max_stdin_chunk": self.settings.MAX_STDIN_CHUNK,
+                "stdin_buffer_bytes": self.settings.STDIN_BUFFER_BYTES,
                 "max_procs": self.settings.MAX_PROCS_PER_CLIENT,
                 "kill_grace": self.settings.KILL_GRACE,
                 "drain_timeout": self.settings.DRAIN_TIMEOUT,

@@ -242,3 +242,14 @@ def test_children_do_not_inherit_procwire_settings(client: RpcClient) -> None:
     collected = client.run_to_exit(["/usr/bin/env"])
     assert b"PATH=" in collected.stdout
     assert b"PROCWIRE_" not in collected.stdout
+
+
+def test_refused_writes_name_their_process(client: RpcClient) -> None:
+    assert client.hello["params"]["limits"]["stdin_buffer_bytes"] > 0
+    proc = client.call("start", argv=["true"])["proc"]
+    client.collect(proc)
+    client.notify("write", {"proc": proc, "data": "late"})
+    answer = client.next_message()
+    assert answer["id"] is None
+    assert answer["error"]["code"] == -32005
+    assert answer["error"]["data"]["proc"] == proc
