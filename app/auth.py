@@ -8,7 +8,6 @@ role, policy) is left on ``g.identity``; refusals are audited.
 
 from __future__ import annotations
 
-import hmac
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, current_app, g, jsonify, request
@@ -70,12 +69,6 @@ def presented_token() -> str | None:
     if scheme.lower() == "bearer" and credentials.strip():
         return credentials.strip()
     return request.args.get("token")
-
-
-def token_matches(presented: str | None, expected: str) -> bool:
-    if not presented or not expected:
-        return False
-    return hmac.compare_digest(presented.encode(), expected.encode())
 
 
 def origin_allowed(origin: str | None, host: str, allowed: list[str]) -> bool:

@@ -1,74 +1,12 @@
-"""app.auth's pure helpers: token comparison and the Origin check."""
+"""app.auth's pure helper: the Origin check (tokens: tests/unit/test_identity.py)."""
 
 from __future__ import annotations
-
-import hmac
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app import auth
-from app.auth import origin_allowed, token_matches
-
-# -- token_matches ----------------------------------------------------------------
-
-
-def test_same_token_matches() -> None:
-    assert token_matches("s3cret-token", "s3cret-token") is True
-
-
-@pytest.mark.parametrize(
-    "presented",
-    [
-        "s3cret-tokeN",
-        "S3CRET-TOKEN",
-        "s3cret-toke",
-        "s3cret-token ",
-        " s3cret-token",
-        "s3cret-token\n",
-        "s3cret-token2",
-        "x",
-    ],
-)
-def test_different_token_does_not_match(presented: str) -> None:
-    assert token_matches(presented, "s3cret-token") is False
-
-
-@pytest.mark.parametrize(("presented", "expected"), [(None, "t"), ("", "t"), ("t", ""), (None, ""), ("", "")])
-def test_missing_token_never_matches(presented: str | None, expected: str) -> None:
-    # an unconfigured (empty) token must not let an empty presentation in
-    assert token_matches(presented, expected) is False
-
-
-def test_non_ascii_tokens() -> None:
-    assert token_matches("clé-🔑", "clé-🔑") is True
-    assert token_matches("cle-🔑", "clé-🔑") is False
-
-
-def test_comparison_is_constant_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[tuple[bytes, bytes]] = []
-    real = hmac.compare_digest
-
-    def spy(a: bytes, b: bytes) -> bool:
-        calls.append((a, b))
-        return real(a, b)
-
-    monkeypatch.setattr(auth.hmac, "compare_digest", spy)
-    assert token_matches("abc", "abd") is False
-    assert token_matches("abc", "abc") is True
-    assert calls == [(b"abc", b"abd"), (b"abc", b"abc")]
-
-
-@given(st.text(min_size=1, max_size=40), st.text(min_size=1, max_size=40))
-def test_token_matches_exactly_when_equal(presented: str, expected: str) -> None:
-    assert token_matches(presented, expected) is (presented == expected)
-
-
-@given(st.text(min_size=1, max_size=40))
-def test_token_matches_itself(token: str) -> None:
-    assert token_matches(token, token) is True
-
+from app.auth import origin_allowed
 
 # -- origin_allowed ---------------------------------------------------------------
 
