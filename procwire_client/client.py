@@ -195,12 +195,7 @@ class ProcessInfo:
 
     @classmethod
     def from_json(cls, info: Mapping[str, Any]) -> ProcessInfo:
-        values = _known_fields(ProcessInfo, info)
-        values.pop("extra", None)
-        if info.get("exit") is not None:
-            values["exit"] = ExitStatus.from_json(info["exit"])
-        extra = {key: value for key, value in info.items() if key not in values}
-        return cls(**values, extra=extra)
+        return _with_exit_and_extra(cls, info)
 
 
 @dataclass(frozen=True)
@@ -216,12 +211,17 @@ class Attachment:
 
     @classmethod
     def from_json(cls, answer: Mapping[str, Any]) -> Attachment:
-        values = _known_fields(Attachment, answer)
-        values.pop("extra", None)
-        if answer.get("exit") is not None:
-            values["exit"] = ExitStatus.from_json(answer["exit"])
-        extra = {key: value for key, value in answer.items() if key not in values}
-        return cls(**values, extra=extra)
+        return _with_exit_and_extra(cls, answer)
+
+
+def _with_exit_and_extra(cls: Any, values: Mapping[str, Any]) -> Any:
+    """``cls`` from an answer: known fields, ``exit`` as an ExitStatus, the rest in ``extra``."""
+    known = _known_fields(cls, values)
+    known.pop("extra", None)
+    if values.get("exit") is not None:
+        known["exit"] = ExitStatus.from_json(values["exit"])
+    extra = {key: value for key, value in values.items() if key not in known}
+    return cls(**known, extra=extra)
 
 
 def _decode(data: str, encoding: str | None) -> bytes:

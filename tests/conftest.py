@@ -4,6 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
+import procwire_client
 from tests.client import RpcClient
 from tests.server import Server, children_of, wait_until
 
@@ -19,6 +20,13 @@ def server() -> Iterator[Server]:
             pytest.fail(f"processes left behind by the tests: {children_of(worker)}")
     finally:
         running.stop()
+
+
+@pytest.fixture
+def lib(server: Server) -> Iterator[procwire_client.Client]:
+    """A connected client of the library under test (procwire_client)."""
+    with procwire_client.Client(server.url, server.token) as connected:
+        yield connected
 
 
 @pytest.fixture

@@ -54,22 +54,6 @@ def one_line(stderr: bytes) -> str:
     return text
 
 
-@pytest.fixture
-def lib(server: Server) -> Iterator[pw.Client]:
-    with pw.Client(server.url, server.token) as connected:
-        yield connected
-
-
-@pytest.fixture
-def pty_supported(lib: pw.Client) -> None:
-    """Skip when the server does not know PTY sessions yet."""
-    try:
-        with lib.start(["true"], pty=(24, 80), on_disconnect="kill") as process:
-            process.wait(BOUND)
-    except pw.InvalidParams as error:
-        pytest.skip(f"server without pty/on_disconnect: {error}")
-
-
 # -- run ----------------------------------------------------------------------------------------
 
 
@@ -274,7 +258,6 @@ def test_clients(server: Server, lib: pw.Client) -> None:
 # -- attach ------------------------------------------------------------------------------------------
 
 
-@pytest.mark.usefixtures("pty_supported")
 def test_attach_replays_then_follows_to_the_exit(server: Server) -> None:
     with pw.Client(server.url, server.token) as starter:
         kept = starter.start(["sh", "-c", "echo one; sleep 1; echo two >&2; exit 4"], on_disconnect="keep")
@@ -365,7 +348,6 @@ def procwire_line(*args: str) -> str:
     return shlex.join([*COMMAND, *args])
 
 
-@pytest.mark.usefixtures("pty_supported")
 def test_shell_in_a_real_terminal(server: Server, terminals: list[Terminal]) -> None:
     script = f'{procwire_line("shell", "-e", "PS1=remote$ ", "--", "sh")}; echo "rc=$?"; stty -a'
     terminal = Terminal(script, cli_env(server))
@@ -399,7 +381,6 @@ def test_shell_in_a_real_terminal(server: Server, terminals: list[Terminal]) -> 
     assert "-icanon" not in settings and "-echo " not in settings
 
 
-@pytest.mark.usefixtures("pty_supported")
 def test_kept_shell_detaches_and_is_reattached(server: Server, lib: pw.Client, terminals: list[Terminal]) -> None:
     env = cli_env(server)
     first = Terminal(f'{procwire_line("shell", "--keep", "-e", "PS1=kept$ ", "--", "sh")}; echo "rc=$?"', env)

@@ -11,7 +11,6 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
 
 import pytest
 
@@ -21,22 +20,6 @@ from procwire_client.errors import ERRORS_BY_CODE
 from tests.server import ROOT, Server, free_port, pid_exists, wait_until
 
 BOUND = 15.0  # seconds: every wait in these tests is bounded
-
-
-@pytest.fixture
-def lib(server: Server) -> Iterator[pw.Client]:
-    with pw.Client(server.url, server.token) as connected:
-        yield connected
-
-
-@pytest.fixture
-def pty_supported(lib: pw.Client) -> None:
-    """Skip when the server does not know PTY sessions yet."""
-    try:
-        with lib.start(["true"], pty=(24, 80), on_disconnect="kill") as process:
-            process.wait(BOUND)
-    except pw.InvalidParams as error:
-        pytest.skip(f"server without pty/on_disconnect: {error}")
 
 
 def read_until(process: pw.Process, needle: bytes, timeout: float = BOUND) -> bytes:
@@ -461,7 +444,6 @@ def test_other_server_settings_are_followed() -> None:
 # -- pty and sessions --------------------------------------------------------------------------
 
 
-@pytest.mark.usefixtures("pty_supported")
 def test_pty_size_resize_and_input(lib: pw.Client) -> None:
     process = lib.start(["sh", "-c", 'stty size; read line; echo "got $line"; stty size; echo err >&2'], pty=(30, 100))
     assert b"30 100" in read_until(process, b"30 100")
@@ -473,7 +455,6 @@ def test_pty_size_resize_and_input(lib: pw.Client) -> None:
     assert process.wait(BOUND).code == 0
 
 
-@pytest.mark.usefixtures("pty_supported")
 def test_pty_close_stdin_is_end_of_file(lib: pw.Client) -> None:
     process = lib.start(["cat"], pty=True)
     process.write("typed\r")
@@ -482,7 +463,6 @@ def test_pty_close_stdin_is_end_of_file(lib: pw.Client) -> None:
     assert process.wait(BOUND).code == 0
 
 
-@pytest.mark.usefixtures("pty_supported")
 def test_kept_process_replays_to_a_new_connection(server: Server) -> None:
     with pw.Client(server.url, server.token) as first:
         kept = first.start(["sh", "-c", "echo one; read x; echo two; sleep 30"], on_disconnect="keep", name="kept")
@@ -509,7 +489,6 @@ def test_kept_process_replays_to_a_new_connection(server: Server) -> None:
     assert wait_until(lambda: not pid_exists(kept.pid))
 
 
-@pytest.mark.usefixtures("pty_supported")
 def test_attach_to_an_exited_kept_process(server: Server) -> None:
     with pw.Client(server.url, server.token) as first:
         kept = first.start(["sh", "-c", "echo bye; exit 6"], on_disconnect="keep", binary=True)
