@@ -38,6 +38,12 @@ lint: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# Soak: 100 clients for 10 minutes against the real server, then a check for leftovers
+# (docs/reliability.md); SOAK_ARGS="--minutes 1" for a short run.
+.PHONY: soak
+soak: install
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)
+
 clean:
 	rm -rf $(VENV)
 
