@@ -61,3 +61,20 @@ chromium:
 	  else \
 	    echo "the console tests need chromium: sudo apt-get install chromium" >&2; exit 1; \
 	  fi; }
+
+# Benchmarks side by side with websocketd (docs/benchmarks.md); BENCH_ARGS=--quick for a short run.
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/pip install --quiet -e '.[bench]'
+	touch $(BENCH_STAMP)
+
+.PHONY: bench
+bench: $(BENCH_STAMP)
+	@command -v websocketd >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get install -y websocketd || { apt-get update && apt-get install -y websocketd; } || true; \
+	  else \
+	    echo "websocketd is missing: apt-get install websocketd (the suite runs without that column)"; \
+	  fi; }
+	ulimit -n "$$(ulimit -Hn)" 2>/dev/null; $(BIN)/python -m bench $(BENCH_ARGS)

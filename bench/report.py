@@ -1,0 +1,222 @@
+"""The machine's description, the results table, and docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from bench.results import Summary, WorkloadResult
+from bench.servers import ROOT
+
+PACKAGES = ["gevent", "greenlet", "gunicorn", "flask-sock", "simple-websocket", "wsproto", "orjson", "websocket-client"]
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
+
+
+def _command_output(argv: list[str]) -> str:
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=10, cwd=ROOT).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def load_average() -> str:
+    return " ".join(_read("/proc/loadavg").split()[:3])
+
+
+def machine(
+    websocketd: str | None, py_spy: str | None, open_files: int, load_at_start: str, exported: str | None
+) -> dict[str, str]:
+    cpuinfo = _read("/proc/cpuinfo")
+    models = [line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")]
+    meminfo = {
+        line.split(":")[0]: line.split(":")[1].strip() for line in _read("/proc/meminfo").splitlines() if ":" in line
+    }
+    memory_kib = int(meminfo.get("MemTotal", "0 kB").split()[0])
+    os_name = next(
+        (
+            line.split("=", 1)[1].strip('"')
+            for line in _read("/etc/os-release").splitlines()
+            if line.startswith("PRETTY_NAME")
+        ),
+        platform.system(),
+    )
+    versions = []
+    for package in PACKAGES:
+        try:
+            versions.append(f"{package} {importlib.metadata.version(package)}")
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    dirty = _command_output(["git", "status", "--porcelain", "--", "app", "config", "gunicorn.conf.py", "wsgi.py"])
+    commit = _command_output(["git", "rev-parse", "--short", "HEAD"]) or "unknown"
+    return {
+        "CPU": f"{models[0] if models else platform.processor() or 'unknown'}",
+        "cores": f"{os.cpu_count()} logical ({len(models)} in /proc/cpuinfo)",
+        "memory": f"{memory_kib / 1024 / 1024:.1f} GiB",
+        "kernel": f"{platform.system()} {platform.release()}",
+        "OS": os_name,
+        "Python": f"{platform.python_implementation()} {platform.python_version()}",
+        "packages": ", ".join(versions),
+        "websocketd": (_command_output([websocketd, "--version"]) or websocketd) if websocketd else "not installed",
+        "py-spy": _command_output([py_spy, "--version"]) if py_spy else "not installed",
+        "open files limit": str(open_files),
+        "load average (1/5/15 min)": f"{load_at_start} at the start, {load_average()} at the end",
+        "procwire": f"commit {exported[:7]} (exported with git archive)"
+        if exported
+        else f"working tree at commit {commit}" + (", with uncommitted changes in app/ or config/" if dirty else ""),
+    }
+
+
+def _cell(summary: Summary | None, fmt: Any) -> tuple[str, str]:
+    if summary is None:
+        return "n/a", "n/a"
+    spread = fmt(summary.low) if summary.low == summary.high else f"{fmt(summary.low)}-{fmt(summary.high)}"
+    return fmt(summary.median), spread
+
+
+def table(results: list[WorkloadResult]) -> str:
+    lines = [
+        "| workload | metric | procwire median | procwire min-max | reference | reference median "
+        "| reference min-max | ratio p/r | target | met |",
+        "|---|---|--:|--:|---|--:|--:|--:|---|---|",
+    ]
+    for result in results:
+        for metric in result.metrics:
+            row = result.row(metric)
+            mine, mine_spread = _cell(row["procwire"], metric.fmt)
+            theirs, theirs_spread = _cell(row["reference"], metric.fmt)
+            unit = f" ({metric.unit})" if metric.unit else ""
+            ratio = f"{row['ratio']:.2f}x" if row["ratio"] is not None else "n/a"
+            target = metric.target.text if metric.target else ""
+            met = {True: "yes", False: "**no**", None: "-" if metric.target else ""}[row["met"]]
+            reference = result.reference_label if result.reference is not None else "skipped"
+            lines.append(
+                f"| {result.name} | {metric.label}{unit} | {mine} | {mine_spread} | {reference} | {theirs} "
+                f"| {theirs_spread} | {ratio} | {target} | {met} |"
+            )
+    return "\n".join(lines)
+
+
+def _profile_section(result: WorkloadResult) -> list[str]:
+    profile = result.profile
+    if not profile:
+        return []
+    if "error" in profile:
+        return [f"### {result.name}", "", f"py-spy failed: `{profile['error'].strip()}`", ""]
+    busy = profile["samples"] - profile["idle_samples"]
+    lines = [
+        f"### {result.name}",
+        "",
+        f"{profile['seconds']} s of an extra, untimed procwire round: the worker used "
+        f"{profile['cpu_user']:.0%} user + {profile['cpu_system']:.0%} system CPU of one core; "
+        f"{busy} busy samples ({profile['idle_samples']} idle in epoll_wait not counted); "
+        f"raw stacks in `{Path(profile['file']).relative_to(ROOT)}`.",
+        "",
+        "| share | innermost frame (C with --native) | share | innermost Python frame |",
+        "|--:|---|--:|---|",
+    ]
+    rows = max(len(profile["own"]), len(profile["own_python"]))
+    for index in range(rows):
+        left = profile["own"][index] if index < len(profile["own"]) else ("", None)
+        right = profile["own_python"][index] if index < len(profile["own_python"]) else ("", None)
+        lines.append(f"| {_share(left[1])} | {_code(left[0])} | {_share(right[1])} | {_code(right[0])} |")
+    app = [(name, share) for name, share in profile["inclusive"] if "(app/" in name][:12]
+    if app:
+        lines += ["", "| inclusive | procwire function |", "|--:|---|"]
+        lines += [f"| {share:.1%} | `{name}` |" for name, share in app]
+    return [*lines, ""]
+
+
+def _share(value: float | None) -> str:
+    return "" if value is None else f"{value:.1%}"
+
+
+def _code(name: str) -> str:
+    return f"`{name}`" if name else ""
+
+
+def _cpu_line(result: WorkloadResult) -> str:
+    """The servers' own CPU use during the rounds (their children, the programs, not counted)."""
+    parts = []
+    for side, label in (("procwire", "procwire worker"), ("reference", result.reference_label)):
+        summary = Summary.of(result.values(side, "server_cpu"))
+        if summary is not None:
+            parts.append(f"{label} {summary.median:.0%}")
+    return "server CPU during the rounds, median share of one core: " + ", ".join(parts) if parts else ""
+
+
+def _raw_section(result: WorkloadResult) -> list[str]:
+    lines = [f"- **{result.name}** ({result.seconds:.0f} s)"]
+    for side, rounds in (("procwire", result.procwire), (result.reference_label, result.reference)):
+        if rounds is None:
+            continue
+        text = "; ".join(", ".join(f"{key} {value:.4g}" for key, value in values.items()) for values in rounds)
+        lines.append(f"  - {side}: {text or 'no round completed'}")
+    return lines
+
+
+def document(
+    results: list[WorkloadResult],
+    machine_info: dict[str, str],
+    command: str,
+    mode: str,
+    started: datetime.datetime,
+    output_mode: str,
+) -> str:
+    date = started.strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Measured {date} by `{command}` ({mode} run), written by the suite in `bench/`. "
+        "Each workload runs against procwire (gunicorn, one gevent worker, as `gunicorn.conf.py` sets it up) "
+        "and against the reference in the same run, alternating which goes first, for several rounds; "
+        "the table gives the median of the rounds, their spread (min-max) and the ratio of the medians "
+        "procwire/reference. Rates and throughputs: higher is better; latencies and memory: lower is better. "
+        "Both servers run on free loopback ports; one Python client (websocket-client, UTF-8 validation off) "
+        "talks to both. Compression is off on both sides.",
+        "",
+        "## Machine",
+        "",
+        *[f"- {key}: {value}" for key, value in machine_info.items()],
+        "",
+        "## Results",
+        "",
+        table(results),
+        "",
+        f"procwire output mode for streamed bytes: `{output_mode}`.",
+        "",
+        "## Workloads",
+        "",
+    ]
+    for result in results:
+        lines.append(f"- **{result.name}**: {result.description}; reference: {result.reference_label}.")
+        lines += [f"  - {note}" for note in result.notes]
+        cpu = _cpu_line(result)
+        if cpu:
+            lines.append(f"  - {cpu}")
+    profiled = [line for result in results for line in _profile_section(result)]
+    if profiled:
+        lines += ["", "## Where procwire's time goes (py-spy)", "", *profiled]
+    lines += ["", "## Every round", ""]
+    for result in results:
+        lines += _raw_section(result)
+    lines += [
+        "",
+        "## Reproduce",
+        "",
+        "    make bench                      # installs the bench extra (and websocketd when root), full run",
+        "    .venv/bin/python -m bench --quick",
+        "    .venv/bin/python -m bench --help",
+        "",
+    ]
+    return "\n".join(lines)

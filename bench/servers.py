@@ -1,0 +1,173 @@
+"""The two servers under test, each on a free loopback port.
+
+procwire runs exactly as deployed: gunicorn with one gevent worker, from
+``gunicorn.conf.py``; the reference is Debian's ``websocketd``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from subprocess import Popen
+
+from bench.procs import Supervisor, children_of, free_port, rss_kib, wait_for_port
+
+ROOT = Path(__file__).resolve().parent.parent
+START_TIMEOUT = 30.0
+WEBSOCKETD_INSTALL_HINT = "websocketd is not installed: `apt-get install websocketd` (Debian/Ubuntu) adds the reference"
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+@dataclass
+class Procwire:
+    """gunicorn + one gevent worker, started by the suite."""
+
+    supervisor: Supervisor
+    log_dir: Path
+    env: dict[str, str] = field(default_factory=dict)
+    port: int = field(default_factory=free_port)
+    token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    root: Path = ROOT  # the tree it runs from: this checkout, or an export of one commit
+    process: Popen | None = None
+    label = "procwire"
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    @property
+    def headers(self) -> list[str]:
+        return [f"Authorization: Bearer {self.token}"]
+
+    def start(self) -> Procwire:
+        # Only the settings given here: none inherited from the caller's environment.
+        env = {key: value for key, value in os.environ.items() if not key.startswith("PROCWIRE_")}
+        env.update(
+            PROCWIRE_BIND=f"127.0.0.1:{self.port}",
+            PROCWIRE_TOKEN=self.token,
+            PROCWIRE_LOG_LEVEL="warning",
+        )
+        env.update(self.env)
+        gunicorn = ROOT / ".venv" / "bin" / "gunicorn"
+        argv = [str(gunicorn)] if gunicorn.exists() else [sys.executable, "-m", "gunicorn"]
+        self.log = self.log_dir / f"procwire-{self.port}.log"
+        with open(self.log, "wb") as log:
+            self.process = self.supervisor.start(
+                [*argv, "-c", "gunicorn.conf.py", "--no-control-socket"],
+                env=env,
+                cwd=self.root,
+                stdout=log,
+                stderr=log,
+            )
+        try:
+            self._wait_until_healthy()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_until_healthy(self) -> None:
+        assert self.process is not None
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"procwire exited with {self.process.returncode}:\n{_tail(self.log)}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1) as answer:
+                    if answer.status == 200 and children_of(self.process.pid):
+                        return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"procwire did not become healthy in {START_TIMEOUT} s:\n{_tail(self.log)}")
+
+    def measured_pid(self) -> int:
+        """The gevent worker's pid (the master only supervises it)."""
+        assert self.process is not None
+        workers = children_of(self.process.pid)
+        if len(workers) != 1:
+            raise RuntimeError(f"expected one gunicorn worker, found {workers}")
+        return workers[0]
+
+    def rss_kib(self) -> int:
+        return rss_kib(self.measured_pid())
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.supervisor.stop(self.process, grace=15.0)
+            self.process = None
+
+
+@dataclass
+class Websocketd:
+    """``websocketd [--binary] COMMAND...`` (or ``--dir``), errors-only logging."""
+
+    supervisor: Supervisor
+    log_dir: Path
+    command: list[str]
+    binary: bool = False
+    port: int = field(default_factory=free_port)
+    process: Popen | None = None
+    label = "websocketd"
+
+    @staticmethod
+    def available() -> str | None:
+        return shutil.which("websocketd")
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/"
+
+    @property
+    def headers(self) -> list[str]:
+        return []
+
+    def start(self) -> Websocketd:
+        executable = self.available()
+        if executable is None:
+            raise RuntimeError(WEBSOCKETD_INSTALL_HINT)
+        argv = [executable, "--address=127.0.0.1", f"--port={self.port}", "--loglevel=error"]
+        if self.binary:
+            argv.append("--binary")
+        self.log = self.log_dir / f"websocketd-{self.port}.log"
+        with open(self.log, "wb") as log:
+            self.process = self.supervisor.start([*argv, *self.command], stdout=log, stderr=log)
+        try:
+            wait_for_port(self.port, self.process, START_TIMEOUT)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def measured_pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def rss_kib(self) -> int:
+        return rss_kib(self.measured_pid())
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.supervisor.stop(self.process, grace=10.0)
+            self.process = None
+
+
+Server = Procwire | Websocketd
