@@ -216,6 +216,7 @@ def document(
         "",
         "    make bench                      # installs the bench extra (and websocketd when root), full run",
         "    .venv/bin/python -m bench --quick",
+        "    .venv/bin/python -m bench --procwire-rev HEAD   # the committed server, not the working tree",
         "    .venv/bin/python -m bench --help",
         "",
     ]
