@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import gevent
+from gevent import get_hub
 from gevent.event import Event
-from gevent.os import nb_read
 
 from app import metrics
 from app.history import History, Replay
@@ -34,6 +34,7 @@ from app.reaper import ChildWatch, Reaped, reaper
 from app.stdin import StdinFeeder
 
 READ_SIZE = 256 * 1024
+FIRST_READ_SIZE = 16 * 1024
 PIPE_SIZE = 1024 * 1024
 GROUP_POLL_INTERVAL = 0.02
 F_SETPIPE_SZ = 1031
@@ -83,7 +84,13 @@ class _Cut(Exception):
 
 
 class Pump:
-    """Copies one pipe of the child to the sink until end of file."""
+    """Copies one pipe of the child to the sink until end of file.
+
+    One libev watcher serves every wait (``gevent.os.nb_read`` makes and
+    drops one per call: two epoll_ctl calls per chunk).  The read size
+    follows the stream: small while chunks are small, so an interactive
+    echo costs no large buffer, and up to ``READ_SIZE`` while reads fill it.
+    """
 
     def __init__(self, process: Process, fd: int, stream: str) -> None:
         self._process = process
@@ -93,6 +100,8 @@ class Pump:
         self._cut = False
         self._waiting = False
         self._left_after_cut = PIPE_SIZE
+        self._read_size = FIRST_READ_SIZE
+        self._watcher: Any = None
         self.greenlet: gevent.Greenlet | None = None
 
     def start(self) -> None:
@@ -111,6 +120,8 @@ class Pump:
             self._process.stream_ended(self.stream)
         finally:
             self.at_eof.set()
+            if self._watcher is not None:
+                self._watcher.close()
             close_fd(self._fd)
 
     def _read(self) -> bytes:
@@ -118,7 +129,7 @@ class Pump:
             return self._read_what_is_left()
         self._waiting = True
         try:
-            data = nb_read(self._fd, READ_SIZE)
+            data = self._read_when_ready()
         except _Cut:
             return self._read_what_is_left()
         except OSError as error:
@@ -130,6 +141,21 @@ class Pump:
         if not data:
             self.at_eof.set()
         return data
+
+    def _read_when_ready(self) -> bytes:
+        while True:
+            try:
+                data = os.read(self._fd, self._read_size)
+            except BlockingIOError:
+                if self._watcher is None:
+                    self._watcher = get_hub().loop.io(self._fd, 1)
+                get_hub().wait(self._watcher)
+                continue
+            if len(data) == self._read_size:
+                self._read_size = min(self._read_size * 2, READ_SIZE)
+            elif len(data) < self._read_size // 4:
+                self._read_size = max(self._read_size // 2, FIRST_READ_SIZE)
+            return data
 
     def _read_what_is_left(self) -> bytes:
         """After a cut: what the pipe holds now, at most one pipe's worth."""

@@ -137,9 +137,19 @@ class ChildReaper:
 
     def sweep_orphans(self) -> None:
         """Reap exited children that nobody watches (adopted grandchildren)."""
+        if not _a_child_has_exited():
+            return
         for pid in _children() - self._tracked:
             with contextlib.suppress(ChildProcessError):
                 os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG)
+
+
+def _a_child_has_exited() -> bool:
+    """One system call instead of reading /proc when there is nothing to reap."""
+    try:
+        return os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return False
 
 
 def _children() -> set[int]:

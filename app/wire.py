@@ -53,7 +53,9 @@ class _SerialSocket:
 
     def send(self, data: bytes) -> int:
         with self._lock:
-            self._sock.sendall(data)
+            sent = self._sock.send(data)  # usually all of it, without sendall's getsockopt
+            if sent < len(data):
+                self._sock.sendall(memoryview(data)[sent:])
         return len(data)
 
     def __getattr__(self, name: str) -> Any:
