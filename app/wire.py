@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import struct
+from dataclasses import dataclass
 from typing import Any
 
 from gevent.lock import RLock
@@ -30,9 +31,62 @@ from wsproto.events import BytesMessage, Ping, TextMessage
 
 from app import metrics
 
+OPCODE_CONTINUATION = 0x0
 OPCODE_TEXT = 0x1
 OPCODE_BINARY = 0x2
 FIN = 0x80
+CLOSE_MESSAGE_TOO_BIG = 1009
+
+
+@dataclass(frozen=True)
+class FrameHeader:
+    """The parsed header of one frame from the client (RFC 6455 section 5.2)."""
+
+    fin: bool
+    rsv: int
+    opcode: int
+    mask: bytes | None
+    payload_start: int
+    payload_length: int
+
+    @property
+    def size(self) -> int:
+        return self.payload_start + self.payload_length
+
+    @property
+    def whole_data_message(self) -> bool:
+        """Unfragmented, uncompressed, masked text or binary: decodable here."""
+        return self.fin and not self.rsv and self.mask is not None and self.opcode in (OPCODE_TEXT, OPCODE_BINARY)
+
+
+def parse_frame_header(buffer: bytes | bytearray) -> FrameHeader | None:
+    """The header at the start of ``buffer``, or None while it is incomplete."""
+    if len(buffer) < 2:
+        return None
+    first, second = buffer[0], buffer[1]
+    length, position = second & 0x7F, 2
+    if length >= 126:
+        width = 2 if length == 126 else 8
+        if len(buffer) < position + width:
+            return None
+        length = int.from_bytes(buffer[position : position + width], "big")
+        position += width
+    mask = None
+    if second & 0x80:
+        if len(buffer) < position + 4:
+            return None
+        mask = bytes(buffer[position : position + 4])
+        position += 4
+    return FrameHeader(bool(first & FIN), first & 0x70, first & 0x0F, mask, position, length)
+
+
+def unmask(payload: bytes, mask: bytes) -> bytes:
+    """XOR the payload with the 4-byte key, as one big-integer operation."""
+    size = len(payload)
+    if not size:
+        return b""
+    key = (mask * (size // 4 + 1))[:size]
+    return (int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")).to_bytes(size, "little")
 
 
 def frame_header(opcode: int, length: int) -> bytes:
@@ -69,6 +123,8 @@ class Link:
         self.ws = ws
         self._lock = RLock()
         self._compression = compression
+        self._unread = bytearray()
+        self._in_fragmented_message = False
         ws.sock = _SerialSocket(ws.sock, self._lock)
 
     def send_text(self, payload: bytes) -> None:
@@ -80,21 +136,60 @@ class Link:
         self._send(OPCODE_BINARY, payload, header)
 
     def receive(self) -> str | bytes:
-        """The next message; ConnectionClosed when the connection is over."""
+        """The next message; ConnectionClosed when the connection is over.
+
+        Whole, unfragmented data messages (nearly all of them) are decoded
+        here; every other frame (control frames, fragments, compressed or
+        malformed ones) goes, whole and in order, to simple-websocket's own
+        event handling: it answers pings, echoes a close, assembles
+        fragments, enforces the size limit and refuses bad UTF-8 with 1007.
+        """
         ws = self.ws
         while not ws.input_buffer:
             if not ws.connected:
                 raise ConnectionClosed(ws.close_reason, ws.close_message)
-            try:
-                data = ws.sock.recv(ws.receive_bytes)
-            except OSError:
-                data = b""
-            if not data:
-                ws.connected = False
-                raise ConnectionClosed(ws.close_reason, ws.close_message)
-            ws.ws.receive_data(data)
-            ws.connected = ws._handle_events()  # answers pings, echoes a close, enforces the size limit
+            header = parse_frame_header(self._unread)
+            if header is not None and self._too_big(header):
+                self.close(CLOSE_MESSAGE_TOO_BIG, "Message is too big")
+                raise ConnectionClosed(CLOSE_MESSAGE_TOO_BIG, "Message is too big")
+            if header is not None and len(self._unread) >= header.size:
+                frame = bytes(self._unread[: header.size])
+                del self._unread[: header.size]
+                self._take(header, frame)
+                continue
+            self._unread += self._recv()
         return ws.input_buffer.pop(0)
+
+    def _recv(self) -> bytes:
+        try:
+            data = self.ws.sock.recv(self.ws.receive_bytes)
+        except OSError:
+            data = b""
+        if not data:
+            self.ws.connected = False
+            raise ConnectionClosed(self.ws.close_reason, self.ws.close_message)
+        return data
+
+    def _too_big(self, header: FrameHeader) -> bool:
+        limit = self.ws.max_message_size
+        return bool(limit) and header.payload_length > limit
+
+    def _take(self, header: FrameHeader, frame: bytes) -> None:
+        if header.whole_data_message and not self._in_fragmented_message:
+            assert header.mask is not None
+            payload = unmask(frame[header.payload_start :], header.mask)
+            if header.opcode == OPCODE_BINARY:
+                self.ws.input_buffer.append(payload)
+                return
+            try:
+                self.ws.input_buffer.append(payload.decode("utf-8"))
+                return
+            except UnicodeDecodeError:
+                pass  # simple-websocket closes with 1007
+        if header.opcode in (OPCODE_CONTINUATION, OPCODE_TEXT, OPCODE_BINARY):
+            self._in_fragmented_message = not header.fin
+        self.ws.ws.receive_data(frame)
+        self.ws.connected = self.ws._handle_events()
 
     def ping(self) -> None:
         """Send a Ping; :meth:`receive` notes the Pong."""

@@ -7,8 +7,12 @@ import struct
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from wsproto import ConnectionType
+from wsproto.connection import Connection
+from wsproto.events import BytesMessage, TextMessage
 from wsproto.frame_protocol import FrameProtocol, Opcode
 
+from app import wire
 from app.wire import FIN, OPCODE_BINARY, OPCODE_TEXT, frame_header
 
 LENGTHS = [0, 1, 125, 126, 127, 65535, 65536, 1 << 20]
@@ -106,3 +110,44 @@ def test_a_client_decodes_our_frame(length: int) -> None:
     assert frames[0].opcode == Opcode.BINARY
     assert frames[0].message_finished is True
     assert bytes(frames[0].payload) == payload
+
+
+# -- client frames: parse_frame_header and unmask ---------------------------------
+
+
+def client_frame(payload: bytes | str, fin: bool = True) -> bytes:
+    """A masked frame as a real client library (wsproto, client side) writes it."""
+    connection = Connection(ConnectionType.CLIENT)
+    event = TextMessage(payload, message_finished=fin) if isinstance(payload, str) else BytesMessage(payload, fin)
+    return connection.send(event)
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536, 300_000])
+def test_client_frames_decode_to_their_payload(size: int) -> None:
+    payload = bytes(index % 251 for index in range(size))
+    frame = client_frame(payload)
+    header = wire.parse_frame_header(frame)
+    assert header is not None
+    assert header.size == len(frame)
+    assert header.payload_length == size
+    assert header.whole_data_message and header.opcode == wire.OPCODE_BINARY
+    assert header.mask is not None
+    assert wire.unmask(frame[header.payload_start :], header.mask) == payload
+
+
+def test_text_frame_and_fragment_are_told_apart() -> None:
+    whole = wire.parse_frame_header(client_frame("héllo"))
+    assert whole is not None and whole.opcode == wire.OPCODE_TEXT and whole.whole_data_message
+    fragment = wire.parse_frame_header(client_frame("hé", fin=False))
+    assert fragment is not None and not fragment.fin and not fragment.whole_data_message
+
+
+@pytest.mark.parametrize("cut", [0, 1, 3, 5])
+def test_an_incomplete_header_is_none(cut: int) -> None:
+    frame = client_frame(b"x" * 70_000)  # 2 + 8 + 4 header bytes
+    assert wire.parse_frame_header(frame[:cut]) is None
+
+
+@given(st.binary(max_size=2048), st.binary(min_size=4, max_size=4))
+def test_unmask_is_its_own_inverse(payload: bytes, mask: bytes) -> None:
+    assert wire.unmask(wire.unmask(payload, mask), mask) == payload
