@@ -55,8 +55,13 @@ def rss_kib(pid: int) -> int:
 
 
 def children_of(pid: int) -> list[int]:
+    """The children of ``pid``; none once it is gone (it may exit while we look)."""
     found: list[int] = []
-    for path in Path(f"/proc/{pid}/task").glob("*/children"):
+    try:
+        paths = list(Path(f"/proc/{pid}/task").glob("*/children"))
+    except OSError:
+        return found
+    for path in paths:
         with contextlib.suppress(OSError):
             found += [int(child) for child in path.read_text().split()]
     return found
