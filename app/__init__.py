@@ -40,6 +40,9 @@ def create_app(settings: Settings | None = None) -> Flask:
 
 def _configure_logging(level: str, log_format: str) -> None:
     """Text or JSON lines on stderr, unless gunicorn's logconfig_dict did it already."""
+    # A log record asks for the current thread's name; under gevent every
+    # greenlet then gets a dummy Thread object made for it.  We never log threads.
+    logging.logThreads = False
     root = logging.getLogger()
     if root.handlers:
         return
