@@ -30,8 +30,29 @@ def _tail(path: Path, lines: int = 20) -> str:
         return ""
 
 
+class _Supervised:
+    """What both servers do the same way once started."""
+
+    supervisor: Supervisor
+    process: Popen | None
+
+    def measured_pid(self) -> int:
+        raise NotImplementedError
+
+    def rss_kib(self) -> int:
+        return rss_kib(self.measured_pid())
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def _stop(self, grace: float) -> None:
+        if self.process is not None:
+            self.supervisor.stop(self.process, grace=grace)
+            self.process = None
+
+
 @dataclass
-class Procwire:
+class Procwire(_Supervised):
     """gunicorn + one gevent worker, started by the suite."""
 
     supervisor: Supervisor
@@ -101,20 +122,12 @@ class Procwire:
             raise RuntimeError(f"expected one gunicorn worker, found {workers}")
         return workers[0]
 
-    def rss_kib(self) -> int:
-        return rss_kib(self.measured_pid())
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
     def stop(self) -> None:
-        if self.process is not None:
-            self.supervisor.stop(self.process, grace=15.0)
-            self.process = None
+        self._stop(grace=15.0)
 
 
 @dataclass
-class Websocketd:
+class Websocketd(_Supervised):
     """``websocketd [--binary] COMMAND...`` (or ``--dir``), errors-only logging."""
 
     supervisor: Supervisor
@@ -158,16 +171,8 @@ class Websocketd:
         assert self.process is not None
         return self.process.pid
 
-    def rss_kib(self) -> int:
-        return rss_kib(self.measured_pid())
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
     def stop(self) -> None:
-        if self.process is not None:
-            self.supervisor.stop(self.process, grace=10.0)
-            self.process = None
+        self._stop(grace=10.0)
 
 
 Server = Procwire | Websocketd
