@@ -107,6 +107,11 @@ class Pump:
     def start(self) -> None:
         self.greenlet = gevent.spawn(self._run)
 
+    def enlarge_pipe(self) -> None:
+        """Fewer wake-ups per megabyte; the kernel may refuse, which is harmless."""
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(self._fd, F_SETPIPE_SZ, PIPE_SIZE)
+
     def cut(self) -> None:
         """Stop waiting for end of file: forward what the pipe holds, then stop."""
         self._cut = True
@@ -207,7 +212,7 @@ class Process:
         )
         if not self.pty:
             for pump in self._pumps:
-                _enlarge_pipe(pump._fd)
+                pump.enlarge_pipe()
         self._timer = gevent.spawn_later(options.timeout, self._time_out) if options.timeout else None
         gevent.spawn(self._supervise)
 
@@ -431,9 +436,3 @@ def signal_name(signum: int) -> str:
         return signal.Signals(signum).name
     except ValueError:
         return f"SIG{signum}"
-
-
-def _enlarge_pipe(fd: int) -> None:
-    """Fewer wake-ups per megabyte; the kernel may refuse, which is harmless."""
-    with contextlib.suppress(OSError):
-        fcntl.fcntl(fd, F_SETPIPE_SZ, PIPE_SIZE)
