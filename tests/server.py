@@ -24,15 +24,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@dataclass
-class Server:
-    """A gunicorn master we started; stopped (and waited for) by ``stop``."""
+class LoopbackAddress:
+    """The URLs of a server listening on ``127.0.0.1:port``."""
 
-    env: dict[str, str] = field(default_factory=dict)
-    token: str = "test-token"
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen | None = None
-    stderr: Any = None  # where gunicorn's log goes (a file object), or inherited
+    port: int
 
     @property
     def url(self) -> str:
@@ -41,6 +36,17 @@ class Server:
     @property
     def http(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+
+@dataclass
+class Server(LoopbackAddress):
+    """A gunicorn master we started; stopped (and waited for) by ``stop``."""
+
+    env: dict[str, str] = field(default_factory=dict)
+    token: str = "test-token"
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen | None = None
+    stderr: Any = None  # where gunicorn's log goes (a file object), or inherited
 
     def start(self) -> Server:
         env = dict(os.environ)

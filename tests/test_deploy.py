@@ -33,7 +33,7 @@ import websocket
 
 from config import Settings
 from tests.client import RpcClient, read_close
-from tests.server import ROOT, Server, children_of, free_port, pid_exists, wait_until
+from tests.server import ROOT, LoopbackAddress, Server, children_of, free_port, pid_exists, wait_until
 
 NGINX_CONF = ROOT / "deploy" / "nginx.conf"
 UNIT_FILE = ROOT / "deploy" / "procwire.service"
@@ -101,20 +101,12 @@ def render_nginx_conf(
 
 
 @dataclass
-class Nginx:
+class Nginx(LoopbackAddress):
     """An nginx master we started (``daemon off``), stopped by its pid."""
 
     directory: Path
     port: int = field(default_factory=free_port)
     process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws"
-
-    @property
-    def http(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def error_log(self) -> str:
         path = self.directory / "error.log"

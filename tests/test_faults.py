@@ -159,26 +159,26 @@ def assert_clean(server: Server, before: Baseline, pids: list[int], *, same_work
     return worker
 
 
-@pytest.fixture(scope="module")
-def faulty() -> Iterator[Server]:
-    """A server with a short KILL_GRACE and DRAIN_TIMEOUT, for faults that keep the worker."""
+def warmed_up_server() -> Iterator[Server]:
+    """A server with a short KILL_GRACE and DRAIN_TIMEOUT, warmed up, stopped at the end."""
     running = Server(env=FAULT_ENV).start()
     try:
         warm_up(running)
         yield running
     finally:
         running.stop()
+
+
+@pytest.fixture(scope="module")
+def faulty() -> Iterator[Server]:
+    """Shared by the faults that keep the worker."""
+    yield from warmed_up_server()
 
 
 @pytest.fixture
 def own_server() -> Iterator[Server]:
     """A server of its own, for a test that kills or restarts its worker."""
-    running = Server(env=FAULT_ENV).start()
-    try:
-        warm_up(running)
-        yield running
-    finally:
-        running.stop()
+    yield from warmed_up_server()
 
 
 # -- a client that vanishes --------------------------------------------------------------
