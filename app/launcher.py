@@ -24,7 +24,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from gevent.monkey import get_original
-from gevent.os import make_nonblocking, nb_read
+from gevent.os import nb_read
+
+from app.environment import Environment
 
 # gevent >= 25.8 patches os.close to defer the close to the loop's next check
 # phase; an idle hub then never closes a pipe's write end, and the reader
@@ -46,7 +48,7 @@ class LaunchSpec:
 
     argv: list[str]
     executable: str
-    env: dict[str, str]
+    env: Environment
     cwd: str | None
     stdin: StdinMode = "pipe"
     stderr: StderrMode = "pipe"
@@ -82,14 +84,14 @@ def lookpath(file: str, search_path: str | None, cwd: str | None = None) -> str:
     PermissionError, whose errno the protocol reports.
     """
     if "/" in file:
-        _check_executable(os.path.join(cwd or os.getcwd(), file), file)
+        _check_executable(os.path.join(cwd, file) if cwd else file, file)
         return file
     for directory in (search_path if search_path is not None else os.defpath).split(os.pathsep):
         if not directory:
             continue
         candidate = os.path.join(directory, file)
         try:
-            _check_executable(os.path.join(cwd or os.getcwd(), candidate), candidate)
+            _check_executable(os.path.join(cwd, candidate) if cwd else candidate, candidate)
         except OSError:
             continue
         return candidate
@@ -117,7 +119,7 @@ def launch(spec: LaunchSpec, on_forked: Callable[[int], None]) -> Launched:
         streams = (
             _terminal_streams(spec, parent_fds, child_fds) if spec.pty else _pipe_streams(spec, parent_fds, child_fds)
         )
-        errpipe_r, errpipe_w = _pipe(parent_fds, child_fds)
+        errpipe_r, errpipe_w = _pipe(parent_fds, child_fds, os.O_NONBLOCK)  # at most ~100 bytes: never blocks
         argv, executable = _command(spec)
         pid = _posixsubprocess.fork_exec(
             [os.fsencode(arg) for arg in argv],
@@ -125,7 +127,7 @@ def launch(spec: LaunchSpec, on_forked: Callable[[int], None]) -> Launched:
             True,  # close_fds
             (errpipe_w,),
             spec.cwd,
-            [os.fsencode(f"{key}={value}") for key, value in spec.env.items()],
+            spec.env.encoded,
             streams.child_stdin,
             -1,  # the parent's end is not open in the child anyway (close_fds)
             -1,
@@ -152,7 +154,7 @@ def launch(spec: LaunchSpec, on_forked: Callable[[int], None]) -> Launched:
         _close_all(child_fds + parent_fds)
         raise
     for fd in parent_fds:
-        make_nonblocking(fd)
+        _set_nonblocking(fd)
     return Launched(pid, streams.stdin, streams.stdout, streams.stderr, streams.terminal)
 
 
@@ -228,8 +230,13 @@ def _close_all(fds: list[int]) -> None:
     fds.clear()
 
 
-def _pipe(parent_fds: list[int], child_fds: list[int]) -> tuple[int, int]:
-    read_end, write_end = os.pipe()
+def _set_nonblocking(fd: int) -> None:
+    """One system call: the status flags of a fresh pipe or pty are known to be clear."""
+    fcntl.fcntl(fd, fcntl.F_SETFL, os.O_NONBLOCK)
+
+
+def _pipe(parent_fds: list[int], child_fds: list[int], flags: int = 0) -> tuple[int, int]:
+    read_end, write_end = os.pipe2(os.O_CLOEXEC | flags)
     parent_fds.append(read_end)
     child_fds.append(write_end)
     return read_end, write_end
@@ -261,8 +268,7 @@ def _child_error(
 
 
 def _read_all(fd: int) -> bytes:
-    """Read the exec-error pipe cooperatively until the child execs or dies."""
-    make_nonblocking(fd)
+    """Read the (non-blocking) exec-error pipe cooperatively until the child execs or dies."""
     data = b""
     try:
         while chunk := nb_read(fd, 4096):

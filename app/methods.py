@@ -23,11 +23,11 @@ from gevent.event import AsyncResult
 
 from app import metrics
 from app import params as P
+from app.environment import child_environment, server_environment
 from app.launcher import LaunchSpec, lookpath
 from app.process import Options, Process
 from app.protocol import ErrorCode, RpcError
 from app.start_gate import admitted, record_signal, record_start
-from config.settings import ENV_PREFIX
 
 if TYPE_CHECKING:
     from app.process import OutputSink
@@ -87,7 +87,7 @@ def deferred(function: Callable[..., Any], *args: Any) -> AsyncResult:
 @method("lookpath", P.LookpathParams)
 def _lookpath(session: Session, params: P.LookpathParams) -> dict[str, Any]:
     try:
-        return {"path": lookpath(params.file, os.environ.get("PATH"))}
+        return {"path": lookpath(params.file, server_environment().get("PATH"))}
     except OSError as error:
         raise os_error(error) from None
 
@@ -105,9 +105,8 @@ def spawn(
         raise RpcError(
             ErrorCode.LIMIT_EXCEEDED, f"too many processes: this client already runs {settings.MAX_PROCS_PER_CLIENT}"
         )
-    env = child_environment(params)
-    if pty is not None and "TERM" not in params.env:
-        env["TERM"] = DEFAULT_TERM
+    changes = {"TERM": DEFAULT_TERM, **params.env} if pty is not None else params.env
+    env = child_environment(changes, params.clear_env)
     cwd = checked_cwd(params.cwd)
     try:
         executable = lookpath(params.argv[0], env.get("PATH"), cwd)
@@ -127,19 +126,6 @@ def spawn(
     )
     record_start(session, params, process, executable)
     return process
-
-
-def child_environment(params: P.SpawnParams) -> dict[str, str]:
-    """The server's environment (less procwire's own settings, the token among them)
-    unless ``clear_env``, then ``env`` on top."""
-    inherited = {} if params.clear_env else os.environ
-    env = {key: value for key, value in inherited.items() if not key.startswith(ENV_PREFIX)}
-    for key, value in params.env.items():
-        if value is None:
-            env.pop(key, None)
-        else:
-            env[key] = value
-    return env
 
 
 def checked_cwd(cwd: str | None) -> str | None:

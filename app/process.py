@@ -27,6 +27,7 @@ from gevent import get_hub
 from gevent.event import Event
 
 from app import metrics
+from app.environment import server_directory
 from app.history import History, Replay
 from app.launcher import LaunchSpec, close_fd, launch, set_window_size
 from app.protocol import ErrorCode, RpcError
@@ -96,7 +97,8 @@ class Pump:
         self._process = process
         self._fd = fd
         self.stream = stream
-        self.at_eof = Event()
+        self.at_eof = False
+        self.done = False
         self._cut = False
         self._waiting = False
         self._left_after_cut = PIPE_SIZE
@@ -124,10 +126,11 @@ class Pump:
                 self._process.publish(self.stream, data)
             self._process.stream_ended(self.stream)
         finally:
-            self.at_eof.set()
             if self._watcher is not None:
                 self._watcher.close()
             close_fd(self._fd)
+            self.done = True
+            self._process.pump_done()
 
     def _read(self) -> bytes:
         if self._cut:
@@ -144,7 +147,7 @@ class Pump:
         finally:
             self._waiting = False
         if not data:
-            self.at_eof.set()
+            self.at_eof = True
         return data
 
     def _read_when_ready(self) -> bytes:
@@ -178,7 +181,7 @@ class Process:
     def __init__(self, proc_id: int, spec: LaunchSpec, *, sink: OutputSink, limits: Limits, options: Options) -> None:
         self.id = proc_id
         self.argv = spec.argv
-        self.cwd = spec.cwd or os.getcwd()
+        self.cwd = spec.cwd or server_directory()
         self.options = options
         self.pty = spec.pty is not None
         self._sinks: list[OutputSink] = [sink]
@@ -190,7 +193,7 @@ class Process:
             launched = launch(spec, on_forked=self._watch)
         except OSError:
             if self._child is not None:
-                self._child.reap()  # exec failed: the child has already exited
+                self._child.wait_reaped()  # exec failed: the child has already exited
             raise
         self.pid = launched.pid
         self.pgid = launched.pid  # the child leads its own session and group
@@ -198,7 +201,11 @@ class Process:
         self.status: dict[str, Any] | None = None
         self.when_finished: list[Callable[[Process], None]] = []
         self._finished = Event()
-        self._output_begun = Event()
+        self._output_begun = False
+        self._finishing = False
+        self._incomplete = False  # the drain bound cut a pipe short
+        self._drain_timer: Any = None
+        self._duration = 0.0
         self._terminal = launched.terminal
         self.stdin = StdinFeeder(launched.stdin, limits.stdin_buffer_bytes) if launched.stdin is not None else None
         self._pumps = [Pump(self, launched.stdout, "stdout")]
@@ -214,7 +221,7 @@ class Process:
             for pump in self._pumps:
                 pump.enlarge_pipe()
         self._timer = gevent.spawn_later(options.timeout, self._time_out) if options.timeout else None
-        gevent.spawn(self._supervise)
+        self._child.when_reaped(self._child_reaped)
 
     def _watch(self, pid: int) -> None:
         self._child = reaper.watch(pid)
@@ -237,7 +244,9 @@ class Process:
         for pump in self._pumps:
             if pump.greenlet is None:
                 pump.start()
-        self._output_begun.set()
+        self._output_begun = True
+        if self.reaped:
+            self._bound_the_drain()
 
     def info(self) -> dict[str, Any]:
         return {
@@ -368,45 +377,62 @@ class Process:
         self.terminate()
 
     # -- the end ----------------------------------------------------------------------
+    #
+    # The exit is delivered once the child is reaped and every pump has read
+    # to end of file, by whichever of the two comes last: the reaper's
+    # callback (in the hub, so it hands over to a greenlet) or the last pump.
 
-    def _supervise(self) -> None:
-        assert self._child is not None
-        reaped = self._child.reap()
-        duration = time.monotonic() - self._started
+    def _child_reaped(self, reaped: Reaped) -> None:
+        """In the hub, right after the reap: must never block."""
+        self._duration = time.monotonic() - self._started
         if self._timer is not None and not self.timed_out:
             self._timer.kill(block=False)
         if self.stdin is not None:
             self.stdin.abort()
-        incomplete = self._drain()
+        if self._ready_to_finish():
+            self._finishing = True
+            gevent.spawn(self._finish)
+        elif self._output_begun:
+            self._bound_the_drain()
+
+    def pump_done(self) -> None:
+        """A pump stopped (its greenlet, after closing its pipe)."""
+        if self.reaped and self._ready_to_finish():
+            self._finishing = True
+            self._finish()
+
+    def _ready_to_finish(self) -> bool:
+        return not self._finishing and all(pump.done for pump in self._pumps)
+
+    def _bound_the_drain(self) -> None:
+        """A grandchild may hold a pipe open for ever: after ``drain_timeout``
+        from the exit (or from when streaming began, if later: output held
+        back until the ``start`` answer is sent is not lost, only late), cut
+        the pipes short and report ``output_incomplete``."""
+        if self._drain_timer is None:
+            self._drain_timer = get_hub().loop.timer(self._limits.drain_timeout)
+            self._drain_timer.start(self._cut_pumps)
+
+    def _cut_pumps(self) -> None:
+        for pump in self._pumps:
+            if not pump.at_eof:
+                self._incomplete = True
+                pump.cut()
+
+    def _finish(self) -> None:
+        assert self._child is not None and self._child.result is not None
+        if self._drain_timer is not None:
+            self._drain_timer.close()
         if self._terminal is not None:
             close_fd(self._terminal)
             self._terminal = None
-        self.status = exit_status(self, reaped, duration, incomplete)
+        self.status = exit_status(self, self._child.result, self._duration, self._incomplete)
         for sink in list(self._sinks):
             sink.exited(self)
         self._sinks.clear()  # nothing more will come; let the connections go
         self._finished.set()
         for callback in self.when_finished:
             callback(self)
-
-    def _drain(self) -> bool:
-        """Wait for the pumps; True when the drain bound cut a pipe short.
-
-        The bound counts from when streaming began: output held back until
-        the ``start`` answer is sent is not lost, only late.
-        """
-        self._output_begun.wait()
-        gevent.wait([pump.at_eof for pump in self._pumps], timeout=self._limits.drain_timeout)
-        incomplete = False
-        for pump in self._pumps:
-            if not pump.at_eof.is_set():
-                incomplete = True
-                pump.cut()
-        gevent.wait([pump.at_eof for pump in self._pumps])
-        for pump in self._pumps:
-            if pump.greenlet is not None:
-                pump.greenlet.join()
-        return incomplete
 
 
 def exit_status(process: Process, reaped: Reaped, duration: float, incomplete: bool) -> dict[str, Any]:

@@ -22,12 +22,13 @@ import errno
 import logging
 import os
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import gevent
+from gevent import get_hub
 from gevent.event import Event
-from gevent.socket import wait_read
 
 from app.launcher import close_fd
 
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 PR_SET_CHILD_SUBREAPER = 36
 SWEEP_INTERVAL = 1.0
 POLL_WITHOUT_PIDFD = 0.05
+READ = 1  # libev's EV_READ
 
 
 @dataclass(frozen=True)
@@ -47,14 +49,23 @@ class Reaped:
 
 
 class ChildWatch:
-    """One child, from right after its fork until it is reaped."""
+    """One child, from right after its fork until it is reaped.
+
+    The exit is noticed by a libev watcher on the child's pidfd (or a polling
+    timer without one) and reaped in its callback, in the hub: no greenlet
+    sits waiting per child, and the exit costs no switch before it is known.
+    """
 
     def __init__(self, reaper: ChildReaper, pid: int) -> None:
         self.pid = pid
         self._reaper = reaper
         self._pidfd = _open_pidfd(pid)
         self._done = Event()
+        self._callbacks: list[Callable[[Reaped], None]] = []
         self.result: Reaped | None = None
+        loop = get_hub().loop
+        self._watcher = loop.io(self._pidfd, READ) if self._pidfd is not None else loop.timer(0, POLL_WITHOUT_PIDFD)
+        self._watcher.start(self._reap_if_exited)
 
     @property
     def reaped(self) -> bool:
@@ -62,6 +73,14 @@ class ChildWatch:
 
     def wait_reaped(self, timeout: float | None = None) -> bool:
         return self._done.wait(timeout)
+
+    def when_reaped(self, callback: Callable[[Reaped], None]) -> None:
+        """Call ``callback(result)`` once the child is reaped (now if it is).
+        It may run in the hub, so it must never block."""
+        if self.result is not None:
+            callback(self.result)
+        else:
+            self._callbacks.append(callback)
 
     def send_signal(self, signum: int) -> None:
         """Signal this very process: through its pidfd, a reused pid is never hit
@@ -71,30 +90,21 @@ class ChildWatch:
         elif not self.reaped:
             os.kill(self.pid, signum)
 
-    def reap(self) -> Reaped:
-        """Wait for the exit and reap; called by one greenlet only (the supervisor)."""
-        try:
-            status, rusage = self._wait_for_exit()
-        finally:
-            if self._pidfd is not None:
-                close_fd(self._pidfd)
-                self._pidfd = None
-            self._reaper.forget(self.pid)
+    def _reap_if_exited(self) -> None:
+        pid, status, rusage = os.wait4(self.pid, os.WNOHANG)  # with a readable pidfd: a zombie, reaped at once
+        if not pid:
+            return
+        self._watcher.close()
+        if self._pidfd is not None:
+            close_fd(self._pidfd)
+            self._pidfd = None
+        self._reaper.forget(self.pid)
         self.result = Reaped(status, rusage)
         self._done.set()
+        for callback in self._callbacks:
+            callback(self.result)
+        self._callbacks.clear()
         self._reaper.sweep_orphans()
-        return self.result
-
-    def _wait_for_exit(self) -> tuple[int, Any]:
-        if self._pidfd is not None:
-            wait_read(self._pidfd)
-            _, status, rusage = os.wait4(self.pid, 0)  # a zombie by now: returns at once
-            return status, rusage
-        while True:  # no pidfd on this kernel: poll, cooperatively
-            pid, status, rusage = os.wait4(self.pid, os.WNOHANG)
-            if pid:
-                return status, rusage
-            gevent.sleep(POLL_WITHOUT_PIDFD)
 
 
 def _open_pidfd(pid: int) -> int | None:

@@ -10,12 +10,12 @@ is in the registry, so concurrent starts cannot pass a cap together.
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from app import audit
+from app.environment import server_directory
 from app.policy import Refused, StartRequest, check_start
 from app.protocol import RpcError
 
@@ -41,7 +41,7 @@ def admitted(
     policy = identity.policy
     request = StartRequest(
         executable=executable,
-        cwd=cwd or os.getcwd(),
+        cwd=cwd or server_directory(),
         env=params.env,
         clear_env=params.clear_env,
         pty=pty,

@@ -67,10 +67,19 @@ class StdinFeeder:
         return self._enqueue(_Chunk(None, AsyncResult()))
 
     def abort(self) -> None:
-        """The process is gone: fail what is queued and close the pipe."""
+        """The process is gone: fail what is queued and close the pipe.
+
+        Called from the hub, so it never blocks: a writer greenlet (which
+        exists whenever something is queued) is stopped from another one."""
         self.closed = True
-        if self._greenlet is not None:
-            self._greenlet.kill()
+        if self._greenlet is None:
+            self._close_fd()
+        else:
+            gevent.spawn(self._stop_writer)
+
+    def _stop_writer(self) -> None:
+        assert self._greenlet is not None
+        self._greenlet.kill()
         self._close_fd()
         error = RpcError(ErrorCode.PROCESS_EXITED, "the process has exited", refused_data=True)
         while self._queue:

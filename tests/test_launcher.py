@@ -11,16 +11,19 @@ from tests.server import ROOT
 SCRIPT = """
 from gevent import monkey; monkey.patch_all()
 import json, os, sys
+from app.environment import Environment
 from app.launcher import LaunchSpec, launch
 from app.reaper import reaper
-spec = LaunchSpec(**json.loads(sys.argv[1]))
+fields = json.loads(sys.argv[1])
+spec = LaunchSpec(**{**fields, "env": Environment.of(fields["env"])})
 watches = []
 launched = launch(spec, lambda pid: watches.append(reaper.watch(pid)))
 output = b""
 from gevent.os import nb_read
 while chunk := nb_read(launched.stdout, 65536):
     output += chunk
-status = watches[0].reap().status
+watches[0].wait_reaped()
+status = watches[0].result.status
 print(json.dumps({"output": output.decode(), "code": os.waitstatus_to_exitcode(status)}))
 """
 
