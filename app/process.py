@@ -334,23 +334,24 @@ class Process:
     def terminate(self, signum: int = signal.SIGTERM, grace: float | None = None) -> None:
         """Signal the whole group, then SIGKILL it if any of it outlives ``grace``."""
         grace = self._limits.kill_grace if grace is None else grace
-        if not self._group_alive():
+        if not self.group_alive():
             return  # never signal a group id that may already belong to someone else
         self._signal_group(signum)
         deadline = time.monotonic() + grace
         if self._child is not None:
             self._child.wait_reaped(grace)
-        while self._group_alive() and time.monotonic() < deadline:
+        while self.group_alive() and time.monotonic() < deadline:
             gevent.sleep(GROUP_POLL_INTERVAL)
-        if self._group_alive():
+        if self.group_alive():
             self._signal_group(signal.SIGKILL)
 
     def kill_group(self) -> None:
         """SIGKILL the group now, if it still exists."""
-        if self._group_alive():
+        if self.group_alive():
             self._signal_group(signal.SIGKILL)
 
-    def _group_alive(self) -> bool:
+    def group_alive(self) -> bool:
+        """Is anything of its process group left?  Until reaped, the leader is."""
         if not self.reaped:
             return True
         try:

@@ -120,7 +120,10 @@ class Session:
         started = list(self.client.started.values())
         for process in started:
             process.begin_output()  # a start answer lost with the connection
-        doomed = [process for process in started if not process.options.keep]
+        # A finished process whose group is gone needs nothing: no greenlets for it.
+        doomed = [
+            process for process in started if not process.options.keep and (process.running or process.group_alive())
+        ]
         gevent.joinall([gevent.spawn(process.terminate) for process in doomed])
         gevent.joinall(
             [gevent.spawn(process.wait) for process in doomed],
