@@ -9,6 +9,7 @@ from __future__ import annotations
 from flask import Flask, Response, current_app, g, jsonify, request
 from flask_sock import Sock
 
+from app import handshake
 from app.auth import refused_http
 from app.connections import slots
 from app.registry import registry
@@ -29,6 +30,7 @@ def init_app(app: Flask) -> None:
     app.before_request(_refuse_compression)
     app.before_request(_take_connection_slot)
     app.teardown_request(_release_connection_slot)
+    handshake.use_in_flask_sock()
     sock.init_app(app)
 
 

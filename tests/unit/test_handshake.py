@@ -1,0 +1,55 @@
+"""The direct answer to a plain WebSocket upgrade (app/handshake.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from app.handshake import plain_upgrade_key, switching_protocols
+
+RFC_KEY = "dGhlIHNhbXBsZSBub25jZQ=="  # RFC 6455, section 1.3
+
+
+def upgrade(**changes: Any) -> dict[str, Any]:
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "HTTP_UPGRADE": "websocket",
+        "HTTP_CONNECTION": "keep-alive, Upgrade",
+        "HTTP_SEC_WEBSOCKET_VERSION": "13",
+        "HTTP_SEC_WEBSOCKET_KEY": RFC_KEY,
+    }
+    environ.update(changes)
+    return {key: value for key, value in environ.items() if value is not None}
+
+
+def test_the_rfc_example_is_answered_with_its_accept_value() -> None:
+    key = plain_upgrade_key(upgrade())
+    assert key == RFC_KEY.encode()
+    assert switching_protocols(key) == (
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
+    )
+
+
+def test_header_values_are_matched_without_case() -> None:
+    assert plain_upgrade_key(upgrade(HTTP_UPGRADE="WebSocket", HTTP_CONNECTION="UPGRADE")) is not None
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"REQUEST_METHOD": "POST"},
+        {"HTTP_SEC_WEBSOCKET_VERSION": "8"},
+        {"HTTP_SEC_WEBSOCKET_VERSION": None},
+        {"HTTP_UPGRADE": "h2c"},
+        {"HTTP_CONNECTION": "keep-alive"},
+        {"HTTP_SEC_WEBSOCKET_KEY": None},
+        {"HTTP_SEC_WEBSOCKET_KEY": "not base64!"},
+        {"HTTP_SEC_WEBSOCKET_KEY": "c2hvcnQ="},  # 5 bytes, not 16
+        {"HTTP_SEC_WEBSOCKET_EXTENSIONS": "permessage-deflate"},
+        {"HTTP_SEC_WEBSOCKET_PROTOCOL": "chat"},
+    ],
+)
+def test_anything_else_takes_simple_websockets_own_handshake(changes: dict[str, Any]) -> None:
+    assert plain_upgrade_key(upgrade(**changes)) is None
