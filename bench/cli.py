@@ -119,6 +119,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--slow-rounds", type=int)
     p.add_argument("--compress-bytes", type=_size, help="bytes streamed with and without compression")
     p.add_argument("--no-profile", action="store_true", help="skip the py-spy pass of spawn, echo and stream")
+    p.add_argument("--no-timeline", action="store_true", help="skip the phase-by-phase pass of spawn and cycle")
     p.add_argument("--profile-rate", type=int, default=200, help="py-spy samples per second")
     p.add_argument("--profile-python-only", action="store_true", help="py-spy without --native (non-blocking)")
     p.add_argument("--profile-seconds", type=float, help="at least this long a py-spy pass (repeating the round)")

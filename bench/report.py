@@ -137,6 +137,29 @@ def _profile_section(result: WorkloadResult) -> list[str]:
     return [*lines, ""]
 
 
+def _timeline_section(result: WorkloadResult) -> list[str]:
+    recorded = result.timeline
+    if not recorded or not recorded["phases"]:
+        return []
+    total = sum(median for _, median in recorded["phases"])
+    reference = Summary.of(result.values("reference", "rate"))
+    lines = [
+        f"### {result.name}",
+        "",
+        f"One more procwire round with probes in the worker (bench/timeline.py); medians over "
+        f"{recorded['operations']} operations, in the order they happen; their sum is {total:,.0f} µs per "
+        "operation"
+        + (f", against {1e6 / reference.median:,.0f} µs for the reference." if reference else ".")
+        + (f" Not probed in this tree: {', '.join(recorded['missing'])}." if recorded["missing"] else ""),
+        "",
+        "| step | median µs |",
+        "|---|--:|",
+        *[f"| {what} | {median:,.1f} |" for what, median in recorded["phases"]],
+        "",
+    ]
+    return lines
+
+
 def _share(value: float | None) -> str:
     return "" if value is None else f"{value:.1%}"
 
@@ -207,6 +230,9 @@ def document(
     profiled = [line for result in results for line in _profile_section(result)]
     if profiled:
         lines += ["", "## Where procwire's time goes (py-spy)", "", *profiled]
+    timed = [line for result in results for line in _timeline_section(result)]
+    if timed:
+        lines += ["", "## One operation, step by step (spawn and cycle are latency-bound)", "", *timed]
     lines += ["", "## Every round", ""]
     for result in results:
         lines += _raw_section(result)

@@ -109,6 +109,7 @@ class WorkloadResult:
     reference: list[dict[str, float]] | None = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     profile: dict[str, Any] | None = None
+    timeline: dict[str, Any] | None = None  # bench/timeline.py: phases of one operation
     seconds: float = 0.0
 
     def values(self, side: str, key: str) -> list[float]:
@@ -133,5 +134,6 @@ class WorkloadResult:
             "reference_label": self.reference_label,
             "notes": self.notes,
             "profile": self.profile,
+            "timeline": self.timeline,
             "seconds": round(self.seconds, 1),
         }

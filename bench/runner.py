@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import time
 import traceback
 from pathlib import Path
 
+from bench import timeline
 from bench.procs import raise_if_interrupted
 from bench.profiling import Profiler, cpu_seconds
 from bench.results import WorkloadResult
-from bench.servers import WEBSOCKETD_INSTALL_HINT, Procwire, Server
+from bench.servers import ROOT, WEBSOCKETD_INSTALL_HINT, Procwire, Server
 from bench.workloads import Capped, Context, Workload
 
 PROCWIRE, REFERENCE = "procwire", "reference"
@@ -87,6 +89,8 @@ def run_workload(workload: Workload, ctx: Context, profiler: Profiler | None) ->
                 _run_side(workload, ctx, servers, side, index, deadline, result)
         if profiler is not None and workload.profiled:
             _profile(workload, ctx, servers, profiler, result, started + opts.cap * 1.5)
+        if workload.timeline_starts_at is not None and not opts.no_timeline:
+            _timeline(workload, ctx, result, started + opts.cap * 1.5)
     except Capped as capped:
         result.notes.append(str(capped))
         ctx.log(f"   {capped}")
@@ -166,3 +170,32 @@ def _profile(
     except Exception as error:
         result.notes.append(f"profiling failed: {type(error).__name__}: {error}")
         ctx.log(f"   profiling failed: {error}")
+
+
+def _timeline(workload: Workload, ctx: Context, result: WorkloadResult, deadline: float) -> None:
+    """One more procwire round, untimed, on a server whose worker notes when
+    each step of an operation ends (bench/timeline.py)."""
+    assert workload.timeline_starts_at is not None
+    events_file = ctx.work_dir / f"timeline-{workload.name}.json"
+    events_file.unlink(missing_ok=True)
+    env = {**workload.procwire_env(), "BENCH_TIMELINE_FILE": str(events_file)}
+    try:
+        server = ctx.procwire(env, config=str(ROOT / "bench" / "timeline_gunicorn.py"))
+        try:
+            values = workload.run_procwire(server, deadline)
+        finally:
+            server.stop()
+        recorded = json.loads(events_file.read_text())
+        steps, operations = timeline.phases([tuple(event) for event in recorded["events"]], workload.timeline_starts_at)
+        result.timeline = {
+            "operations": operations,
+            "values": values,
+            "missing": recorded["missing"],
+            "phases": [(phase.what, phase.median_us) for phase in steps],
+        }
+        ctx.log(f"   timeline: {operations} operations, {len(steps)} steps")
+    except Capped:
+        raise
+    except Exception as error:
+        result.notes.append(f"timeline failed: {type(error).__name__}: {error}")
+        ctx.log(f"   timeline failed: {error}")

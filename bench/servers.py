@@ -61,6 +61,7 @@ class Procwire(_Supervised):
     port: int = field(default_factory=free_port)
     token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     root: Path = ROOT  # the tree it runs from: this checkout, or an export of one commit
+    config: str = "gunicorn.conf.py"  # relative to root, or absolute (bench/timeline_gunicorn.py)
     process: Popen | None = None
     label = "procwire"
 
@@ -86,7 +87,7 @@ class Procwire(_Supervised):
         self.log = self.log_dir / f"procwire-{self.port}.log"
         with open(self.log, "wb") as log:
             self.process = self.supervisor.start(
-                [*argv, "-c", "gunicorn.conf.py", "--no-control-socket"],
+                [*argv, "-c", self.config, "--no-control-socket"],
                 env=env,
                 cwd=self.root,
                 stdout=log,

@@ -55,8 +55,10 @@ class Context:
     def log(self, message: str) -> None:
         print(message, flush=True)
 
-    def procwire(self, env: dict[str, str] | None = None) -> Procwire:
-        return Procwire(self.supervisor, self.work_dir, env=dict(env or {}), root=self.procwire_root).start()
+    def procwire(self, env: dict[str, str] | None = None, config: str = "gunicorn.conf.py") -> Procwire:
+        return Procwire(
+            self.supervisor, self.work_dir, env=dict(env or {}), root=self.procwire_root, config=config
+        ).start()
 
     def websocketd_server(self, command: list[str], binary: bool = False) -> Websocketd:
         return Websocketd(self.supervisor, self.work_dir, command, binary=binary).start()
@@ -71,6 +73,7 @@ class Workload:
     uses_websocketd: ClassVar[bool] = True
     fresh_servers: ClassVar[bool] = False  # a new server per round (memory readings)
     profiled: ClassVar[bool] = False  # profiled with py-spy after the timed rounds
+    timeline_starts_at: ClassVar[str | None] = None  # timed phase by phase (bench/timeline.py), from this event
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx

@@ -25,6 +25,7 @@ class Cycle(Workload):
         "handshake, then the client's closing handshake; websocketd runs /bin/true per connection and closes)"
     )
     reference_label = "websocketd /bin/true"
+    timeline_starts_at = "accepted"
 
     def metrics(self) -> list[Metric]:
         return [Metric("rate", "cycle rate", "cycles/s", "higher", at_least_ratio(1.0))]

@@ -24,6 +24,7 @@ class Spawn(Workload):
     reference_label = "posix_spawn+waitpid loop"
     uses_websocketd = False
     profiled = True
+    timeline_starts_at = "frame in"
 
     def metrics(self) -> list[Metric]:
         return [Metric("rate", "start-to-exit rate", "processes/s", "higher", at_least_ratio(0.8))]
