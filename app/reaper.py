@@ -21,6 +21,7 @@ import ctypes
 import errno
 import logging
 import os
+import resource
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +39,8 @@ PR_SET_CHILD_SUBREAPER = 36
 SWEEP_INTERVAL = 1.0
 POLL_WITHOUT_PIDFD = 0.05
 READ = 1  # libev's EV_READ
+LOST_STATUS = 255 << 8  # a wait status: exit code 255
+NO_RUSAGE = resource.struct_rusage((0.0, 0.0) + (0,) * 14)
 
 
 @dataclass(frozen=True)
@@ -91,7 +94,12 @@ class ChildWatch:
             os.kill(self.pid, signum)
 
     def _reap_if_exited(self) -> None:
-        pid, status, rusage = os.wait4(self.pid, os.WNOHANG)  # with a readable pidfd: a zombie, reaped at once
+        try:
+            pid, status, rusage = os.wait4(self.pid, os.WNOHANG)  # with a readable pidfd: a zombie, reaped at once
+        except ChildProcessError:
+            # Only if the invariant above was broken; never spin on a pidfd that stays readable.
+            log.error("child %d was reaped elsewhere: its exit status is lost (reported as 255)", self.pid)
+            pid, status, rusage = self.pid, LOST_STATUS, NO_RUSAGE
         if not pid:
             return
         self._watcher.close()

@@ -58,3 +58,34 @@ def test_running_as_another_user() -> None:
 def test_without_wrappers_argv0_is_kept() -> None:
     result = launch_in_child(argv=["my-name", "-c", 'echo "$0"'], executable="/bin/sh")
     assert result["output"] == "my-name\n"
+
+
+STOLEN_STATUS = """
+from gevent import monkey; monkey.patch_all()
+import json, os, time
+import gevent
+from gevent.monkey import get_original
+from app.environment import Environment
+from app.launcher import LaunchSpec, launch
+from app.reaper import reaper
+watches = []
+spec = LaunchSpec(argv=["/bin/true"], executable="/bin/true", env=Environment.of({}), cwd=None)
+launched = launch(spec, lambda pid: watches.append(reaper.watch(pid)))
+get_original("os", "waitpid")(launched.pid, 0)  # someone else reaps it, before the hub looks
+reaped = watches[0].wait_reaped(5)
+cpu = time.process_time()
+gevent.sleep(0.3)
+print(json.dumps({"reaped": reaped, "code": os.waitstatus_to_exitcode(watches[0].result.status),
+                  "cpu": time.process_time() - cpu}))
+"""
+
+
+def test_a_status_reaped_elsewhere_is_reported_lost_without_spinning() -> None:
+    completed = subprocess.run(
+        [sys.executable, "-c", STOLEN_STATUS], cwd=ROOT, capture_output=True, text=True, timeout=30
+    )
+    assert completed.returncode == 0, completed.stderr
+    result = json.loads(completed.stdout)
+    assert result["reaped"] and result["code"] == 255
+    assert result["cpu"] < 0.1  # the pidfd stays readable: its watcher must be gone
+    assert "reaped elsewhere" in completed.stderr
