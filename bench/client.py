@@ -171,10 +171,16 @@ class ProcwireClient:
 
     def wait_exit(self, proc: int) -> dict[str, Any]:
         """Read (and drop) everything until ``proc``'s exit."""
-        while True:
+        return self.wait_exits([proc])[0]
+
+    def wait_exits(self, procs: list[int]) -> list[dict[str, Any]]:
+        """Read (and drop) everything until each of ``procs`` has exited; their exits in that order."""
+        exits: dict[int, dict[str, Any]] = {}
+        while len(exits) < len(procs):
             kind, value = self.next()
-            if kind == "exit" and value["proc"] == proc:
-                return value
+            if kind == "exit" and value["proc"] in procs:
+                exits[value["proc"]] = value
+        return [exits[proc] for proc in procs]
 
     def close(self) -> None:
         self.conn.close()

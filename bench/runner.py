@@ -182,14 +182,13 @@ def _timeline(workload: Workload, ctx: Context, result: WorkloadResult, deadline
     try:
         server = ctx.procwire(env, config=str(ROOT / "bench" / "timeline_gunicorn.py"))
         try:
-            values = workload.run_procwire(server, deadline)
+            workload.run_timeline(server, deadline)
         finally:
             server.stop()
         recorded = json.loads(events_file.read_text())
         steps, operations = timeline.phases([tuple(event) for event in recorded["events"]], workload.timeline_starts_at)
         result.timeline = {
             "operations": operations,
-            "values": values,
             "missing": recorded["missing"],
             "phases": [(phase.what, phase.median_us) for phase in steps],
         }

@@ -107,3 +107,7 @@ class Workload:
     def run_profiled(self, server: Procwire, deadline: float) -> None:
         """What py-spy watches: by default one more procwire round."""
         self.run_procwire(server, deadline)
+
+    def run_timeline(self, server: Procwire, deadline: float) -> None:
+        """What bench/timeline.py times: by default one more procwire round."""
+        self.run_procwire(server, deadline)
