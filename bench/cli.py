@@ -32,7 +32,7 @@ FULL = {
     "idle_rounds": 2,
     "fanout_procs": 500,
     "fanout_bytes": 10_000_000,
-    "fanout_rounds": 2,
+    "fanout_rounds": 3,  # its p99 is the noisiest figure on a shared 2-core machine
     "slow_bytes": 1 << 30,
     "slow_pause": 10.0,
     "slow_pause_after": 64 * MIB,
