@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import flask_sock
 import pytest
+from wsproto.connection import Connection, ConnectionState
+from wsproto.events import TextMessage
 
-from app.handshake import plain_upgrade_key, switching_protocols
+from app import create_app
+from app.handshake import Server, plain_upgrade_key, switching_protocols
+from app.wire import NoReader
+from config.settings import Settings
 
 RFC_KEY = "dGhlIHNhbXBsZSBub25jZQ=="  # RFC 6455, section 1.3
 
@@ -53,3 +59,40 @@ def test_header_values_are_matched_without_case() -> None:
 )
 def test_anything_else_takes_simple_websockets_own_handshake(changes: dict[str, Any]) -> None:
     assert plain_upgrade_key(upgrade(**changes)) is None
+
+
+class FakeSocket:
+    def __init__(self) -> None:
+        self.sent = b""
+
+    def send(self, data: bytes) -> int:
+        self.sent += data
+        return len(data)
+
+    def sendall(self, data: bytes) -> None:
+        self.sent += data
+
+
+def accept(**changes: Any) -> tuple[Any, FakeSocket]:
+    sock = FakeSocket()
+    environ = {**upgrade(**changes), "gunicorn.socket": sock, "HTTP_HOST": "127.0.0.1"}
+    return Server(environ, thread_class=NoReader), sock
+
+
+def test_a_plain_upgrade_is_answered_directly_and_the_connection_is_open() -> None:
+    ws, sock = accept()
+    assert sock.sent == switching_protocols(RFC_KEY.encode())
+    assert isinstance(ws.ws, Connection) and ws.ws.state is ConnectionState.OPEN
+    assert ws.ws.send(TextMessage("hi")) == b"\x81\x02hi"  # frames like any open connection
+
+
+def test_a_compression_offer_is_negotiated_by_simple_websocket() -> None:
+    ws, sock = accept(HTTP_SEC_WEBSOCKET_EXTENSIONS="permessage-deflate")
+    assert sock.sent.startswith(b"HTTP/1.1 101 ")
+    assert b"permessage-deflate" in sock.sent.lower()
+    assert not isinstance(ws.ws, Connection)  # wsproto's handshake object, now open
+
+
+def test_the_app_gives_flask_sock_this_server() -> None:
+    create_app(Settings(TOKEN="unit-test-token"))
+    assert flask_sock.Server is Server
