@@ -10,6 +10,8 @@ back as a binary output frame.  websocketd: ``websocketd cat`` in text mode
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from contextlib import closing
 
 from bench.client import BINARY, TEXT, Conn, ProcwireClient
 from bench.results import Metric, at_most_ratio, percentile
@@ -56,42 +58,25 @@ class Echo(Workload):
 
     def _procwire_variant(self, server: Procwire, binary: bool, deadline: float) -> tuple[float, float]:
         line = (self.opts.echo_line + "\n").encode()
-        client = ProcwireClient(server.url, server.headers, self.ctx.timeout)
-        try:
+        with closing(ProcwireClient(server.url, server.headers, self.ctx.timeout)) as client:
             proc = client.start(["cat"], BINARY if binary else TEXT)
-            latencies: list[float] = []
-            for index in range(WARM_UP + self.opts.echo_count):
-                if not before(deadline):
-                    self.note("a round stopped at the time cap")
-                    break
-                started = time.perf_counter()
+
+            def round_trip() -> None:
                 client.write(proc, line, binary)
                 got = 0
                 while got < len(line):
                     kind, value = client.next()
                     if kind == "output" and value.proc == proc:
                         got += len(value.data)
-                if index >= WARM_UP:
-                    latencies.append(time.perf_counter() - started)
-            return _percentiles(latencies)
-        finally:
-            client.close()
+
+            return _percentiles(self._round_trips(round_trip, deadline))
 
     def run_reference(self, server: Websocketd | None, deadline: float) -> dict[str, float]:
         assert server is not None
         line = self.opts.echo_line.encode()
         conn = Conn(server.url, server.headers, self.ctx.timeout)
         try:
-            latencies: list[float] = []
-            for index in range(WARM_UP + self.opts.echo_count):
-                if not before(deadline):
-                    self.note("a round stopped at the time cap")
-                    break
-                started = time.perf_counter()
-                conn.send_text(line)
-                conn.recv()
-                if index >= WARM_UP:
-                    latencies.append(time.perf_counter() - started)
+            latencies = self._round_trips(lambda: (conn.send_text(line), conn.recv()), deadline)
         finally:
             conn.drop()
         p50, p99 = _percentiles(latencies)
@@ -99,6 +84,19 @@ class Echo(Workload):
         if "binary" in self.variants():  # one reference figure for both procwire rows
             values.update(p50_binary=p50, p99_binary=p99)
         return values
+
+    def _round_trips(self, round_trip: Callable[[], object], deadline: float) -> list[float]:
+        """The seconds of each timed round trip, after ``WARM_UP`` untimed ones."""
+        latencies: list[float] = []
+        for index in range(WARM_UP + self.opts.echo_count):
+            if not before(deadline):
+                self.note("a round stopped at the time cap")
+                break
+            started = time.perf_counter()
+            round_trip()
+            if index >= WARM_UP:
+                latencies.append(time.perf_counter() - started)
+        return latencies
 
 
 def _percentiles(latencies: list[float]) -> tuple[float, float]:

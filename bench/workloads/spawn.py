@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from contextlib import closing
 
 from bench.client import ProcwireClient
 from bench.results import Metric, at_least_ratio
@@ -45,14 +46,11 @@ class Spawn(Workload):
         return None
 
     def run_procwire(self, server: Procwire, deadline: float) -> dict[str, float]:
-        client = ProcwireClient(server.url, server.headers, self.ctx.timeout)
-        try:
+        with closing(ProcwireClient(server.url, server.headers, self.ctx.timeout)) as client:
             return {
                 "rate": self._rate(lambda: self._starts(client, 1), 1, deadline),
                 "rate_in_flight": self._rate(lambda: self._starts(client, IN_FLIGHT), IN_FLIGHT, deadline),
             }
-        finally:
-            client.close()
 
     def run_reference(self, server: Websocketd | None, deadline: float) -> dict[str, float]:
         env = dict(os.environ)
@@ -63,11 +61,8 @@ class Spawn(Workload):
 
     def run_timeline(self, server: Procwire, deadline: float) -> None:
         """Sequential starts only: the timeline is of one start at a time."""
-        client = ProcwireClient(server.url, server.headers, self.ctx.timeout)
-        try:
+        with closing(ProcwireClient(server.url, server.headers, self.ctx.timeout)) as client:
             self._rate(lambda: self._starts(client, 1), 1, deadline)
-        finally:
-            client.close()
 
     @staticmethod
     def _starts(client: ProcwireClient, count: int) -> None:
