@@ -98,7 +98,7 @@ def post_worker_init(worker):
     session with 1001 on stop, so their processes are stopped too."""
     import gevent
 
-    from app.lifecycle import close_sessions_when_stopping
+    from app.operations.lifecycle import close_sessions_when_stopping
 
     gevent.spawn(close_sessions_when_stopping, worker)
     # The app is loaded: leave its long-lived objects out of every future
@@ -111,21 +111,21 @@ def post_worker_init(worker):
 
 def worker_int(worker):
     """SIGINT/SIGQUIT: the worker exits within 0.1 s, so kill its processes now."""
-    from app.lifecycle import kill_all_processes
+    from app.operations.lifecycle import kill_all_processes
 
     kill_all_processes()
 
 
 def worker_abort(worker):
     """A worker killed for timing out must not leave its processes behind."""
-    from app.lifecycle import kill_all_processes
+    from app.operations.lifecycle import kill_all_processes
 
     kill_all_processes()
 
 
 def worker_exit(server, worker):
     """Last safety net as the worker exits: nothing it started may live on."""
-    from app.lifecycle import kill_all_processes
+    from app.operations.lifecycle import kill_all_processes
 
     kill_all_processes()
 

@@ -17,8 +17,10 @@ JSON_FIELDS = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the Flask app from ``settings`` (loaded from config/ when omitted)."""
-    from app import audit, auth, console, endpoint, http_api
-    from app.identity import Identities
+    from app.edge import endpoint
+    from app.operations import console, http_api
+    from app.security import audit, auth
+    from app.security.identity import Identities
 
     settings = settings or load_settings()
     if not settings.TOKEN and not settings.TOKENS:

@@ -29,7 +29,7 @@ EVENTS: list[tuple[str, int]] = []
 # What each step between two events is, for the report.
 STEPS = {
     ("accepted", "app called"): "gunicorn reads and parses the HTTP request",
-    ("app called", "handshake done"): "Flask hooks, token check, the 101 answer (app/handshake.py)",
+    ("app called", "handshake done"): "Flask hooks, token check, the 101 answer (app/edge/handshake.py)",
     ("handshake done", "hello sent"): "session set-up, `hello` notification",
     ("hello sent", "frame in"): "client: reads the 101, sends `start`",
     ("frame in", "fork"): "decode, validate, policy, pipes: up to the fork",
@@ -101,7 +101,8 @@ def install() -> list[str]:
     from gunicorn.workers.ggevent import GeventWorker
     from simple_websocket import ConnectionClosed
 
-    from app import process, reaper, session, wire
+    from app.edge import session, wire
+    from app.processes import process, reaper
 
     probes = [
         (GeventWorker, "handle", "accepted", None),

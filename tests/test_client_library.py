@@ -15,7 +15,7 @@ import urllib.request
 import pytest
 
 import procwire_client as pw
-from app.protocol import ErrorCode
+from app.errors import ErrorCode
 from procwire_client.errors import ERRORS_BY_CODE
 from tests.server import ROOT, Server, free_port, pid_exists, wait_until
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from app.methods import METHODS, Method
-from app.params import NoParams
-from app.protocol import Call
-from app.session import Session
+from app.edge.session import Session
+from app.protocol.jsonrpc import Call
+from app.protocol.methods import METHODS, Method
+from app.protocol.params import NoParams
 
 
 def explode(session: object, params: NoParams) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import websocket
 
-from app.protocol import ErrorCode
+from app.errors import ErrorCode
 from tests.client import RpcClient, RpcFailure, read_close
 from tests.server import Server, pid_exists
 

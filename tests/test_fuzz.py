@@ -40,8 +40,8 @@ import websocket
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from app.methods import METHODS
-from app.protocol import ErrorCode
+from app.errors import ErrorCode
+from app.protocol.methods import METHODS
 from tests.client import read_close
 from tests.server import Server, children_of, pid_exists, wait_until
 

@@ -11,9 +11,9 @@ from tests.server import ROOT
 SCRIPT = """
 from gevent import monkey; monkey.patch_all()
 import json, os, sys
-from app.environment import Environment
-from app.launcher import LaunchSpec, launch
-from app.reaper import reaper
+from app.processes.environment import Environment
+from app.processes.launcher import LaunchSpec, launch
+from app.processes.reaper import reaper
 fields = json.loads(sys.argv[1])
 spec = LaunchSpec(**{**fields, "env": Environment.of(fields["env"])})
 watches = []
@@ -65,9 +65,9 @@ from gevent import monkey; monkey.patch_all()
 import json, os, time
 import gevent
 from gevent.monkey import get_original
-from app.environment import Environment
-from app.launcher import LaunchSpec, launch
-from app.reaper import reaper
+from app.processes.environment import Environment
+from app.processes.launcher import LaunchSpec, launch
+from app.processes.reaper import reaper
 watches = []
 spec = LaunchSpec(argv=["/bin/true"], executable="/bin/true", env=Environment.of({}), cwd=None)
 launched = launch(spec, lambda pid: watches.append(reaper.watch(pid)))

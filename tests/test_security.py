@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import websocket
 
-from app.protocol import ErrorCode
+from app.errors import ErrorCode
 from tests.client import RpcClient, RpcFailure, read_close
 from tests.server import Server, children_of, pid_exists, wait_until
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.auth import origin_allowed
+from app.security.auth import origin_allowed
 
 # -- origin_allowed ---------------------------------------------------------------
 

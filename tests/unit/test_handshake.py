@@ -1,4 +1,4 @@
-"""The direct answer to a plain WebSocket upgrade (app/handshake.py)."""
+"""The direct answer to a plain WebSocket upgrade (app/edge/handshake.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from wsproto.connection import Connection, ConnectionState
 from wsproto.events import TextMessage
 
 from app import create_app
-from app.handshake import Server, plain_upgrade_key, switching_protocols
-from app.wire import NoReader
+from app.edge.handshake import Server, plain_upgrade_key, switching_protocols
+from app.edge.wire import NoReader
 from config.settings import Settings
 
 RFC_KEY = "dGhlIHNhbXBsZSBub25jZQ=="  # RFC 6455, section 1.3

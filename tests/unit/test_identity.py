@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from app import audit
-from app.connections import ConnectionSlots
-from app.identity import Identities
+from app.security import audit
+from app.security.connections import ConnectionSlots
+from app.security.identity import Identities
 from config.settings import ConfigError, Settings, load_settings
 from config.token import main as token_main
 from config.token import sha256_hex, toml_entry

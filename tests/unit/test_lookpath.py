@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.launcher import lookpath
+from app.processes.launcher import lookpath
 
 
 def make_file(path: Path, mode: int = 0o755) -> Path:

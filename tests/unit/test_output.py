@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app import protocol
-from app.output import OutputEncoder, incomplete_tail_length
+from app.protocol import jsonrpc as protocol
+from app.protocol.output import OutputEncoder, incomplete_tail_length
 
 EURO = "€".encode()  # 3 bytes: e2 82 ac
 GRIN = "😀".encode()  # 4 bytes: f0 9f 98 80

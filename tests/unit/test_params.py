@@ -12,8 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from app import params as P
-from app.protocol import ErrorCode, RpcError
+from app.errors import ErrorCode, RpcError
+from app.protocol import params as P
 
 ALL_MODELS = [
     P.NoParams,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from app.policy import ADMIN, USER, Grant, Policy, Refused, StartRequest, check_start
-from app.protocol import ErrorCode
+from app.errors import ErrorCode
+from app.security.policy import ADMIN, USER, Grant, Policy, Refused, StartRequest, check_start
 from config.settings import PolicySettings
 
 SH = "/usr/bin/sh"

@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app import protocol
-from app.protocol import NO_ID, Call, ErrorCode, Message, RpcError, parse
+from app.errors import ErrorCode, RpcError
+from app.protocol import jsonrpc as protocol
+from app.protocol.jsonrpc import NO_ID, Call, Message, parse
 
 JSON_SCALARS = st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=20)
 JSON_VALUES = st.recursive(

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.ratelimit import OVERLOAD_SECONDS, MessageLimiter, TokenBucket, Verdict
+from app.security.ratelimit import OVERLOAD_SECONDS, MessageLimiter, TokenBucket, Verdict
 
 
 class Clock:

@@ -22,16 +22,16 @@ import gevent
 from gevent.event import AsyncResult
 
 from app import metrics
-from app import params as P
-from app.environment import child_environment, server_environment
-from app.launcher import LaunchSpec, lookpath
-from app.process import Options, Process
-from app.protocol import ErrorCode, RpcError
-from app.start_gate import admitted, record_signal, record_start
+from app.errors import ErrorCode, RpcError
+from app.processes.environment import child_environment, server_environment
+from app.processes.launcher import LaunchSpec, lookpath
+from app.processes.process import Options, Process
+from app.protocol import params as P
+from app.security.start_gate import admitted, record_signal, record_start
 
 if TYPE_CHECKING:
-    from app.process import OutputSink
-    from app.session import Session
+    from app.edge.session import Session
+    from app.processes.process import OutputSink
 
 Handler = Callable[["Session", Any], Any]
 DEFAULT_TERM = "xterm-256color"

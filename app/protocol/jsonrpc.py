@@ -9,52 +9,15 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
-from enum import IntEnum
 from typing import Any
 
 import orjson
 
+from app.errors import ErrorCode, RpcError
+
 JSONRPC = "2.0"
 MAX_EXACT_ID = 2**53  # larger numbers lose digits when parsed; 64-bit ints stay ints
 NO_ID: Any = object()  # marks a notification: the request had no "id" member
-
-
-class ErrorCode(IntEnum):
-    """JSON-RPC's own codes, then procwire's."""
-
-    PARSE_ERROR = -32700
-    INVALID_REQUEST = -32600
-    METHOD_NOT_FOUND = -32601
-    INVALID_PARAMS = -32602
-    INTERNAL_ERROR = -32603
-    NOT_FOUND = -32001
-    NO_SUCH_PROCESS = -32002
-    PERMISSION_DENIED = -32003
-    LIMIT_EXCEEDED = -32004
-    PROCESS_EXITED = -32005
-    TIMEOUT = -32006
-    SPAWN_FAILED = -32007
-    PROCESS_RUNNING = -32008
-
-
-class RpcError(Exception):
-    """An error answer: raised anywhere below a method, sent by the endpoint."""
-
-    def __init__(
-        self, code: ErrorCode, message: str, data: dict[str, Any] | None = None, *, refused_data: bool = False
-    ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.data = data
-        # Bytes the client sent were not taken: say so even to a notification.
-        self.refused_data = refused_data
-
-    def to_json(self) -> dict[str, Any]:
-        error: dict[str, Any] = {"code": int(self.code), "message": self.message}
-        if self.data is not None:
-            error["data"] = self.data
-        return error
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,10 @@ from urllib.parse import urlsplit
 
 from flask import Flask, Response, current_app, g, jsonify, request
 
-from app import audit
+from app.security import audit
 
 PUBLIC_PATHS = frozenset({"/healthz"})
-# The web console's page and its static files, by endpoint (app/console.py):
+# The web console's page and its static files, by endpoint (app/operations/console.py):
 # GET and HEAD only, so that a browser can load the page that asks for the token.
 PUBLIC_PAGE_ENDPOINTS = frozenset({"console.page", "console.static", "console.vendor"})
 IDENTITIES_KEY = "PROCWIRE_IDENTITIES"  # app.config: the app.identity.Identities

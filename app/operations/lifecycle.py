@@ -12,7 +12,7 @@ from typing import Any
 
 import gevent
 
-from app.registry import registry
+from app.registry.local import registry
 
 CLOSE_GOING_AWAY = 1001
 POLL_INTERVAL = 0.2

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, g, jsonify, request
 
-from app import audit, metrics
-from app.auth import refused_http
-from app.registry import registry
+from app import metrics
+from app.registry.local import registry
+from app.security import audit
+from app.security.auth import refused_http
 
 bp = Blueprint("http_api", __name__)
 

@@ -24,7 +24,7 @@ from pydantic import (
     ValidationError,
 )
 
-from app.protocol import ErrorCode, RpcError
+from app.errors import ErrorCode, RpcError
 
 ProcId = Annotated[StrictInt, Field(gt=0)]
 Seconds = Annotated[StrictInt | StrictFloat, Field(gt=0, le=10**9)]

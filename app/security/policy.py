@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.protocol import ErrorCode
+from app.errors import ErrorCode
 from config.settings import PolicySettings
 
 ADMIN = "admin"

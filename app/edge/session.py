@@ -19,18 +19,21 @@ import gevent
 from gevent.event import AsyncResult
 from simple_websocket import ConnectionClosed
 
-from app import audit, metrics, protocol
-from app.identity import Identity
-from app.keepalive import keepalive
-from app.methods import METHODS, write_stdin
-from app.params import validate
-from app.process import Limits, Process
-from app.protocol import Call, ErrorCode, RpcError
-from app.ratelimit import MessageLimiter, Verdict
-from app.registry import Client, Registry
-from app.subscriber import Subscriber
+from app import metrics
+from app.edge.keepalive import keepalive
+from app.edge.subscriber import Subscriber
+from app.edge.wire import Link
+from app.errors import ErrorCode, RpcError
+from app.processes.process import Limits, Process
+from app.protocol import jsonrpc as protocol
+from app.protocol.jsonrpc import Call
+from app.protocol.methods import METHODS, write_stdin
+from app.protocol.params import validate
+from app.registry.local import Client, Registry
+from app.security import audit
+from app.security.identity import Identity
+from app.security.ratelimit import MessageLimiter, Verdict
 from app.version import PROTOCOL_VERSION, __version__
-from app.wire import Link
 from config import Settings
 
 log = logging.getLogger(__name__)

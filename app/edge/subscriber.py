@@ -16,10 +16,10 @@ from typing import Any
 from gevent.lock import Semaphore
 from simple_websocket import ConnectionClosed
 
-from app import protocol
-from app.output import OutputEncoder
-from app.process import Process
-from app.protocol import ErrorCode, RpcError
+from app.errors import ErrorCode, RpcError
+from app.processes.process import Process
+from app.protocol import jsonrpc as protocol
+from app.protocol.output import OutputEncoder
 
 REPLAY_CHUNK = 256 * 1024
 

@@ -27,12 +27,12 @@ from gevent import get_hub
 from gevent.event import Event
 
 from app import metrics
-from app.environment import server_directory
-from app.history import History, Replay
-from app.launcher import LaunchSpec, close_fd, launch, set_window_size
-from app.protocol import ErrorCode, RpcError
-from app.reaper import ChildWatch, Reaped, reaper
-from app.stdin import StdinFeeder
+from app.errors import ErrorCode, RpcError
+from app.processes.environment import server_directory
+from app.processes.history import History, Replay
+from app.processes.launcher import LaunchSpec, close_fd, launch, set_window_size
+from app.processes.reaper import ChildWatch, Reaped, reaper
+from app.processes.stdin import StdinFeeder
 
 READ_SIZE = 256 * 1024
 FIRST_READ_SIZE = 16 * 1024

@@ -14,15 +14,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from app import audit
-from app.environment import server_directory
-from app.policy import Refused, StartRequest, check_start
-from app.protocol import RpcError
+from app.errors import RpcError
+from app.processes.environment import server_directory
+from app.security import audit
+from app.security.policy import Refused, StartRequest, check_start
 
 if TYPE_CHECKING:
-    from app import params as P
-    from app.process import Options, Process
-    from app.session import Session
+    from app.edge.session import Session
+    from app.processes.process import Options, Process
+    from app.protocol import params as P
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,7 +106,7 @@ def _record_exit(process: Process) -> None:
 
 
 def record_signal(session: Session, process: Process, method: str, signum: int, group: bool) -> None:
-    from app.process import signal_name
+    from app.processes.process import signal_name
 
     audit.event(
         "signal",

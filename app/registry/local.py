@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Any
 import gevent
 
 from app import metrics
-from app.process import Process
-from app.protocol import ErrorCode, RpcError
+from app.errors import ErrorCode, RpcError
+from app.processes.process import Process
 
 if TYPE_CHECKING:
-    from app.identity import Identity
+    from app.security.identity import Identity
 
 
 @dataclass

@@ -10,8 +10,8 @@ import gevent
 from gevent.event import AsyncResult, Event
 from gevent.os import nb_write
 
-from app.launcher import close_fd
-from app.protocol import ErrorCode, RpcError
+from app.errors import ErrorCode, RpcError
+from app.processes.launcher import close_fd
 
 
 @dataclass

@@ -26,7 +26,7 @@ from typing import Literal
 from gevent.monkey import get_original
 from gevent.os import nb_read
 
-from app.environment import Environment
+from app.processes.environment import Environment
 
 # gevent >= 25.8 patches os.close to defer the close to the loop's next check
 # phase; an idle hub then never closes a pipe's write end, and the reader

@@ -9,12 +9,12 @@ from __future__ import annotations
 from flask import Flask, Response, current_app, g, jsonify, request
 from flask_sock import Sock
 
-from app import handshake
-from app.auth import refused_http
-from app.connections import slots
-from app.registry import registry
-from app.session import Session
-from app.wire import NoReader
+from app.edge import handshake
+from app.edge.session import Session
+from app.edge.wire import NoReader
+from app.registry.local import registry
+from app.security.auth import refused_http
+from app.security.connections import slots
 
 sock = Sock()
 
@@ -22,10 +22,10 @@ sock = Sock()
 def init_app(app: Flask) -> None:
     settings = app.config["PROCWIRE"]
     app.config["SOCK_SERVER_OPTIONS"] = {
-        "ping_interval": None,  # app/keepalive.py pings every connection from one greenlet
+        "ping_interval": None,  # app/edge/keepalive.py pings every connection from one greenlet
         "max_message_size": settings.MAX_MESSAGE_BYTES,
         "receive_bytes": 65536,
-        "thread_class": NoReader,  # the session reads (app/wire.py)
+        "thread_class": NoReader,  # the session reads (app/edge/wire.py)
     }
     app.before_request(_refuse_compression)
     app.before_request(_take_connection_slot)

@@ -12,7 +12,7 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 
-from app.policy import ADMIN, Policy
+from app.security.policy import ADMIN, Policy
 from config.settings import DEFAULT_TOKEN_NAME, Settings
 
 

@@ -1,6 +1,6 @@
 """The web console: one page at ``/`` that speaks the protocol from the browser.
 
-The page, its own script and style (``app/console/``) and three files of
+The page, its own script and style (``app/operations/console/``) and three files of
 xterm.js from ``node_modules`` (installed by ``make install``, never copied
 into the repository) are served without a token: they hold no secret, and a
 browser needs the page before it can ask for the token.  Everything the
@@ -16,7 +16,7 @@ from pathlib import Path
 from flask import Blueprint, Response, abort, send_file, send_from_directory
 
 ASSETS = Path(__file__).resolve().parent / "console"
-NODE_MODULES = Path(__file__).resolve().parent.parent / "node_modules"
+NODE_MODULES = Path(__file__).resolve().parents[2] / "node_modules"
 
 # The only files of node_modules that are served, by the name the page uses.
 # (app.auth lets the endpoints of this blueprint through without a token.)
