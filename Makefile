@@ -18,7 +18,7 @@ install: $(STAMP) $(NODE_STAMP)
 run: install
 	$(BIN)/gunicorn -c gunicorn.conf.py
 
-test: install install-nginx chromium
+test: install install-nginx install-redis chromium
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
@@ -33,6 +33,34 @@ install-nginx:
 	  else \
 	    echo "the tests need nginx: sudo apt-get install nginx" >&2; exit 1; \
 	  fi; }
+
+# The cluster tests (tests/redis_server.py) start their own redis-server on
+# free loopback ports: Debian's package, installed here when missing and we are
+# root, otherwise required.  Where the package's own service started on
+# install (systemd; a container's policy-rc.d forbids it), it is stopped and
+# disabled: nothing of ours listens on 6379.
+.PHONY: install-redis
+install-redis:
+	@command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends redis-server \
+	    && $(MAKE) --no-print-directory stop-packaged-redis; \
+	  else \
+	    echo "the cluster tests need redis-server: sudo apt-get install redis-server" >&2; exit 1; \
+	  fi; }
+
+# The packaged service, only if it actually runs: systemd's unit, or the init
+# script's pid file (policy-rc.d may refuse invoke-rc.d, so the script is run directly).
+.PHONY: stop-packaged-redis
+stop-packaged-redis:
+	@if [ -d /run/systemd/system ] && systemctl is-active --quiet redis-server; then \
+	  echo "stopping and disabling the packaged redis-server service"; \
+	  systemctl disable --now redis-server; \
+	elif [ -s /run/redis/redis-server.pid ] && kill -0 "$$(cat /run/redis/redis-server.pid)" 2>/dev/null; then \
+	  echo "stopping and disabling the packaged redis-server service"; \
+	  /etc/init.d/redis-server stop; \
+	  update-rc.d redis-server disable >/dev/null 2>&1 || true; \
+	fi
 
 lint: install
 	$(BIN)/ruff check --fix .
