@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -99,11 +101,15 @@ class Session:
         log.info("session ended %s", " ".join(f"{key}={value}" for key, value in fields.items()), extra=fields)
 
     def _hello(self) -> dict[str, Any]:
+        # Which server and worker serves this connection, unique even for two
+        # servers on one machine: <hostname>:<BIND's port (or socket path)>:<worker pid>.
+        node = f"{socket.gethostname()}:{self.settings.BIND.rsplit(':', 1)[-1]}:{os.getpid()}"
         return {
             "server": "procwire",
             "version": __version__,
             "protocol": PROTOCOL_VERSION,
             "client_id": self.client.id,
+            "node": node,
             "identity": {"name": self.identity.name, "role": self.identity.role},
             "limits": {
                 "max_message_bytes": self.settings.MAX_MESSAGE_BYTES,
