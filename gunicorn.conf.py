@@ -113,21 +113,21 @@ def worker_int(worker):
     """SIGINT/SIGQUIT: the worker exits within 0.1 s, so kill its processes now."""
     from app.operations.lifecycle import kill_all_processes
 
-    kill_all_processes()
+    kill_all_processes(worker)
 
 
 def worker_abort(worker):
     """A worker killed for timing out must not leave its processes behind."""
     from app.operations.lifecycle import kill_all_processes
 
-    kill_all_processes()
+    kill_all_processes(worker)
 
 
 def worker_exit(server, worker):
     """Last safety net as the worker exits: nothing it started may live on."""
     from app.operations.lifecycle import kill_all_processes
 
-    kill_all_processes()
+    kill_all_processes(worker)
 
 
 def when_ready(server):

@@ -19,6 +19,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     """Build the Flask app from ``settings`` (loaded from config/ when omitted)."""
     from app.edge import endpoint
     from app.operations import console, http_api
+    from app.registry import EXTENSION
+    from app.registry.local import LocalRegistry
     from app.security import audit, auth
     from app.security.identity import Identities
 
@@ -30,6 +32,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = Flask(__name__)
     app.config["PROCWIRE"] = settings
     app.config[auth.IDENTITIES_KEY] = Identities.from_settings(settings)
+    app.extensions[EXTENSION] = LocalRegistry()
     audit.configure(settings.AUDIT_LOG)
     if settings.PROXY_COUNT:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.PROXY_COUNT, x_proto=settings.PROXY_COUNT)  # type: ignore[method-assign]

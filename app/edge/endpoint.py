@@ -12,7 +12,7 @@ from flask_sock import Sock
 from app.edge import handshake
 from app.edge.session import Session
 from app.edge.wire import NoReader
-from app.registry.local import registry
+from app.registry import registry_of
 from app.security.auth import refused_http
 from app.security.connections import slots
 
@@ -74,5 +74,5 @@ def websocket(ws: object) -> None:
         identity=g.identity,
         remote_addr=request.remote_addr,
         settings=current_app.config["PROCWIRE"],
-        registry=registry,
+        registry=registry_of(current_app),
     ).run()

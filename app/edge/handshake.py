@@ -72,4 +72,4 @@ def switching_protocols(key: bytes) -> bytes:
 
 
 def use_in_flask_sock() -> None:
-    flask_sock.Server = Server  # type: ignore[attr-defined]
+    flask_sock.Server = Server

@@ -15,7 +15,7 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeAlias
 
 import gevent
 from gevent.event import AsyncResult
@@ -26,12 +26,12 @@ from app.edge.keepalive import keepalive
 from app.edge.subscriber import Subscriber
 from app.edge.wire import Link
 from app.errors import ErrorCode, RpcError
-from app.processes.process import Limits, Process
+from app.processes.process import Limits
 from app.protocol import jsonrpc as protocol
 from app.protocol.jsonrpc import Call
 from app.protocol.methods import METHODS, write_stdin
 from app.protocol.params import validate
-from app.registry.local import Client, Registry
+from app.registry.base import Client, ProcessHandle, Registry
 from app.security import audit
 from app.security.identity import Identity
 from app.security.ratelimit import MessageLimiter, Verdict
@@ -40,7 +40,7 @@ from config import Settings
 
 log = logging.getLogger(__name__)
 
-Pending = AsyncResult
+Pending: TypeAlias = AsyncResult
 CLOSE_INTERNAL_ERROR = 1011
 CLOSE_POLICY_VIOLATION = 1008
 
@@ -222,7 +222,7 @@ class Session:
         """Run ``callback`` once this frame's answer is on the wire."""
         self._after_reply.append(callback)
 
-    def lookup(self, proc: int) -> Process:
+    def lookup(self, proc: int) -> ProcessHandle:
         return self.registry.lookup(self.identity, proc)
 
     def _answer(self, call: Call) -> dict[str, Any] | Pending | None:
@@ -238,7 +238,7 @@ class Session:
             if call.is_notification:
                 return _failure(None, rpc_error) if rpc_error.refused_data else None
             return _failure(call.id, rpc_error)
-        if isinstance(result, Pending):
+        if isinstance(result, AsyncResult):
             if call.is_notification:
                 result.rawlink(self._report_refused_data)
                 return None
@@ -262,12 +262,12 @@ class Session:
 
     # -- output ---------------------------------------------------------------------
 
-    def attach(self, process: Process, offsets: dict[str, int]) -> dict[str, Any]:
+    def attach(self, process: ProcessHandle, offsets: dict[str, int]) -> dict[str, Any]:
         answer, replay = self.subscriber.attach(process, offsets)
         self.after_reply(replay)
         return answer
 
-    def detach(self, process: Process) -> None:
+    def detach(self, process: ProcessHandle) -> None:
         self.subscriber.detach(process)
 
     def _send_binary(self, header: bytes, payload: bytes) -> None:

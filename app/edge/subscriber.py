@@ -17,9 +17,9 @@ from gevent.lock import Semaphore
 from simple_websocket import ConnectionClosed
 
 from app.errors import ErrorCode, RpcError
-from app.processes.process import Process
 from app.protocol import jsonrpc as protocol
 from app.protocol.output import OutputEncoder
+from app.registry.base import ProcessHandle
 
 REPLAY_CHUNK = 256 * 1024
 
@@ -36,13 +36,13 @@ class Subscriber:
         self._encoders: dict[tuple[int, str], OutputEncoder] = {}
         self._locks: dict[int, Semaphore] = {}
         self._replaying: set[int] = set()  # attaches whose replay waits for their answer
-        self.processes: dict[int, Process] = {}  # whose output this connection receives
+        self.processes: dict[int, ProcessHandle] = {}  # whose output this connection receives
 
-    def subscribed(self, process: Process) -> None:
+    def subscribed(self, process: ProcessHandle) -> None:
         """``process`` was started with this subscriber as its first sink."""
         self.processes[process.id] = process
 
-    def attach(self, process: Process, offsets: dict[str, int]) -> tuple[dict[str, Any], Callable[[], None]]:
+    def attach(self, process: ProcessHandle, offsets: dict[str, int]) -> tuple[dict[str, Any], Callable[[], None]]:
         """Subscribe from ``offsets``; return the answer and the replay to run once it is sent."""
         if process.id in self._replaying:
             message = f"Invalid params: proc: an attach of process {process.id} is already in progress"
@@ -79,14 +79,14 @@ class Subscriber:
         }
         return answer, replay
 
-    def detach(self, process: Process) -> None:
+    def detach(self, process: ProcessHandle) -> None:
         self._unsubscribe(process)
 
     def detach_all(self) -> None:
         for process in list(self.processes.values()):
             self._unsubscribe(process)
 
-    def _unsubscribe(self, process: Process) -> None:
+    def _unsubscribe(self, process: ProcessHandle) -> None:
         process.unsubscribe(self)
         self.processes.pop(process.id, None)
         for stream in process.streams:
@@ -100,15 +100,15 @@ class Subscriber:
 
     # -- OutputSink ---------------------------------------------------------------
 
-    def output(self, process: Process, stream: str, data: bytes, offset: int) -> None:
+    def output(self, process: ProcessHandle, stream: str, data: bytes, offset: int) -> None:
         with self._lock(process.id):
             self._emit(process, stream, data, offset)
 
-    def end_of_stream(self, process: Process, stream: str) -> None:
+    def end_of_stream(self, process: ProcessHandle, stream: str) -> None:
         with self._lock(process.id):
             self._flush(process, stream)
 
-    def exited(self, process: Process) -> None:
+    def exited(self, process: ProcessHandle) -> None:
         with self._lock(process.id):
             self._notify("exit", process.status or {})
         self.processes.pop(process.id, None)
@@ -116,7 +116,7 @@ class Subscriber:
 
     # -- encoding ---------------------------------------------------------------------
 
-    def _emit(self, process: Process, stream: str, data: bytes, offset: int) -> None:
+    def _emit(self, process: ProcessHandle, stream: str, data: bytes, offset: int) -> None:
         if process.options.binary:
             with contextlib.suppress(ConnectionClosed):
                 self._send_binary(protocol.binary_output_header(stream, process.id), data)
@@ -128,7 +128,7 @@ class Subscriber:
         for params in encoder.feed(data):
             self._notify("output", params)
 
-    def _flush(self, process: Process, stream: str) -> None:
+    def _flush(self, process: ProcessHandle, stream: str) -> None:
         encoder = self._encoders.pop((process.id, stream), None)
         for params in encoder.finish() if encoder else []:
             self._notify("output", params)

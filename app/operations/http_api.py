@@ -5,10 +5,10 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, g, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from app import metrics
-from app.registry.local import registry
+from app.registry import registry_of
 from app.security import audit
 from app.security.auth import refused_http
 
@@ -39,19 +39,18 @@ def prometheus_metrics() -> Response:
 
 @bp.get("/api/clients")
 def clients() -> Response:
-    return jsonify(clients=[client.info() for client in registry.clients.values()])
+    return jsonify(clients=registry_of(current_app).clients_info())
 
 
 @bp.get("/api/processes")
 def processes() -> Response:
-    return jsonify(processes=registry.all_processes())
+    return jsonify(processes=registry_of(current_app).all_processes())
 
 
 @bp.delete("/api/clients/<client_id>")
 def disconnect(client_id: str) -> tuple[Response, int]:
-    client = registry.clients.get(client_id)
-    if client is None:
+    closed = registry_of(current_app).close_client(client_id, CLOSE_BY_ADMIN, "disconnected by an operator")
+    if closed is None:
         return jsonify(error=f"no such client: {client_id}"), 404
-    audit.event("disconnect_client", token=g.identity.name, client=client_id, owner=client.owner)
-    client.close(CLOSE_BY_ADMIN, "disconnected by an operator")
+    audit.event("disconnect_client", token=g.identity.name, client=client_id, owner=closed["owner"])
     return jsonify(closed=client_id), 200

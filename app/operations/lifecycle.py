@@ -12,16 +12,16 @@ from typing import Any
 
 import gevent
 
-from app.registry.local import registry
+from app.registry import registry_of
 
 CLOSE_GOING_AWAY = 1001
 POLL_INTERVAL = 0.2
 
 
-def kill_all_processes() -> None:
+def kill_all_processes(worker: Any) -> None:
     """A quick exit (SIGINT/SIGQUIT, or a worker timeout) leaves no time for a
     grace period: SIGKILL every process group at once, kept ones included."""
-    for process in list(registry.processes.values()):
+    for process in registry_of(worker.wsgi).local_processes():
         process.kill_group()
 
 
@@ -31,9 +31,10 @@ def close_sessions_when_stopping(worker: Any) -> None:
     Sessions stop their own processes as on any disconnect; kept processes,
     which outlive connections but not the worker, are stopped here.
     """
+    registry = registry_of(worker.wsgi)
     while worker.alive:
         gevent.sleep(POLL_INTERVAL)
-    for client in list(registry.clients.values()):
+    for client in registry.local_clients():
         client.close(CLOSE_GOING_AWAY, "server shutting down")
-    kept = [process for process in registry.processes.values() if process.options.keep]
+    kept = [process for process in registry.local_processes() if process.options.keep]
     gevent.joinall([gevent.spawn(process.terminate) for process in kept])

@@ -126,7 +126,7 @@ def launch(spec: LaunchSpec, on_forked: Callable[[int], None]) -> Launched:
             [os.fsencode(executable)],
             True,  # close_fds
             (errpipe_w,),
-            spec.cwd,
+            spec.cwd,  # type: ignore[arg-type]  # typeshed: str; the C function takes None (no chdir)
             spec.env.encoded,
             streams.child_stdin,
             -1,  # the parent's end is not open in the child anyway (close_fds)
@@ -143,7 +143,7 @@ def launch(spec: LaunchSpec, on_forked: Callable[[int], None]) -> Launched:
             None,  # extra_groups
             None,  # uid
             -1,  # umask
-            None,  # preexec_fn: never
+            None,  # type: ignore[arg-type]  # preexec_fn: never (typeshed forgets it may be None)
             True,  # allow_vfork
         )
         on_forked(pid)

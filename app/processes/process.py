@@ -20,11 +20,11 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import gevent
 from gevent import get_hub
-from gevent.event import Event
+from gevent.event import AsyncResult, Event
 
 from app import metrics
 from app.errors import ErrorCode, RpcError
@@ -39,6 +39,7 @@ FIRST_READ_SIZE = 16 * 1024
 PIPE_SIZE = 1024 * 1024
 GROUP_POLL_INTERVAL = 0.02
 F_SETPIPE_SZ = 1031
+END_OF_TRANSMISSION = b"\x04"  # a terminal's end of file, ^D
 
 
 class OutputSink(Protocol):
@@ -64,7 +65,7 @@ class Options:
 
     owner: str = ""
     name: str | None = None
-    encoding: str = "text"
+    encoding: Literal["text", "base64"] = "text"
     binary: bool = False
     timeout: float | None = None
     keep: bool = False  # on_disconnect: "keep"
@@ -221,6 +222,7 @@ class Process:
             for pump in self._pumps:
                 pump.enlarge_pipe()
         self._timer = gevent.spawn_later(options.timeout, self._time_out) if options.timeout else None
+        assert self._child is not None  # set by _watch before launch returned
         self._child.when_reaped(self._child_reaped)
 
     def _watch(self, pid: int) -> None:
@@ -302,14 +304,36 @@ class Process:
 
     # -- control ------------------------------------------------------------------
 
-    def resize(self, rows: int, cols: int) -> None:
+    def write_stdin(self, data: bytes) -> dict[str, int] | AsyncResult:
+        """Queue ``data`` for stdin: answered now, or once it is in the pipe."""
+        self._refuse_once_reaped()
+        if self.stdin is None:
+            raise RpcError(ErrorCode.PROCESS_EXITED, f"process {self.id} was started with stdin: null")
+        return self.stdin.write(data)
+
+    def close_stdin(self) -> dict[str, Any] | AsyncResult:
+        """End of input after what is queued; on a terminal, that is a ^D."""
+        self._refuse_once_reaped()
+        if self.stdin is None:
+            return {}
+        if self.pty:
+            self.stdin.write(END_OF_TRANSMISSION)
+            return {}
+        return self.stdin.close()
+
+    def _refuse_once_reaped(self) -> None:
+        if self.reaped:
+            raise RpcError(ErrorCode.PROCESS_EXITED, f"process {self.id} has exited")
+
+    def resize(self, rows: int, cols: int) -> dict[str, Any]:
         if not self.pty:
             raise RpcError(ErrorCode.INVALID_PARAMS, f"Invalid params: process {self.id} has no pty to resize")
         if self.reaped or self._terminal is None:
             raise RpcError(ErrorCode.PROCESS_EXITED, "the process has exited")
         set_window_size(self._terminal, rows, cols)  # the kernel sends SIGWINCH
+        return {}
 
-    def send_signal(self, signum: int, group: bool = True) -> None:
+    def send_signal(self, signum: int, group: bool = True) -> dict[str, Any]:
         """Signal the group (or the leader only); refused once it is reaped."""
         if self.reaped or self._child is None:
             raise RpcError(ErrorCode.PROCESS_EXITED, "the process has exited")
@@ -318,6 +342,7 @@ class Process:
         else:
             with contextlib.suppress(ProcessLookupError):
                 self._child.send_signal(signum)
+        return {}
 
     def wait(self, timeout: float | None = None) -> dict[str, Any]:
         """The exit status, once every byte of output has been delivered."""

@@ -30,12 +30,11 @@ from app.protocol import params as P
 from app.security.start_gate import admitted, record_signal, record_start
 
 if TYPE_CHECKING:
-    from app.edge.session import Session
     from app.processes.process import OutputSink
+    from app.protocol.caller import Caller
 
-Handler = Callable[["Session", Any], Any]
+Handler = Callable[["Caller", Any], Any]
 DEFAULT_TERM = "xterm-256color"
-END_OF_TRANSMISSION = b"\x04"
 
 
 @dataclass(frozen=True)
@@ -85,7 +84,7 @@ def deferred(function: Callable[..., Any], *args: Any) -> AsyncResult:
 
 
 @method("lookpath", P.LookpathParams)
-def _lookpath(session: Session, params: P.LookpathParams) -> dict[str, Any]:
+def _lookpath(caller: Caller, params: P.LookpathParams) -> dict[str, Any]:
     try:
         return {"path": lookpath(params.file, server_environment().get("PATH"))}
     except OSError as error:
@@ -93,15 +92,15 @@ def _lookpath(session: Session, params: P.LookpathParams) -> dict[str, Any]:
 
 
 def spawn(
-    session: Session,
+    caller: Caller,
     params: P.SpawnParams,
     sink: OutputSink,
     options: Options,
     pty: tuple[int, int] | None = None,
 ) -> Process:
     """Start a process for this client, within its limits."""
-    settings = session.settings
-    if len(session.client.running) >= settings.MAX_PROCS_PER_CLIENT:
+    settings = caller.settings
+    if len(caller.client.running) >= settings.MAX_PROCS_PER_CLIENT:
         raise RpcError(
             ErrorCode.LIMIT_EXCEEDED, f"too many processes: this client already runs {settings.MAX_PROCS_PER_CLIENT}"
         )
@@ -110,21 +109,21 @@ def spawn(
     cwd = checked_cwd(params.cwd)
     try:
         executable = lookpath(params.argv[0], env.get("PATH"), cwd)
-        with admitted(session, params, executable, cwd, pty is not None, options) as admission:
+        with admitted(caller, params, executable, cwd, pty is not None, options) as admission:
             spec = LaunchSpec(params.argv, executable, env, cwd, params.stdin, params.stderr, pty, **admission.launch)
             with metrics.SPAWN_SECONDS.time():
                 process = Process(
-                    session.registry.next_proc_id(), spec, sink=sink, limits=session.limits, options=admission.options
+                    caller.registry.next_proc_id(), spec, sink=sink, limits=caller.limits, options=admission.options
                 )
     except OSError as error:
         raise os_error(error) from None
-    session.registry.add_process(  # nothing yields since the reservation ended: the counts stay exact
-        session.client,
+    caller.registry.add_process(  # nothing yields since the reservation ended: the counts stay exact
+        caller.client,
         process,
         keep_exited=settings.MAX_EXITED_PER_CLIENT,
         keep_seconds=settings.KEEP_EXITED_SECONDS,
     )
-    record_start(session, params, process, executable)
+    record_start(caller, params, process, executable)
     return process
 
 
@@ -147,27 +146,27 @@ def checked_cwd(cwd: str | None) -> str | None:
 
 
 @method("start", P.StartParams)
-def _start(session: Session, params: P.StartParams) -> dict[str, Any]:
+def _start(caller: Caller, params: P.StartParams) -> dict[str, Any]:
     keep = params.on_disconnect == "keep"
     options = Options(
-        owner=session.client.owner,
+        owner=caller.client.owner,
         name=params.name,
         encoding=params.encoding,
         binary=params.binary,
         timeout=params.timeout,
         keep=keep,
-        history_bytes=_history_bytes(session, params.buffer, keep),
+        history_bytes=_history_bytes(caller, params.buffer, keep),
     )
     pty = (params.pty.rows, params.pty.cols) if params.pty else None
-    process = spawn(session, params, session.subscriber, options, pty)
-    session.subscriber.subscribed(process)
-    session.after_reply(process.begin_output)
+    process = spawn(caller, params, caller.subscriber, options, pty)
+    caller.subscriber.subscribed(process)
+    caller.after_reply(process.begin_output)
     return {"proc": process.id, "pid": process.pid, "pgid": process.pgid}
 
 
-def _history_bytes(session: Session, requested: int | None, keep: bool) -> int:
+def _history_bytes(caller: Caller, requested: int | None, keep: bool) -> int:
     """Kept processes record their output by default; others only when asked."""
-    settings = session.settings
+    settings = caller.settings
     if requested is None:
         return settings.DEFAULT_BUFFER_BYTES if keep else 0
     if requested > settings.MAX_BUFFER_BYTES:
@@ -176,40 +175,32 @@ def _history_bytes(session: Session, requested: int | None, keep: bool) -> int:
 
 
 @method("resize", P.ResizeParams)
-def _resize(session: Session, params: P.ResizeParams) -> dict[str, Any]:
-    session.lookup(params.proc).resize(params.rows, params.cols)
-    return {}
+def _resize(caller: Caller, params: P.ResizeParams) -> dict[str, Any]:
+    return caller.lookup(params.proc).resize(params.rows, params.cols)
 
 
 @method("attach", P.AttachParams)
-def _attach(session: Session, params: P.AttachParams) -> dict[str, Any]:
-    return session.attach(session.lookup(params.proc), params.offsets())
+def _attach(caller: Caller, params: P.AttachParams) -> dict[str, Any]:
+    return caller.attach(caller.lookup(params.proc), params.offsets())
 
 
 @method("detach", P.ProcParams)
-def _detach(session: Session, params: P.ProcParams) -> dict[str, Any]:
-    session.detach(session.lookup(params.proc))
+def _detach(caller: Caller, params: P.ProcParams) -> dict[str, Any]:
+    caller.detach(caller.lookup(params.proc))
     return {}
 
 
-def _running(session: Session, proc: int) -> Process:
-    process = session.lookup(proc)
-    if process.reaped:
-        raise RpcError(ErrorCode.PROCESS_EXITED, f"process {proc} has exited")
-    return process
-
-
 @method("write", P.WriteParams)
-def _write(session: Session, params: P.WriteParams) -> Any:
+def _write(caller: Caller, params: P.WriteParams) -> Any:
     try:
         data = P.decode_data(params.data, params.encoding)
     except RpcError as error:
         error.refused_data = True
         raise
-    return write_stdin(session, params.proc, data)
+    return write_stdin(caller, params.proc, data)
 
 
-def write_stdin(session: Session, proc: int, data: bytes) -> Any:
+def write_stdin(caller: Caller, proc: int, data: bytes) -> Any:
     """Queue ``data`` for the process's stdin (a ``write`` or a binary stdin frame).
 
     Every refusal is marked ``refused_data`` and names the process in
@@ -217,15 +208,13 @@ def write_stdin(session: Session, proc: int, data: bytes) -> Any:
     notification (answered with id null), so no byte vanishes unannounced.
     """
     try:
-        process = _running(session, proc)
-        if len(data) > session.settings.MAX_STDIN_CHUNK:
+        process = caller.lookup(proc)
+        if len(data) > caller.settings.MAX_STDIN_CHUNK:
             raise RpcError(
                 ErrorCode.LIMIT_EXCEEDED,
-                f"stdin chunk too large: {len(data)} bytes, at most {session.settings.MAX_STDIN_CHUNK}",
+                f"stdin chunk too large: {len(data)} bytes, at most {caller.settings.MAX_STDIN_CHUNK}",
             )
-        if process.stdin is None:
-            raise RpcError(ErrorCode.PROCESS_EXITED, f"process {proc} was started with stdin: null")
-        written = process.stdin.write(data)
+        written = process.write_stdin(data)
     except RpcError as error:
         raise _refused(error, proc) from None
     if isinstance(written, AsyncResult):
@@ -246,70 +235,56 @@ def _refused(error: BaseException, proc: int) -> BaseException:
 
 
 @method("close_stdin", P.ProcParams)
-def _close_stdin(session: Session, params: P.ProcParams) -> Any:
-    process = _running(session, params.proc)
-    if process.stdin is None:
-        return {}
-    if process.pty:
-        process.stdin.write(END_OF_TRANSMISSION)  # a terminal's end of file is ^D
-        return {}
-    return process.stdin.close()
+def _close_stdin(caller: Caller, params: P.ProcParams) -> Any:
+    return caller.lookup(params.proc).close_stdin()
 
 
 @method("signal", P.SignalParams)
-def _signal(session: Session, params: P.SignalParams) -> dict[str, Any]:
-    process = session.lookup(params.proc)
-    process.send_signal(params.signal, params.group)
-    record_signal(session, process, "signal", params.signal, params.group)
-    return {}
+def _signal(caller: Caller, params: P.SignalParams) -> dict[str, Any]:
+    process = caller.lookup(params.proc)
+    answer = process.send_signal(params.signal, params.group)
+    record_signal(caller, process, "signal", params.signal, params.group)
+    return answer
 
 
 @method("kill", P.ProcParams)
-def _kill(session: Session, params: P.ProcParams) -> dict[str, Any]:
-    process = session.lookup(params.proc)
-    process.send_signal(signal.SIGKILL, group=True)
-    record_signal(session, process, "kill", signal.SIGKILL, True)
-    return {}
+def _kill(caller: Caller, params: P.ProcParams) -> dict[str, Any]:
+    process = caller.lookup(params.proc)
+    answer = process.send_signal(signal.SIGKILL, group=True)
+    record_signal(caller, process, "kill", signal.SIGKILL, True)
+    return answer
 
 
 @method("stop", P.StopParams)
-def _stop(session: Session, params: P.StopParams) -> Any:
-    process = session.lookup(params.proc)
-    record_signal(session, process, "stop", params.signal, True)
+def _stop(caller: Caller, params: P.StopParams) -> Any:
+    process = caller.lookup(params.proc)
+    record_signal(caller, process, "stop", params.signal, True)
     return deferred(process.stop, params.signal, params.grace)
 
 
 @method("wait", P.WaitParams)
-def _wait(session: Session, params: P.WaitParams) -> Any:
-    process = session.lookup(params.proc)
+def _wait(caller: Caller, params: P.WaitParams) -> Any:
+    process = caller.lookup(params.proc)
     return deferred(process.wait, params.timeout)
 
 
 @method("list", P.NoParams)
-def _list(session: Session, params: P.NoParams) -> dict[str, Any]:
-    processes = session.registry.visible_to(session.identity)
-    return {"processes": [dict(process.info(), owner=process.options.owner) for process in processes]}
+def _list(caller: Caller, params: P.NoParams) -> dict[str, Any]:
+    return caller.registry.visible_to(caller.identity)
 
 
 @method("find", P.FindParams)
-def _find(session: Session, params: P.FindParams) -> dict[str, Any]:
-    for process in session.registry.visible_to(session.identity):
-        if process.pid == params.pid:
-            return dict(process.info(), owner=process.options.owner)
-    raise RpcError(ErrorCode.NO_SUCH_PROCESS, f"no process of yours has pid {params.pid}")
+def _find(caller: Caller, params: P.FindParams) -> dict[str, Any]:
+    return caller.registry.find(caller.identity, params.pid)
 
 
 @method("release", P.ProcParams)
-def _release(session: Session, params: P.ProcParams) -> dict[str, Any]:
-    process = session.lookup(params.proc)
-    if process.running:
-        raise RpcError(ErrorCode.PROCESS_RUNNING, f"process {params.proc} is still running")
-    session.registry.forget(process.id)
-    return {}
+def _release(caller: Caller, params: P.ProcParams) -> dict[str, Any]:
+    return caller.registry.release(caller.identity, params.proc)
 
 
 @method("ping", P.NoParams)
-def _ping(session: Session, params: P.NoParams) -> dict[str, Any]:
+def _ping(caller: Caller, params: P.NoParams) -> dict[str, Any]:
     return {"time": time.time()}
 
 
@@ -346,18 +321,18 @@ class Collector:
 
 
 @method("run", P.RunParams)
-def _run(session: Session, params: P.RunParams) -> Any:
+def _run(caller: Caller, params: P.RunParams) -> Any:
     if params.input is not None and params.stdin == "null":
         raise RpcError(ErrorCode.INVALID_PARAMS, "Invalid params: input: cannot be given with stdin: null")
     data = P.decode_data(params.input, params.input_encoding, "input") if params.input is not None else b""
     collector = Collector(params.max_output)
-    options = Options(owner=session.client.owner, name=params.name, encoding=params.encoding, timeout=params.timeout)
-    process = spawn(session, params, collector, options)
+    options = Options(owner=caller.client.owner, name=params.name, encoding=params.encoding, timeout=params.timeout)
+    process = spawn(caller, params, collector, options)
     process.begin_output()
-    return deferred(_finish_run, session, process, collector, data, params.encoding)
+    return deferred(_finish_run, caller, process, collector, data, params.encoding)
 
 
-def _finish_run(session: Session, process: Process, collector: Collector, data: bytes, encoding: str) -> Any:
+def _finish_run(caller: Caller, process: Process, collector: Collector, data: bytes, encoding: str) -> Any:
     """Feed the input, close stdin, wait; a child that ignores its input is fine."""
     try:
         if process.stdin is not None:
@@ -369,5 +344,5 @@ def _finish_run(session: Session, process: Process, collector: Collector, data: 
                 pass  # the child exited or closed its stdin before reading it all
         status = process.wait()
     finally:
-        session.registry.forget(process.id)
+        caller.registry.forget(process.id)
     return dict(status, **collector.result(encoding))

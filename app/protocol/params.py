@@ -10,7 +10,7 @@ import base64
 import binascii
 import itertools
 import signal as signal_module
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -63,7 +63,10 @@ def signal_number(value: str | int) -> int:
     return int(member)
 
 
-Signal = Annotated[StrictStr | StrictInt, AfterValidator(signal_number)]
+if TYPE_CHECKING:
+    Signal = int  # what validation leaves
+else:
+    Signal = Annotated[StrictStr | StrictInt, AfterValidator(signal_number)]
 
 
 class Params(BaseModel):

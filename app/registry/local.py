@@ -1,68 +1,46 @@
-"""Who is connected and which processes exist, in this worker.
+"""Who is connected and which processes exist, in this worker's memory.
 
-The registry is per worker process: ``proc`` ids are unique for the life of
-the worker and never reused.  Processes belong to the token identity that
-started them.  Each also remembers the client (connection) that started it:
-that client's limits count it, and its disconnect stops it unless it was
-started with ``on_disconnect: "keep"``.  A kept process outlives its client
-and keeps its exit status until released or ``KEEP_EXITED_SECONDS`` pass.
+The default registry: ``proc`` ids are unique for the life of the worker
+and never reused.  Processes belong to the token identity that started
+them.  Each also remembers the client (connection) that started it: that
+client's limits count it, and its disconnect stops it unless it was started
+with ``on_disconnect: "keep"``.  A kept process outlives its client and
+keeps its exit status until released or ``KEEP_EXITED_SECONDS`` pass.
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
-import secrets
-import time
-from collections import Counter, deque
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import gevent
 
 from app import metrics
 from app.errors import ErrorCode, RpcError
-from app.processes.process import Process
+from app.registry.base import Answer, Client
 
 if TYPE_CHECKING:
+    from app.processes.process import Process
     from app.security.identity import Identity
 
 
-@dataclass
-class Client:
-    """One WebSocket connection."""
+class LocalRegistry:
+    """The :class:`~app.registry.base.Registry` of one worker, on its own."""
 
-    owner: str
-    remote_addr: str | None
-    close: Callable[[int, str], None]
-    id: str = field(default_factory=lambda: secrets.token_hex(8))
-    connected_at: float = field(default_factory=time.time)
-    started: dict[int, Process] = field(default_factory=dict)
-    running: set[int] = field(default_factory=set)
-    exited_order: deque[int] = field(default_factory=deque)
-    processes_started: int = 0
-
-    def info(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "owner": self.owner,
-            "remote_addr": self.remote_addr,
-            "connected_at": self.connected_at,
-            "processes": sorted(self.started),
-        }
-
-
-@dataclass
-class Registry:
-    clients: dict[str, Client] = field(default_factory=dict)
-    processes: dict[int, Process] = field(default_factory=dict)
-    starters: dict[int, Client] = field(default_factory=dict)
-    starting: Counter[str] = field(default_factory=Counter)  # starts allowed, not yet registered
-    _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+    def __init__(self) -> None:
+        self.clients: dict[str, Client] = {}
+        self.processes: dict[int, Process] = {}
+        self.starters: dict[int, Client] = {}
+        self.starting: Counter[str] = Counter()  # starts allowed, not yet registered
+        self._ids = itertools.count(1)
 
     def next_proc_id(self) -> int:
         return next(self._ids)
+
+    # -- connections ----------------------------------------------------------------
 
     def add_client(self, client: Client) -> None:
         self.clients[client.id] = client
@@ -75,6 +53,21 @@ class Registry:
                 client.started.pop(proc_id)
             else:
                 self.forget(proc_id)
+
+    def clients_info(self) -> list[dict[str, Any]]:
+        return [client.info() for client in self.clients.values()]
+
+    def close_client(self, client_id: str, code: int, reason: str) -> dict[str, Any] | None:
+        client = self.clients.get(client_id)
+        if client is None:
+            return None
+        client.close(code, reason)
+        return client.info()
+
+    def local_clients(self) -> list[Client]:
+        return list(self.clients.values())
+
+    # -- processes ------------------------------------------------------------------
 
     def add_process(self, client: Client, process: Process, *, keep_exited: int, keep_seconds: float) -> None:
         self.processes[process.id] = process
@@ -107,6 +100,13 @@ class Registry:
             if proc_id in client.exited_order:
                 client.exited_order.remove(proc_id)
 
+    def release(self, viewer: Identity, proc_id: int) -> Answer:
+        process = self.lookup(viewer, proc_id)
+        if process.running:
+            raise RpcError(ErrorCode.PROCESS_RUNNING, f"process {proc_id} is still running")
+        self.forget(proc_id)
+        return {}
+
     def lookup(self, viewer: Identity, proc_id: int) -> Process:
         """The process, if ``viewer`` may see it (admins see all); else NO_SUCH_PROCESS."""
         process = self.processes.get(proc_id)
@@ -114,8 +114,21 @@ class Registry:
             raise RpcError(ErrorCode.NO_SUCH_PROCESS, f"no such process: {proc_id}")
         return process
 
-    def visible_to(self, viewer: Identity) -> list[Process]:
+    def visible_to(self, viewer: Identity) -> dict[str, Any]:
+        return {"processes": [self.listed(process) for process in self._visible(viewer)]}
+
+    def find(self, viewer: Identity, pid: int) -> dict[str, Any]:
+        for process in self._visible(viewer):
+            if process.pid == pid:
+                return self.listed(process)
+        raise RpcError(ErrorCode.NO_SUCH_PROCESS, f"no process of yours has pid {pid}")
+
+    def _visible(self, viewer: Identity) -> list[Process]:
         return [process for process in self.processes.values() if viewer.may_see(process.options.owner)]
+
+    def listed(self, process: Process) -> dict[str, Any]:
+        """A process as ``list`` and ``find`` show it."""
+        return dict(process.info(), owner=process.options.owner)
 
     def running_count(self, owner: str) -> tuple[int, int]:
         """Processes running or being started: ``owner``'s, and everyone's."""
@@ -137,9 +150,10 @@ class Registry:
         return [self.describe(process) for process in self.processes.values()]
 
     def describe(self, process: Process) -> dict[str, Any]:
+        """A process as ``/api/processes`` shows it: with the connection that started it."""
         starter = self.starters.get(process.id)
-        connected = starter is not None and starter.id in self.clients
-        return dict(process.info(), owner=process.options.owner, client=starter.id if connected else None)
+        connected = starter.id if starter is not None and starter.id in self.clients else None
+        return dict(self.listed(process), client=connected)
 
-
-registry = Registry()
+    def local_processes(self) -> list[Process]:
+        return list(self.processes.values())

@@ -37,9 +37,9 @@ class JsonLines(logging.Formatter):
 
 def configure(destination: str) -> None:
     """Send the audit log to ``destination`` (a path, ``-`` or empty); idempotent."""
-    for handler in list(logger.handlers):
-        logger.removeHandler(handler)
-        handler.close()
+    for old in list(logger.handlers):
+        logger.removeHandler(old)
+        old.close()
     logger.propagate = False
     logger.setLevel(logging.INFO)
     if not destination:

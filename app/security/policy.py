@@ -27,13 +27,13 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from app.errors import ErrorCode
 from config.settings import PolicySettings
 
-ADMIN = "admin"
-USER = "user"
+ADMIN: Final = "admin"
+USER: Final = "user"
 WILDCARDS = frozenset("*?")
 
 # No policy written: admins may do everything, users nothing.

@@ -1,7 +1,7 @@
 """The one check between a ``start`` (or ``run``) and the launcher.
 
-:func:`admitted` asks the identity's policy (:mod:`app.policy`) with this
-worker's process counts, audits a refusal and answers it with the rule's
+:func:`admitted` asks the identity's policy (:mod:`app.security.policy`) with the
+registry's process counts, audits a refusal and answers it with the rule's
 error; an allowed start holds a reservation in the counts until the process
 is in the registry, so concurrent starts cannot pass a cap together.
 :func:`record_start` audits the start and, later, the exit.
@@ -12,17 +12,39 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from app.errors import RpcError
 from app.processes.environment import server_directory
+from app.processes.process import signal_name
 from app.security import audit
 from app.security.policy import Refused, StartRequest, check_start
 
 if TYPE_CHECKING:
-    from app.edge.session import Session
     from app.processes.process import Options, Process
-    from app.protocol import params as P
+    from app.registry.base import Client, ProcessHandle, Registry
+    from app.security.identity import Identity
+
+
+class Requester(Protocol):
+    """Who asks: a connection, as the protocol's methods act for it."""
+
+    @property
+    def identity(self) -> Identity: ...
+
+    @property
+    def client(self) -> Client: ...
+
+    @property
+    def registry(self) -> Registry: ...
+
+
+class SpawnRequest(Protocol):
+    """The parts of a ``start`` or ``run`` request the policy and the audit read."""
+
+    argv: list[str]
+    env: dict[str, str | None]
+    clear_env: bool
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,9 +57,9 @@ class Admission:
 
 @contextmanager
 def admitted(
-    session: Session, params: P.SpawnParams, executable: str, cwd: str | None, pty: bool, options: Options
+    requester: Requester, params: SpawnRequest, executable: str, cwd: str | None, pty: bool, options: Options
 ) -> Iterator[Admission]:
-    identity = session.identity
+    identity = requester.identity
     policy = identity.policy
     request = StartRequest(
         executable=executable,
@@ -50,15 +72,15 @@ def admitted(
     )
     own = total = 0
     if policy.max_procs is not None or policy.max_procs_total is not None:
-        own, total = session.registry.running_count(identity.name)
+        own, total = requester.registry.running_count(identity.name)
     try:
         grant = check_start(policy, request, own, total)
     except Refused as refusal:
         audit.event(
             "refused",
-            client=session.client.id,
+            client=requester.client.id,
             token=identity.name,
-            remote_addr=session.client.remote_addr,
+            remote_addr=requester.client.remote_addr,
             method=_method(params),
             argv=params.argv,
             code=int(refusal.code),
@@ -67,17 +89,17 @@ def admitted(
         )
         raise RpcError(refusal.code, refusal.message, {"rule": refusal.rule}) from None
     launch = {"rlimits": grant.rlimits, "user": grant.user, "group": grant.group}
-    with session.registry.reserved(identity.name):
+    with requester.registry.reserved(identity.name):
         yield Admission(dataclasses.replace(options, timeout=grant.timeout), launch)
 
 
-def record_start(session: Session, params: P.SpawnParams, process: Process, executable: str) -> None:
+def record_start(requester: Requester, params: SpawnRequest, process: Process, executable: str) -> None:
     """Audit the start now and the exit when it comes."""
     audit.event(
         "start",
-        client=session.client.id,
-        token=session.identity.name,
-        role=session.identity.role,
+        client=requester.client.id,
+        token=requester.identity.name,
+        role=requester.identity.role,
         method=_method(params),
         proc=process.id,
         pid=process.pid,
@@ -105,13 +127,11 @@ def _record_exit(process: Process) -> None:
     )
 
 
-def record_signal(session: Session, process: Process, method: str, signum: int, group: bool) -> None:
-    from app.processes.process import signal_name
-
+def record_signal(requester: Requester, process: ProcessHandle, method: str, signum: int, group: bool) -> None:
     audit.event(
         "signal",
-        client=session.client.id,
-        token=session.identity.name,
+        client=requester.client.id,
+        token=requester.identity.name,
         method=method,
         proc=process.id,
         pid=process.pid,
@@ -121,5 +141,5 @@ def record_signal(session: Session, process: Process, method: str, signum: int, 
     )
 
 
-def _method(params: P.SpawnParams) -> str:
+def _method(params: SpawnRequest) -> str:
     return "start" if hasattr(params, "on_disconnect") else "run"

@@ -1,0 +1,54 @@
+"""The connection as the methods see it.
+
+Methods act for a caller: its identity and settings, the client record
+that counts its processes, the registry, and the sink its output goes to.
+The edge's :class:`~app.edge.session.Session` is one; naming only what the
+methods use keeps the protocol layer free of the edge (no import circle).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from app.processes.process import OutputSink
+
+if TYPE_CHECKING:
+    from app.processes.process import Limits, Process
+    from app.registry.base import Client, ProcessHandle, Registry
+    from app.security.identity import Identity
+    from config import Settings
+
+
+class ConnectionSink(OutputSink, Protocol):
+    """Where the output of the caller's own processes goes: its connection."""
+
+    def subscribed(self, process: Process) -> None: ...
+
+
+class Caller(Protocol):
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def identity(self) -> Identity: ...
+
+    @property
+    def client(self) -> Client: ...
+
+    @property
+    def registry(self) -> Registry: ...
+
+    @property
+    def limits(self) -> Limits: ...
+
+    @property
+    def subscriber(self) -> ConnectionSink: ...
+
+    def lookup(self, proc: int) -> ProcessHandle: ...
+
+    def attach(self, process: ProcessHandle, offsets: dict[str, int]) -> dict[str, Any]: ...
+
+    def detach(self, process: ProcessHandle) -> None: ...
+
+    def after_reply(self, callback: Callable[[], None]) -> None: ...
