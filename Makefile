@@ -21,6 +21,7 @@ run: install
 test: install install-nginx install-redis chromium
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/pytest
 
 # tests/test_deploy.py runs the real nginx (Debian's package): installed here
