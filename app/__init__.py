@@ -9,6 +9,9 @@ from flask import Flask
 from pythonjsonlogger.json import JsonFormatter
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from app.cluster.node import node_name
+from app.registry.base import Registry
+from app.registry.local import LocalRegistry
 from config import Settings, load_settings
 
 log = logging.getLogger("procwire")
@@ -20,7 +23,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     from app.edge import endpoint
     from app.operations import console, http_api
     from app.registry import EXTENSION
-    from app.registry.local import LocalRegistry
     from app.security import audit, auth
     from app.security.identity import Identities
 
@@ -32,7 +34,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = Flask(__name__)
     app.config["PROCWIRE"] = settings
     app.config[auth.IDENTITIES_KEY] = Identities.from_settings(settings)
-    app.extensions[EXTENSION] = LocalRegistry()
+    app.extensions[EXTENSION] = _make_registry(settings)
     audit.configure(settings.AUDIT_LOG)
     if settings.PROXY_COUNT:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.PROXY_COUNT, x_proto=settings.PROXY_COUNT)  # type: ignore[method-assign]
@@ -41,6 +43,18 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(http_api.bp)
     app.register_blueprint(console.bp)
     return app
+
+
+def _make_registry(settings: Settings) -> Registry:
+    """In memory, or shared by every node of the cluster when REDIS_URL is set."""
+    node = node_name(settings.BIND)
+    if not settings.REDIS_URL:
+        return LocalRegistry(node)
+    from app.cluster.registry import ClusterRegistry
+
+    registry = ClusterRegistry(settings, node)
+    registry.start()
+    return registry
 
 
 def _configure_logging(level: str, log_format: str) -> None:

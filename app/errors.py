@@ -27,6 +27,7 @@ class ErrorCode(IntEnum):
     TIMEOUT = -32006
     SPAWN_FAILED = -32007
     PROCESS_RUNNING = -32008
+    CLUSTER_UNAVAILABLE = -32009
 
 
 class RpcError(Exception):

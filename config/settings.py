@@ -23,6 +23,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 ENV_PREFIX = "PROCWIRE_"
 CONFIG_FILE_VARIABLE = "PROCWIRE_CONFIG"
 MIB = 1024 * 1024
+REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 
 class ConfigError(Exception):
@@ -52,7 +53,8 @@ Role = Literal["admin", "user"]
 RlimitName = Literal["cpu", "as", "nofile", "nproc"]  # prlimit(1) names, as app.launcher takes them
 TOKEN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
 DEFAULT_TOKEN_NAME = "default"  # the admin whose token is TOKEN
-SECRET_KEYS = frozenset({"TOKEN", "sha256"})  # config errors never show their value
+# Config errors never show these values (a Redis URL may hold a password).
+SECRET_KEYS = frozenset({"TOKEN", "sha256", "REDIS_URL"})
 
 
 def _absolute(value: str) -> str:
@@ -82,6 +84,13 @@ def _known_group(value: str) -> str:
         grp.getgrnam(value)
     except KeyError:
         raise ValueError(f"no such group: {value!r}") from None
+    return value
+
+
+def _redis_url(value: str) -> str:
+    """Empty (no cluster) or a URL redis-py opens: redis://, rediss:// (TLS), unix://."""
+    if value and urlsplit(value).scheme not in REDIS_SCHEMES:
+        raise ValueError(f"must start with one of {', '.join(s + '://' for s in REDIS_SCHEMES)}")
     return value
 
 
@@ -175,6 +184,11 @@ class Settings(BaseModel):
     LOG_LEVEL: str = Field("info", pattern="^(debug|info|warning|error|critical)$")
     LOG_FORMAT: str = Field("text", pattern="^(text|json)$")
     METRICS_OPEN: bool = False
+    REDIS_URL: Annotated[str, AfterValidator(_redis_url)] = ""
+    CLUSTER_HEARTBEAT: float = Field(2.0, gt=0, le=10)
+    CLUSTER_NODE_TIMEOUT: float = Field(6.0, gt=0, le=10)
+    CLUSTER_TIMEOUT: float = Field(5.0, gt=0, le=10)
+    CLUSTER_MIRROR_BYTES: int = Field(64 * MIB, ge=MIB)
 
     @model_validator(mode="after")
     def _consistent_identities(self) -> Settings:

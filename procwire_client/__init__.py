@@ -26,6 +26,7 @@ from procwire_client.client import (
 )
 from procwire_client.errors import (
     AuthenticationError,
+    ClusterUnavailable,
     InternalError,
     InvalidParams,
     InvalidRequest,
@@ -50,6 +51,7 @@ __all__ = [
     "Attachment",
     "AuthenticationError",
     "Client",
+    "ClusterUnavailable",
     "ExitStatus",
     "InternalError",
     "InvalidParams",

@@ -91,6 +91,12 @@ class ProcessRunning(ProcwireError):
     code = -32008
 
 
+class ClusterUnavailable(ProcwireError):
+    """The process runs on another node, and Redis or that node cannot be reached now."""
+
+    code = -32009
+
+
 ERRORS_BY_CODE: dict[int, type[ProcwireError]] = {
     cls.code: cls
     for cls in (
@@ -107,6 +113,7 @@ ERRORS_BY_CODE: dict[int, type[ProcwireError]] = {
         Timeout,
         SpawnFailed,
         ProcessRunning,
+        ClusterUnavailable,
     )
     if cls.code is not None
 }

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import socket
 import time
 from collections.abc import Callable
 from typing import Any, TypeAlias
@@ -101,15 +99,12 @@ class Session:
         log.info("session ended %s", " ".join(f"{key}={value}" for key, value in fields.items()), extra=fields)
 
     def _hello(self) -> dict[str, Any]:
-        # Which server and worker serves this connection, unique even for two
-        # servers on one machine: <hostname>:<BIND's port (or socket path)>:<worker pid>.
-        node = f"{socket.gethostname()}:{self.settings.BIND.rsplit(':', 1)[-1]}:{os.getpid()}"
         return {
             "server": "procwire",
             "version": __version__,
             "protocol": PROTOCOL_VERSION,
             "client_id": self.client.id,
-            "node": node,
+            "node": self.registry.node,
             "identity": {"name": self.identity.name, "role": self.identity.role},
             "limits": {
                 "max_message_bytes": self.settings.MAX_MESSAGE_BYTES,

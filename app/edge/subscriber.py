@@ -17,6 +17,7 @@ from gevent.lock import Semaphore
 from simple_websocket import ConnectionClosed
 
 from app.errors import ErrorCode, RpcError
+from app.processes.process import Source
 from app.protocol import jsonrpc as protocol
 from app.protocol.output import OutputEncoder
 from app.registry.base import ProcessHandle
@@ -50,8 +51,13 @@ class Subscriber:
         self._replaying.add(process.id)
         lock = self._lock(process.id)
         lock.acquire()
-        self._unsubscribe(process)
-        subscription = process.subscribe(self, offsets)
+        try:
+            self._unsubscribe(process)
+            subscription = process.subscribe(self, offsets)  # a remote one may fail (Redis down)
+        except BaseException:
+            self._replaying.discard(process.id)
+            lock.release()
+            raise
         if subscription.live:
             self.processes[process.id] = process
 
@@ -100,15 +106,15 @@ class Subscriber:
 
     # -- OutputSink ---------------------------------------------------------------
 
-    def output(self, process: ProcessHandle, stream: str, data: bytes, offset: int) -> None:
+    def output(self, process: Source, stream: str, data: bytes, offset: int) -> None:
         with self._lock(process.id):
             self._emit(process, stream, data, offset)
 
-    def end_of_stream(self, process: ProcessHandle, stream: str) -> None:
+    def end_of_stream(self, process: Source, stream: str) -> None:
         with self._lock(process.id):
             self._flush(process, stream)
 
-    def exited(self, process: ProcessHandle) -> None:
+    def exited(self, process: Source) -> None:
         with self._lock(process.id):
             self._notify("exit", process.status or {})
         self.processes.pop(process.id, None)
@@ -116,7 +122,7 @@ class Subscriber:
 
     # -- encoding ---------------------------------------------------------------------
 
-    def _emit(self, process: ProcessHandle, stream: str, data: bytes, offset: int) -> None:
+    def _emit(self, process: Source, stream: str, data: bytes, offset: int) -> None:
         if process.options.binary:
             with contextlib.suppress(ConnectionClosed):
                 self._send_binary(protocol.binary_output_header(stream, process.id), data)
@@ -128,7 +134,7 @@ class Subscriber:
         for params in encoder.feed(data):
             self._notify("output", params)
 
-    def _flush(self, process: ProcessHandle, stream: str) -> None:
+    def _flush(self, process: Source, stream: str) -> None:
         encoder = self._encoders.pop((process.id, stream), None)
         for params in encoder.finish() if encoder else []:
             self._notify("output", params)

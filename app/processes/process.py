@@ -42,14 +42,25 @@ F_SETPIPE_SZ = 1031
 END_OF_TRANSMISSION = b"\x04"  # a terminal's end of file, ^D
 
 
+class Source(Protocol):
+    """What a sink reads of the process whose output it gets: a local
+    :class:`Process`, or one running on another node."""
+
+    id: int
+    options: Options
+    streams: list[str]
+    offsets: dict[str, int]
+    status: dict[str, Any] | None
+
+
 class OutputSink(Protocol):
-    """Where a process's output and exit go (a connection, or a collector)."""
+    """Where a process's output and exit go (a connection, a collector, a mirror)."""
 
-    def output(self, process: Process, stream: str, data: bytes, offset: int) -> None: ...
+    def output(self, process: Source, stream: str, data: bytes, offset: int) -> None: ...
 
-    def end_of_stream(self, process: Process, stream: str) -> None: ...
+    def end_of_stream(self, process: Source, stream: str) -> None: ...
 
-    def exited(self, process: Process) -> None: ...
+    def exited(self, process: Source) -> None: ...
 
 
 @dataclass(frozen=True)

@@ -18,14 +18,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import gevent
 from gevent.event import AsyncResult
 
 from app import metrics
+from app.deferred import deferred
 from app.errors import ErrorCode, RpcError
 from app.processes.environment import child_environment, server_environment
 from app.processes.launcher import LaunchSpec, lookpath
-from app.processes.process import Options, Process
+from app.processes.process import Options, Process, Source
 from app.protocol import params as P
 from app.security.start_gate import admitted, record_signal, record_start
 
@@ -63,24 +63,6 @@ def os_error(error: OSError) -> RpcError:
     if isinstance(error, PermissionError | NotADirectoryError):
         return RpcError(ErrorCode.PERMISSION_DENIED, f"permission denied: {text}", data)
     return RpcError(ErrorCode.SPAWN_FAILED, f"cannot start: {text}", data)
-
-
-def deferred(function: Callable[..., Any], *args: Any) -> AsyncResult:
-    """Run ``function`` in its own greenlet; its result or error lands in the AsyncResult.
-
-    Unlike a bare greenlet, an expected RpcError (a ``wait`` that times out)
-    is not reported to the hub as a crash.
-    """
-    result = AsyncResult()
-
-    def run() -> None:
-        try:
-            result.set(function(*args))
-        except Exception as error:
-            result.set_exception(error)
-
-    gevent.spawn(run)
-    return result
 
 
 @method("lookpath", P.LookpathParams)
@@ -296,17 +278,17 @@ class Collector:
         self.data = {"stdout": bytearray(), "stderr": bytearray()}
         self.truncated = {"stdout": False, "stderr": False}
 
-    def output(self, process: Process, stream: str, data: bytes, offset: int) -> None:
+    def output(self, process: Source, stream: str, data: bytes, offset: int) -> None:
         kept = self.data[stream]
         room = self._limit - len(kept)
         if len(data) > room:
             self.truncated[stream] = True
         kept += data[: max(room, 0)]
 
-    def end_of_stream(self, process: Process, stream: str) -> None:
+    def end_of_stream(self, process: Source, stream: str) -> None:
         pass
 
-    def exited(self, process: Process) -> None:
+    def exited(self, process: Source) -> None:
         pass
 
     def result(self, encoding: str) -> dict[str, Any]:

@@ -18,8 +18,10 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 from gevent.event import AsyncResult
 
+from app.processes.process import Source
+
 if TYPE_CHECKING:
-    from app.processes.process import Options, OutputSink, Process, Subscription
+    from app.processes.process import OutputSink, Process, Subscription
     from app.security.identity import Identity
 
 Answer: TypeAlias = dict[str, Any] | AsyncResult
@@ -50,15 +52,10 @@ class Client:
         }
 
 
-class ProcessHandle(Protocol):
+class ProcessHandle(Source, Protocol):
     """A process as the methods act on it: here (a :class:`Process`) or on another node."""
 
-    id: int
     pid: int
-    options: Options
-    streams: list[str]
-    status: dict[str, Any] | None
-    offsets: dict[str, int]
 
     @property
     def running(self) -> bool: ...
@@ -84,6 +81,8 @@ class ProcessHandle(Protocol):
 
 class Registry(Protocol):
     """Connections and processes, as far as this worker can see them."""
+
+    node: str  # this worker, as ``list`` and ``hello`` name it (app.cluster.node)
 
     def add_client(self, client: Client) -> None: ...
 

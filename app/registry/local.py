@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import gevent
@@ -30,7 +30,9 @@ if TYPE_CHECKING:
 class LocalRegistry:
     """The :class:`~app.registry.base.Registry` of one worker, on its own."""
 
-    def __init__(self) -> None:
+    def __init__(self, node: str, on_forget: Callable[[int], None] | None = None) -> None:
+        self.node = node
+        self._on_forget = on_forget
         self.clients: dict[str, Client] = {}
         self.processes: dict[int, Process] = {}
         self.starters: dict[int, Client] = {}
@@ -92,7 +94,8 @@ class LocalRegistry:
                 self.forget(client.exited_order.popleft())
 
     def forget(self, proc_id: int) -> None:
-        self.processes.pop(proc_id, None)
+        if self.processes.pop(proc_id, None) is not None and self._on_forget is not None:
+            self._on_forget(proc_id)
         client = self.starters.pop(proc_id, None)
         if client is not None:
             client.started.pop(proc_id, None)
@@ -101,10 +104,12 @@ class LocalRegistry:
                 client.exited_order.remove(proc_id)
 
     def release(self, viewer: Identity, proc_id: int) -> Answer:
-        process = self.lookup(viewer, proc_id)
+        return self.release_process(self.lookup(viewer, proc_id))
+
+    def release_process(self, process: Process) -> dict[str, Any]:
         if process.running:
-            raise RpcError(ErrorCode.PROCESS_RUNNING, f"process {proc_id} is still running")
-        self.forget(proc_id)
+            raise RpcError(ErrorCode.PROCESS_RUNNING, f"process {process.id} is still running")
+        self.forget(process.id)
         return {}
 
     def lookup(self, viewer: Identity, proc_id: int) -> Process:
@@ -128,7 +133,7 @@ class LocalRegistry:
 
     def listed(self, process: Process) -> dict[str, Any]:
         """A process as ``list`` and ``find`` show it."""
-        return dict(process.info(), owner=process.options.owner)
+        return dict(process.info(), owner=process.options.owner, node=self.node)
 
     def running_count(self, owner: str) -> tuple[int, int]:
         """Processes running or being started: ``owner``'s, and everyone's."""

@@ -59,6 +59,7 @@ def test_error_codes_match_the_spec() -> None:
         "TIMEOUT": -32006,
         "SPAWN_FAILED": -32007,
         "PROCESS_RUNNING": -32008,
+        "CLUSTER_UNAVAILABLE": -32009,
     }
 
 

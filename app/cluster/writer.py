@@ -1,0 +1,82 @@
+"""Redis writes that never slow their caller: queued, then pipelined by one greenlet.
+
+Records, answers and mirrored output all go through here, in order, so an
+``exit`` written after a process's last chunk is applied after it.  Output
+counts against a byte budget: past it a chunk is dropped (a remote reader
+sees the jump in ``offset``) rather than making the pump wait.  When Redis
+fails, what was queued is dropped and ``failed`` is set: the membership
+loop writes everything again once Redis answers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from typing import Any
+
+import gevent
+from gevent.event import Event
+from redis import Redis, RedisError
+
+log = logging.getLogger(__name__)
+
+Command = tuple[Any, ...]
+BATCH = 256  # commands per pipeline round trip
+MAX_COMMANDS = 100_000  # queued commands beyond this are dropped, like output past the budget
+
+
+class Writer:
+    def __init__(self, redis: Redis, budget_bytes: int) -> None:
+        self._redis = redis
+        self._budget = budget_bytes
+        self._queue: deque[tuple[Command, int]] = deque()
+        self._queued_bytes = 0
+        self._work = Event()
+        self.failed = False
+        self.dropped_bytes = 0
+        self._greenlet: gevent.Greenlet | None = None
+
+    def start(self) -> None:
+        self._greenlet = gevent.spawn(self._run)
+
+    def put(self, *command: Any, size: int = 0) -> bool:
+        """Queue a command; ``size`` > 0 marks output, dropped when over budget."""
+        if (size and self._queued_bytes + size > self._budget) or len(self._queue) >= MAX_COMMANDS:
+            self.dropped_bytes += size
+            return False
+        self._queue.append((command, size))
+        self._queued_bytes += size
+        self._work.set()
+        return True
+
+    def _run(self) -> None:
+        while True:
+            self._work.wait()
+            batch = self._take_batch()
+            if not batch:
+                self._work.clear()
+                continue
+            try:
+                pipeline = self._redis.pipeline(transaction=False)
+                for command in batch:
+                    pipeline.execute_command(*command)
+                pipeline.execute(raise_on_error=False)
+            except RedisError as error:
+                self._fail(error)
+
+    def _take_batch(self) -> list[Command]:
+        batch: list[Command] = []
+        while self._queue and len(batch) < BATCH:
+            command, size = self._queue.popleft()
+            self._queued_bytes -= size
+            batch.append(command)
+        return batch
+
+    def _fail(self, error: Exception) -> None:
+        """Redis is gone: drop what waits; the membership loop writes it all again later."""
+        if not self.failed:
+            log.warning("cluster: Redis writes failed (%s); will re-register when it is back", error)
+        self.failed = True
+        self.dropped_bytes += self._queued_bytes
+        self._queue.clear()
+        self._queued_bytes = 0
