@@ -40,6 +40,7 @@ class Membership:
         timeout: float,
         keep_seconds: float,
         register: Callable[[], None],
+        refresh: Callable[[], None],
         watched: Callable[[], set[str]],
     ) -> None:
         self._redis = redis
@@ -50,6 +51,7 @@ class Membership:
         self._timeout = timeout
         self._keep_seconds = keep_seconds
         self._register = register
+        self._refresh = refresh
         self._watched = watched
         self._missing_since: dict[str, float] = {}
         self.healthy = False
@@ -65,6 +67,7 @@ class Membership:
     def beat(self) -> None:
         try:
             self._renew()
+            self._refresh()
             self._sweep()
             self._check_watched()
         except RedisError as error:

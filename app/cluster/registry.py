@@ -58,6 +58,7 @@ class ClusterRegistry:
             timeout=settings.CLUSTER_NODE_TIMEOUT,
             keep_seconds=settings.KEEP_EXITED_SECONDS,
             register=self._register_everything,
+            refresh=self._refresh_offsets,
             watched=lambda: {process.node for process in self._remote.values()},
         )
 
@@ -82,9 +83,11 @@ class ClusterRegistry:
             return local + [info for _node, info in self._other_clients()]
         return local
 
-    def connections_of(self, owner: str) -> int:
-        """``owner``'s connections on the other nodes (MAX_CONNECTIONS_PER_TOKEN counts them)."""
-        return sum(info["owner"] == owner for _node, info in self._other_clients())
+    def connections_elsewhere(self, owner: str) -> int:
+        """``owner``'s connections on the other nodes; without Redis, none are known."""
+        with contextlib.suppress(RedisError):
+            return sum(info["owner"] == owner for _node, info in self._other_clients())
+        return 0
 
     def _other_clients(self) -> list[tuple[str, dict[str, Any]]]:
         nodes = [node for node in self._live_nodes() if node != self.node]
@@ -277,6 +280,12 @@ class ClusterRegistry:
                 self._writer.put("HINCRBY", keys.node_running(self.node), process.options.owner, 1)
             if process.options.keep:
                 self._mirror.restart(process)
+
+    def _refresh_offsets(self) -> None:
+        """How far the running processes have written, for ``list`` on other nodes."""
+        for process in self.local.processes.values():
+            if process.running:
+                self._writer.put("HSET", keys.proc(process.id), "offsets", orjson.dumps(process.offsets))
 
     def _node_lost(self, node: str) -> None:
         for process in list(self._remote.values()):

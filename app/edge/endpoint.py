@@ -48,8 +48,9 @@ def _take_connection_slot() -> Response | None:
     if not (settings.MAX_CONNECTIONS_PER_TOKEN or settings.MAX_CONNECTIONS_PER_ADDRESS):
         return None
     name = g.identity.name
+    elsewhere = registry_of(current_app).connections_elsewhere(name) if settings.MAX_CONNECTIONS_PER_TOKEN else 0
     refusal = slots.take(
-        name, request.remote_addr, settings.MAX_CONNECTIONS_PER_TOKEN, settings.MAX_CONNECTIONS_PER_ADDRESS
+        name, request.remote_addr, settings.MAX_CONNECTIONS_PER_TOKEN, settings.MAX_CONNECTIONS_PER_ADDRESS, elsewhere
     )
     if refusal is not None:
         rule, message = refusal

@@ -90,6 +90,10 @@ class Registry(Protocol):
 
     def clients_info(self) -> list[dict[str, Any]]: ...
 
+    def connections_elsewhere(self, owner: str) -> int:
+        """``owner``'s connections on other nodes (0 without a cluster)."""
+        ...
+
     def close_client(self, client_id: str, code: int, reason: str) -> dict[str, Any] | None:
         """Close a connection wherever it is; its info, or None if unknown."""
         ...

@@ -59,6 +59,9 @@ class LocalRegistry:
     def clients_info(self) -> list[dict[str, Any]]:
         return [client.info() for client in self.clients.values()]
 
+    def connections_elsewhere(self, owner: str) -> int:
+        return 0
+
     def close_client(self, client_id: str, code: int, reason: str) -> dict[str, Any] | None:
         client = self.clients.get(client_id)
         if client is None:
