@@ -4,14 +4,20 @@ Runs in gunicorn's master, before any worker is forked and before gevent
 patches anything: it reads ``config/`` only, never the application.
 """
 
+import atexit
 import contextlib
 import ctypes
 import gc
+import hashlib
 import os
+import re
 import secrets
+import shutil
 import signal
 import sys
 import tempfile
+
+from gunicorn.util import parse_address
 
 from config import ConfigError, load_settings
 
@@ -52,9 +58,46 @@ if _settings.LOG_FORMAT == "json":
         },
     }
 
+# -- several servers on one machine: no shared path (docs/deploy.md) ----
+
+
+def _control_socket_path(bind):
+    """gunicorn's default control socket is one path per user
+    ($XDG_RUNTIME_DIR/gunicorn.ctl, else ~/.gunicorn/gunicorn.ctl): a second
+    server would take it over from the first.  The same directory, one name
+    per BIND.  ``--control-socket`` (deploy/procwire.service) overrides it."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    directory = runtime if runtime and os.path.isdir(runtime) else os.path.join(os.path.expanduser("~"), ".gunicorn")
+    name = re.sub(r"[^A-Za-z0-9.-]+", "_", bind.removeprefix("unix:")).strip("_")
+    if len(name) > 48:  # a UNIX socket path must fit in 108 bytes
+        name = hashlib.sha256(bind.encode()).hexdigest()[:16]
+    return os.path.join(directory, f"procwire-{name}.ctl")
+
+
+def _remove_in_master(path, master):
+    """At the master's exit only: workers run the same atexit handlers."""
+    if os.getpid() == master:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+control_socket = _control_socket_path(_settings.BIND)
+
+# Several workers on TCP: gunicorn (>= 23) then makes each worker bind a
+# socket of its own with SO_REUSEPORT, and the kernel spreads connections
+# over them by hash.  On the one socket inherited from the master, whichever
+# gevent worker wakes first accepts up to 100 connections at once
+# (docs/deploy.md has the measurement).  Not for unix: binds (each worker
+# would replace the previous one's socket file) nor fd:// ones.  The master
+# then holds no socket: a second server given the same BIND would bind too
+# and share its connections instead of failing (docs/deploy.md).
+_address = parse_address(_settings.BIND)
+reuse_port = _settings.WORKERS > 1 and isinstance(_address, tuple)
+
 if _settings.WORKERS > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
     # Several workers: each writes its metrics here and /metrics sums them.
+    # One directory per server, removed when its master exits.
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="procwire-metrics-")
+    atexit.register(_remove_in_master, os.environ["PROMETHEUS_MULTIPROC_DIR"], os.getpid())
 
 
 PR_SET_CHILD_SUBREAPER = 36
