@@ -20,7 +20,7 @@ from typing import Any
 
 import gevent
 import orjson
-from gevent.event import AsyncResult
+from gevent.event import AsyncResult, Event
 from redis import Redis, RedisError
 
 from app.cluster import keys
@@ -65,6 +65,7 @@ class Bus:
         self._serve = serve
         self._ids = itertools.count(1)
         self._pending: dict[int, _Pending] = {}
+        self.listening = Event()  # set while subscribed: requests published to this node reach it
         self.on_node_lost: Callable[[str], None] = lambda node: None
 
     def start(self) -> None:
@@ -124,10 +125,12 @@ class Bus:
             try:
                 pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
                 pubsub.subscribe(keys.inbox(self.node), keys.LOST)
+                self.listening.set()
                 for message in pubsub.listen():
                     self._dispatch(message)
             except RedisError as error:
                 log.debug("cluster: listening on %s failed: %s", self.node, error)
+            self.listening.clear()
             gevent.sleep(RETRY_INTERVAL)
 
     def _dispatch(self, message: dict[str, Any]) -> None:

@@ -2,9 +2,11 @@
 
 A node takes blocks of ids from one Redis counter and hands them out
 alone, fetching the next block in the background when half of the current
-one is used.  If Redis loses the counter, the next block starts from the
-clock (unix seconds x 10,000): above every id handed out before, as long
-as the cluster started fewer than 10,000 processes a second on average.
+one is used.  A block never starts below the clock (unix milliseconds x
+1,000), so when Redis loses the counter, or comes back from an old
+snapshot, the next blocks are still above every id handed out before:
+the counter only outruns the clock if the cluster takes more than one
+block a millisecond.  Ids stay below 2**53, exact in JavaScript, until 2255.
 """
 
 from __future__ import annotations
@@ -19,11 +21,11 @@ from app.cluster import keys
 from app.errors import ErrorCode, RpcError
 
 BLOCK = 1000
-IDS_PER_SECOND = 10_000
+IDS_PER_MILLISECOND = 1_000
 
-# KEYS[1]: the counter; ARGV[1]: the seed if it is missing; ARGV[2]: the block size.
+# KEYS[1]: the counter; ARGV[1]: the clock's floor; ARGV[2]: the block size.
 TAKE_BLOCK = """
-local top = tonumber(redis.call('GET', KEYS[1]) or ARGV[1])
+local top = math.max(tonumber(redis.call('GET', KEYS[1]) or 0), tonumber(ARGV[1]))
 top = top + tonumber(ARGV[2])
 redis.call('SET', KEYS[1], top)
 return top
@@ -65,7 +67,7 @@ class ProcIds:
 
     def _refill(self) -> None:
         try:
-            top = int(self._take_block(keys=[keys.IDS], args=[int(time.time()) * IDS_PER_SECOND, BLOCK]))
+            top = int(self._take_block(keys=[keys.IDS], args=[int(time.time() * 1000) * IDS_PER_MILLISECOND, BLOCK]))
         except RedisError:
             return
         self._free.append(range(top - BLOCK + 1, top + 1))

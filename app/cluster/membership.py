@@ -19,6 +19,7 @@ from typing import cast
 
 import gevent
 import orjson
+from redis import ConnectionError as RedisConnectionError
 from redis import Redis, RedisError
 
 from app.cluster import keys
@@ -61,6 +62,7 @@ class Membership:
 
     def _run(self) -> None:
         while True:
+            self._bus.listening.wait(self._heartbeat)  # register only once requests can reach us
             self.beat()
             gevent.sleep(self._heartbeat)
 
@@ -78,6 +80,8 @@ class Membership:
         self._bus.expire()
 
     def _renew(self) -> None:
+        if not self._bus.listening.is_set():
+            raise RedisConnectionError("not subscribed to this node's channel yet")
         pipeline = self._redis.pipeline(transaction=False)
         pipeline.set(keys.alive(self._node), b"1", px=int(self._timeout * 1000), get=True)
         pipeline.zadd(keys.NODES, {self._node: _now_ms()})

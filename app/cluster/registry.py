@@ -18,6 +18,8 @@ from typing import Any, cast
 
 import orjson
 from redis import Redis, RedisError
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from app.cluster import keys
 from app.cluster.bus import Bus, unavailable
@@ -34,6 +36,7 @@ from app.registry.local import LocalRegistry
 from app.security.identity import Identity
 from config import Settings
 
+RETRY_CAP = 0.2  # seconds
 DYNAMIC_INFO = ("state", "exit", "offsets", "attached")  # kept apart from the record's static info
 
 
@@ -42,7 +45,12 @@ class ClusterRegistry:
         self.node = node
         self._settings = settings
         timeout = settings.CLUSTER_TIMEOUT / 2  # one retry still answers within CLUSTER_TIMEOUT
-        self._redis = Redis.from_url(settings.REDIS_URL, socket_timeout=timeout, socket_connect_timeout=timeout)
+        self._redis = Redis.from_url(
+            settings.REDIS_URL,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(ExponentialBackoff(cap=RETRY_CAP), retries=1),  # fail fast: callers answer -32009
+        )
         self.local = LocalRegistry(node, on_forget=self._forgotten)
         self._writer = Writer(self._redis, settings.CLUSTER_MIRROR_BYTES)
         self._mirror = Mirror(self._writer, settings.DEFAULT_BUFFER_BYTES)
