@@ -47,7 +47,7 @@ class Mirror:
             held = history.read_from(0)
             if held.data:
                 self.output(process, stream, held.data, held.offset)
-        if process.subscribe(self, dict(process.offsets)).live:
+        if process.subscribe(self, dict(process.offsets), counted=False).live:
             return
         self.exited(process)
 

@@ -156,7 +156,8 @@ class ClusterRegistry:
         self._writer.put("SADD", keys.node_procs(self.node), process.id)
 
     def _exited(self, process: Process) -> None:
-        fields = ("exit", orjson.dumps(process.status), "offsets", orjson.dumps(process.offsets))
+        status, offsets = orjson.dumps(process.status), orjson.dumps(process.offsets)
+        fields = ("exit", status, "offsets", offsets, "attached", process.subscribers)
         self._writer.put("HSET", keys.proc(process.id), *fields)
         self._writer.put("HINCRBY", keys.node_running(self.node), process.options.owner, -1)
 
@@ -290,10 +291,11 @@ class ClusterRegistry:
                 self._mirror.restart(process)
 
     def _refresh_offsets(self) -> None:
-        """How far the running processes have written, for ``list`` on other nodes."""
+        """How far the running processes have written and who follows them, for ``list`` elsewhere."""
         for process in self.local.processes.values():
             if process.running:
-                self._writer.put("HSET", keys.proc(process.id), "offsets", orjson.dumps(process.offsets))
+                fields = ("offsets", orjson.dumps(process.offsets), "attached", process.subscribers)
+                self._writer.put("HSET", keys.proc(process.id), *fields)
 
     def _node_lost(self, node: str) -> None:
         for process in list(self._remote.values()):

@@ -21,6 +21,8 @@ from app.cluster.feed import Feed
 from app.errors import ErrorCode, RpcError
 from app.processes.process import Options, OutputSink, Subscription
 
+INTERNAL_INFO = ("encoding", "binary", "streams", "client")  # what remote nodes need, not what list shows
+
 
 @dataclass(frozen=True)
 class Record:
@@ -29,6 +31,7 @@ class Record:
     node: str
     info: dict[str, Any]
     offsets: dict[str, int]
+    attached: int
     exit: dict[str, Any] | None
 
     @classmethod
@@ -40,15 +43,15 @@ class Record:
             node=fields[b"node"].decode(),
             info=orjson.loads(fields[b"info"]),
             offsets=orjson.loads(fields.get(b"offsets", b"{}")),
+            attached=int(fields.get(b"attached", 0)),
             exit=orjson.loads(fields[b"exit"]) if b"exit" in fields else None,
         )
 
     def listed(self) -> dict[str, Any]:
-        """As ``list`` and ``find`` show it."""
-        running = self.exit is None
-        return dict(
-            self.info, state="running" if running else "exited", exit=self.exit, offsets=self.offsets, node=self.node
-        )
+        """As ``list`` and ``find`` show it: the fields of a local process's info."""
+        shown = {key: value for key, value in self.info.items() if key not in INTERNAL_INFO}
+        state = "running" if self.exit is None else "exited"
+        return dict(shown, state=state, exit=self.exit, offsets=self.offsets, attached=self.attached, node=self.node)
 
 
 class RemoteProcess:

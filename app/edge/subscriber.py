@@ -129,6 +129,9 @@ class Subscriber:
             return
         key = (process.id, stream)
         encoder = self._encoders.get(key)
+        if encoder is not None and encoder.next_offset != offset:
+            self._flush(process, stream)  # a gap (a remote reader behind its history): offsets stay true
+            encoder = None
         if encoder is None:
             encoder = self._encoders[key] = OutputEncoder(process.id, stream, process.options.encoding, offset)
         for params in encoder.feed(data):

@@ -197,6 +197,7 @@ class Process:
         self.options = options
         self.pty = spec.pty is not None
         self._sinks: list[OutputSink] = [sink]
+        self._uncounted: list[OutputSink] = []  # sinks that are no client (a cluster's mirror)
         self._limits = limits
         self._child: ChildWatch | None = None
         self.started_at = time.time()
@@ -249,7 +250,8 @@ class Process:
 
     @property
     def subscribers(self) -> int:
-        return len(self._sinks)
+        """The connections (and collectors) that receive the output."""
+        return len(self._sinks) - sum(sink in self._sinks for sink in self._uncounted)
 
     def begin_output(self) -> None:
         """Start streaming; called once the ``start`` answer has been sent
@@ -274,7 +276,7 @@ class Process:
             "exit": self.status,
             "pty": self.pty,
             "on_disconnect": "keep" if self.options.keep else "kill",
-            "attached": len(self._sinks),
+            "attached": self.subscribers,
             "offsets": dict(self.offsets),
         }
 
@@ -294,9 +296,10 @@ class Process:
         for sink in list(self._sinks):
             sink.end_of_stream(self, stream)
 
-    def subscribe(self, sink: OutputSink, offsets: dict[str, int]) -> Subscription:
+    def subscribe(self, sink: OutputSink, offsets: dict[str, int], *, counted: bool = True) -> Subscription:
         """Add ``sink``; say what it must replay first.  Never yields, so no
-        chunk can fall between the replay and the live stream."""
+        chunk can fall between the replay and the live stream.  An uncounted
+        sink is not one of the ``attached`` clients."""
         replays = {}
         for stream in self.streams:
             wanted = offsets.get(stream, 0)
@@ -307,6 +310,8 @@ class Process:
         live = self.status is None
         if live and sink not in self._sinks:
             self._sinks.append(sink)
+            if not counted:
+                self._uncounted.append(sink)
         return Subscription(replays, frozenset(self._ended), live)
 
     def unsubscribe(self, sink: OutputSink) -> None:

@@ -37,6 +37,11 @@ class OutputEncoder:
         self.offset = offset
         self._held = b""
 
+    @property
+    def next_offset(self) -> int:
+        """The stream offset the next byte fed must have."""
+        return self.offset + len(self._held)
+
     def feed(self, data: bytes) -> list[Params]:
         """Encode newly read bytes; may hold back an unfinished character."""
         if self.encoding == "base64":

@@ -1,9 +1,10 @@
-"""app.output: raw stream bytes to ``output`` notification params, with no I/O."""
+"""app.protocol.output: raw stream bytes to ``output`` notification params, with no I/O."""
 
 from __future__ import annotations
 
 import base64
 import itertools
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -11,6 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from app.edge.subscriber import Subscriber
+from app.processes.process import Options
 from app.protocol import jsonrpc as protocol
 from app.protocol.output import OutputEncoder, incomplete_tail_length
 
@@ -298,3 +301,21 @@ def test_at_most_three_bytes_are_ever_held(data: bytes, cuts: list[int]) -> None
         assert 0 <= fed - encoder.offset <= 3
     encoder.finish()
     assert encoder.offset == fed
+
+
+def test_next_offset_counts_the_bytes_held_back() -> None:
+    encoder = OutputEncoder(1, "stdout", "text", offset=10)
+    encoder.feed(b"ab" + EURO[:1])  # the euro sign's first byte waits for the rest
+    assert encoder.offset == 12
+    assert encoder.next_offset == 13
+
+
+def test_a_subscriber_that_meets_a_gap_keeps_every_offset_true() -> None:
+    """A remote reader behind its history gets a chunk further on: the held
+    byte before the gap goes out alone, and the next chunk carries its own offset."""
+    sent: list[dict[str, Any]] = []
+    subscriber = Subscriber(lambda method, params: sent.append(params), lambda header, payload: None)
+    process = SimpleNamespace(id=7, options=Options(), streams=["stdout"], offsets={"stdout": 0}, status=None)
+    subscriber.output(process, "stdout", b"one" + EURO[:1], 0)
+    subscriber.output(process, "stdout", b"later", 100)
+    assert [(params["offset"], raw_of(params)) for params in sent] == [(0, b"one"), (3, EURO[:1]), (100, b"later")]
