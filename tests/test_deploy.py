@@ -9,10 +9,8 @@ required: ``make test`` installs Debian's package when it runs as root.
 from __future__ import annotations
 
 import contextlib
-import grp
 import json
 import os
-import pwd
 import re
 import shlex
 import shutil
@@ -24,7 +22,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,118 +31,16 @@ import websocket
 
 from config import Settings
 from tests.client import RpcClient, read_close
-from tests.server import ROOT, LoopbackAddress, Server, children_of, free_port, pid_exists, wait_until
+from tests.nginx import Nginx, nginx_binary, render_nginx_conf
+from tests.server import ROOT, Server, children_of, pid_exists, wait_until
 
-NGINX_CONF = ROOT / "deploy" / "nginx.conf"
 UNIT_FILE = ROOT / "deploy" / "procwire.service"
 DEPLOY_DOC = ROOT / "docs" / "deploy.md"
-START_TIMEOUT = 15.0
 STREAM = ["sh", "-c", "while true; do echo x; sleep 0.05; done"]
 STREAM_IGNORING_SIGTERM = ["sh", "-c", "trap '' TERM; while true; do echo y; sleep 0.05; done"]
 # Another loopback address: what nginx sees as the client, unlike gunicorn,
 # whose peer is nginx on 127.0.0.1 (or a UNIX socket).
 CLIENT_ADDRESS = "127.0.0.5"
-
-
-def nginx_binary() -> str:
-    found = shutil.which("nginx") or next(
-        (path for path in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(path, os.X_OK)), None
-    )
-    if found is None:
-        pytest.fail("nginx is required: `make test` installs it when run as root, else `sudo apt-get install nginx`")
-    return found
-
-
-# -- deploy/nginx.conf, rendered for a test --------------------------------------------
-
-
-def set_directive(text: str, name: str, value: str) -> str:
-    """Give the one ``name`` directive of the shipped file a new value; it must be there exactly once."""
-    pattern = re.compile(rf"^(?P<indent>[ \t]*){re.escape(name)}[ \t]+[^;{{}}\n]*;", re.MULTILINE)
-    rendered, count = pattern.subn(lambda match: f"{match['indent']}{name} {value};", text)
-    assert count == 1, f"deploy/nginx.conf: expected one `{name}` directive, found {count}"
-    return rendered
-
-
-def render_nginx_conf(
-    directory: Path,
-    *,
-    listen: str | None = None,
-    upstream: str | None = None,
-    read_timeout: str | None = None,
-    shutdown_timeout: str | None = None,
-) -> Path:
-    """deploy/nginx.conf with its files in ``directory``; other changes only when asked."""
-    text = NGINX_CONF.read_text()
-    user = pwd.getpwuid(os.geteuid()).pw_name
-    group = grp.getgrgid(os.getegid()).gr_name
-    text = set_directive(text, "user", f"{user} {group}")  # ignored, with a warning, unless root
-    text = set_directive(text, "pid", str(directory / "nginx.pid"))
-    text = set_directive(text, "error_log", f"{directory / 'error.log'} info")
-    text = set_directive(text, "access_log", f"{directory / 'access.log'} procwire")
-    temp_paths = "".join(
-        f"    {kind}_temp_path {directory / kind};\n" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    )
-    assert text.count("\nhttp {\n") == 1
-    text = text.replace("\nhttp {\n", "\nhttp {\n" + temp_paths)
-    for name, value in (
-        ("listen", listen),
-        ("server", upstream),
-        ("proxy_read_timeout", read_timeout),
-        ("worker_shutdown_timeout", shutdown_timeout),
-    ):
-        if value is not None:
-            text = set_directive(text, name, value)
-    path = directory / "nginx.conf"
-    path.write_text(text)
-    return path
-
-
-@dataclass
-class Nginx(LoopbackAddress):
-    """An nginx master we started (``daemon off``), stopped by its pid."""
-
-    directory: Path
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen | None = None
-
-    def error_log(self) -> str:
-        path = self.directory / "error.log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
-    def start(self, conf: Path) -> Nginx:
-        command = [nginx_binary(), "-p", str(self.directory), "-c", str(conf), "-e", str(self.directory / "error.log")]
-        self.process = subprocess.Popen(
-            [*command, "-g", "daemon off;"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"nginx exited with {self.process.returncode}:\n{self.error_log()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    return self
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"nginx did not listen in time:\n{self.error_log()}")
-
-    def reload(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGHUP)
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)  # its own session: the master and its workers
-            self.process.wait(timeout=5)
 
 
 @dataclass
