@@ -6,6 +6,7 @@ import pytest
 
 import procwire_client
 from tests.client import RpcClient
+from tests.redis_server import RedisServer
 from tests.server import Server, children_of, wait_until
 
 
@@ -33,3 +34,11 @@ def lib(server: Server) -> Iterator[procwire_client.Client]:
 def client(server: Server) -> Iterator[RpcClient]:
     with RpcClient(server.url, server.token) as connected:
         yield connected
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    """A real, empty redis-server for one test module (tests/redis_server.py).
+    A test that stops or freezes it runs it again before it ends."""
+    with RedisServer() as running:
+        yield running
