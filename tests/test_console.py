@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import pytest
 
 from tests.client import RpcClient
+from tests.redis_server import RedisServer
 from tests.server import Server
 
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -376,3 +377,32 @@ def test_the_console_works_behind_a_path_prefix(browser: Any, prefixed: Server) 
         expect(console.page.locator("#stdout")).to_have_text("hello\n")
     finally:
         console.close()
+
+
+def test_the_processes_view_of_one_host_lists_and_kills_a_process_of_another(browser: Any) -> None:
+    """Cluster mode (docs/scaling.md): the page talks to host B; the process runs on host A."""
+    redis = RedisServer().start()
+    hosts: list[Server] = []
+    console = None
+    try:
+        env = {"PROCWIRE_REDIS_URL": redis.url, "PROCWIRE_CLUSTER_HEARTBEAT": "1"}
+        hosts += [Server(env=env).start(), Server(env=env).start()]
+        far, near = hosts
+        with RpcClient(far.url, far.token) as client:
+            proc = client.call("start", argv=["sleep", "30"], name="far away", on_disconnect="keep")["proc"]
+            node = client.hello["params"]["node"]
+        console = Console(browser, near.http).open()
+        console.log_in(near.token)
+        console.tab("processes")
+        row = console.row(proc)
+        expect(row.locator(".node")).to_have_text(node)
+        expect(row.locator(".state")).to_have_text("running")
+        row.locator("button[data-action=kill]").click()
+        expect(row.locator(".exit")).to_have_text("killed by SIGKILL")
+        assert console.errors == []
+    finally:
+        if console is not None:
+            console.close()
+        for host in hosts:
+            host.stop()
+        redis.stop()

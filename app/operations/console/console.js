@@ -135,6 +135,7 @@
 
   function describeExit(status) {
     if (!status) return '';
+    if (status.lost) return `lost with ${status.node}`;
     let text = status.signal ? `killed by ${status.signal}` : `exit ${status.code}`;
     if (status.core_dumped) text += ' (core dumped)';
     if (status.timed_out) text += ' (timed out)';
@@ -447,10 +448,11 @@
     if (result.processes.length === 0) {
       const row = body.insertRow();
       const cell = row.insertCell();
-      cell.colSpan = 10;
+      cell.colSpan = 11;
       cell.className = 'hint';
       cell.textContent = 'No processes yet.';
     }
+    if (result.partial) showMessage('The cluster is unreachable: only this worker\'s processes are listed.', true);
     if (procs.has(current)) renderCurrent();
   }
 
@@ -467,6 +469,7 @@
       ['on-disconnect', info.on_disconnect],
       ['attached', String(info.attached)],
       ['started', new Date(info.started_at * 1000).toLocaleTimeString()],
+      ['node', info.node],
     ];
     for (const [name, text] of cells) {
       const cell = row.insertCell();
@@ -495,7 +498,9 @@
     if (!entry.pty && !mine && info.state === 'running') button('Attach', () => attach(info.proc));
     if (!entry.pty && mine && info.on_disconnect === 'keep') button('Detach', () => detach(info.proc));
     if (info.state === 'running') {
-      button('Kill', () => rpc('kill', { proc: info.proc }).catch(failed('kill')), 'danger');
+      // A process of another worker or host sends its exit only to those attached: list again.
+      const killed = () => setTimeout(scheduleList, 300);
+      button('Kill', () => rpc('kill', { proc: info.proc }).then(killed, failed('kill')), 'danger');
     } else {
       button('Release', () => rpc('release', { proc: info.proc }).then(scheduleList, failed('release')));
     }
