@@ -84,12 +84,12 @@ control_socket = _control_socket_path(_settings.BIND)
 
 # Several workers on TCP: gunicorn (>= 23) then makes each worker bind a
 # socket of its own with SO_REUSEPORT, and the kernel spreads connections
-# over them by hash.  On the one socket inherited from the master, whichever
-# gevent worker wakes first accepts up to 100 connections at once
-# (docs/deploy.md has the measurement).  Not for unix: binds (each worker
-# would replace the previous one's socket file) nor fd:// ones.  The master
-# then holds no socket: a second server given the same BIND would bind too
-# and share its connections instead of failing (docs/deploy.md).
+# over them by hash.  On the one socket inherited from the master, each
+# connection wakes every worker and the first to accept takes it, so the
+# shares follow scheduling (docs/deploy.md has the measurement).  Not for
+# unix: binds (each worker would replace the previous one's socket file) nor
+# fd:// ones.  The master then holds no socket: a second server given the
+# same BIND would bind too and share its connections instead of failing.
 _address = parse_address(_settings.BIND)
 reuse_port = _settings.WORKERS > 1 and isinstance(_address, tuple)
 
