@@ -261,6 +261,17 @@ def test_a_sigkilled_workers_processes_end_lost_on_every_host(pair: Pair) -> Non
         assert wait_until(lambda: not pid_exists(proc["pid"]), timeout=5.0)
 
 
+def test_a_host_stopped_gracefully_reports_the_real_exits_of_its_kept_processes(pair: Pair) -> None:
+    with pair.connect(pair.a) as here, pair.connect(pair.b) as there:
+        proc = here.call("start", argv=["sleep", "300"], on_disconnect="keep")["proc"]
+        eventually_listed(there, proc)
+        waiting = there.request("wait", {"proc": proc})
+        pair.a.stop()  # SIGTERM: sessions closed with 1001, kept processes stopped
+        status = there.response(waiting)["result"]
+        assert status["signal"] == "SIGTERM" and "lost" not in status
+        assert listed(there, proc)["exit"] == status  # type: ignore[index]
+
+
 def test_redis_down_leaves_local_work_alone_and_remote_work_comes_back(pair: Pair) -> None:
     with pair.connect(pair.a) as here, pair.connect(pair.b) as there:
         proc = here.call("start", argv=["cat"], on_disconnect="keep")["proc"]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import cast
+from typing import Any, cast
 
 import gevent
 import orjson
@@ -28,6 +28,8 @@ from app.cluster.remote import Record, lost_status
 from app.cluster.writer import Writer
 
 log = logging.getLogger(__name__)
+
+STREAMS = ("stdout", "stderr")
 
 
 class Membership:
@@ -50,18 +52,19 @@ class Membership:
         self._node = bus.node
         self._heartbeat = heartbeat
         self._timeout = timeout
-        self._keep_seconds = keep_seconds
+        self._expiry = max(int(keep_seconds), 1)  # records of a node that is gone: KEEP_EXITED_SECONDS
         self._register = register
         self._refresh = refresh
         self._watched = watched
         self._missing_since: dict[str, float] = {}
+        self._stopped = False
         self.healthy = False
 
     def start(self) -> None:
         gevent.spawn(self._run)
 
     def _run(self) -> None:
-        while True:
+        while not self._stopped:
             self._bus.listening.wait(self._heartbeat)  # register only once requests can reach us
             self.beat()
             gevent.sleep(self._heartbeat)
@@ -113,16 +116,33 @@ class Membership:
                 self.declare_lost(node)
                 self._missing_since.pop(node, None)
 
+    def leave(self) -> None:
+        """This node stops: no heartbeat to miss, nothing of it to sweep."""
+        self._stopped = True
+        proc_ids = [int(proc_id) for proc_id in self._redis.smembers(keys.node_procs(self._node))]
+        self.mark_lost(self._node, proc_ids)  # none, unless an exit could not be written in time
+        pipeline = self._redis.pipeline(transaction=False)
+        for proc_id in proc_ids:
+            pipeline.expire(keys.proc(proc_id), self._expiry)
+            for stream in STREAMS:
+                pipeline.expire(keys.output(proc_id, stream), self._expiry)
+        self._forget_node(pipeline, self._node)
+        pipeline.execute()
+
     def declare_lost(self, node: str) -> None:
         """Give each unfinished process of ``node`` a lost exit; tell every node."""
         log.warning("cluster: node %s is lost", node)
         self.mark_lost(node, [int(proc_id) for proc_id in self._redis.smembers(keys.node_procs(node))])
         pipeline = self._redis.pipeline(transaction=False)
+        self._forget_node(pipeline, node)
+        pipeline.publish(keys.LOST, node)
+        pipeline.execute()
+
+    @staticmethod
+    def _forget_node(pipeline: Any, node: str) -> None:
         for key in (keys.node_procs(node), keys.node_running(node), keys.node_clients(node), keys.alive(node)):
             pipeline.delete(key)
         pipeline.zrem(keys.NODES, node)
-        pipeline.publish(keys.LOST, node)
-        pipeline.execute()
 
     def mark_lost(self, node: str, proc_ids: list[int]) -> None:
         """The lost exit in each unfinished record, and as the end marker of each stream."""
@@ -137,16 +157,15 @@ class Membership:
                 pipeline.xrevrange(keys.output(proc_id, stream), count=1)
         last_entries = iter(pipeline.execute())
         pipeline = self._redis.pipeline(transaction=False)
-        expiry = max(int(self._keep_seconds), 1)
         for proc_id, record in unfinished:
             status = orjson.dumps(lost_status(proc_id, record.info["pid"], node))
             pipeline.hset(keys.proc(proc_id), "exit", status)
-            pipeline.expire(keys.proc(proc_id), expiry)
+            pipeline.expire(keys.proc(proc_id), self._expiry)
             for stream in record.info["streams"]:
                 last = next(last_entries)
                 end = max(record.offsets.get(stream, 0), int(last[0][0].split(b"-")[0]) if last else 0)
                 pipeline.xadd(keys.output(proc_id, stream), {"exit": status}, id=f"{end}-1")
-                pipeline.expire(keys.output(proc_id, stream), expiry)
+                pipeline.expire(keys.output(proc_id, stream), self._expiry)
         pipeline.execute(raise_on_error=False)
 
     def _records(self, proc_ids: list[int]) -> list[Record | None]:

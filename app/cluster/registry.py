@@ -24,7 +24,7 @@ from redis.retry import Retry
 from app.cluster import keys
 from app.cluster.bus import Bus, unavailable
 from app.cluster.ids import ProcIds
-from app.cluster.membership import Membership
+from app.cluster.membership import STREAMS, Membership
 from app.cluster.mirror import Mirror
 from app.cluster.remote import Record, RemoteProcess
 from app.cluster.serve import Server
@@ -37,6 +37,7 @@ from app.security.identity import Identity
 from config import Settings
 
 RETRY_CAP = 0.2  # seconds
+CLOSE_TIMEOUT = 2.0  # seconds to write the last exits when the worker stops
 DYNAMIC_INFO = ("state", "exit", "offsets", "attached")  # kept apart from the record's static info
 
 
@@ -163,7 +164,7 @@ class ClusterRegistry:
 
     def _forgotten(self, proc_id: int) -> None:
         """The local registry let a process go: so does the cluster."""
-        process_keys = [keys.proc(proc_id), *(keys.output(proc_id, stream) for stream in ("stdout", "stderr"))]
+        process_keys = [keys.proc(proc_id), *(keys.output(proc_id, stream) for stream in STREAMS)]
         self._writer.put("DEL", *process_keys)
         self._writer.put("SREM", keys.PROCS, proc_id)
         self._writer.put("SREM", keys.node_procs(self.node), proc_id)
@@ -234,6 +235,11 @@ class ClusterRegistry:
         for proc_id in proc_ids:
             pipeline.hgetall(keys.proc(proc_id))
         records = [Record.from_hash(fields) for fields in pipeline.execute()]
+        for proc_id, record in zip(proc_ids, records, strict=True):
+            if record is None:  # expired with its node, or deleted: the indexes follow lazily
+                self._writer.put("SREM", keys.PROCS, proc_id)
+                if viewer is not None and not viewer.is_admin:
+                    self._writer.put("SREM", keys.owner_procs(viewer.name), proc_id)
         return [
             record
             for record in records
@@ -296,6 +302,13 @@ class ClusterRegistry:
             if process.running:
                 fields = ("offsets", orjson.dumps(process.offsets), "attached", process.subscribers)
                 self._writer.put("HSET", keys.proc(process.id), *fields)
+
+    def close(self) -> None:
+        """A graceful stop: the exits of the processes just stopped reach Redis,
+        then the node leaves (no sweep will call it lost)."""
+        self._writer.drain(CLOSE_TIMEOUT)
+        with contextlib.suppress(RedisError):
+            self.membership.leave()
 
     def _node_lost(self, node: str) -> None:
         for process in list(self._remote.values()):

@@ -11,6 +11,7 @@ loop writes everything again once Redis answers.
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from typing import Any
 
@@ -22,6 +23,7 @@ log = logging.getLogger(__name__)
 
 Command = tuple[Any, ...]
 BATCH = 256  # commands per pipeline round trip
+DRAIN_POLL = 0.01  # seconds
 MAX_COMMANDS = 100_000  # queued commands beyond this are dropped, like output past the budget
 
 
@@ -34,6 +36,7 @@ class Writer:
         self._work = Event()
         self.failed = False
         self.dropped_bytes = 0
+        self._sending = False
         self._greenlet: gevent.Greenlet | None = None
 
     def start(self) -> None:
@@ -49,6 +52,13 @@ class Writer:
         self._work.set()
         return True
 
+    def drain(self, timeout: float) -> bool:
+        """Wait (bounded) until everything queued was sent."""
+        deadline = time.monotonic() + timeout
+        while (self._queue or self._sending) and time.monotonic() < deadline:
+            gevent.sleep(DRAIN_POLL)
+        return not (self._queue or self._sending)
+
     def _run(self) -> None:
         while True:
             self._work.wait()
@@ -56,6 +66,7 @@ class Writer:
             if not batch:
                 self._work.clear()
                 continue
+            self._sending = True
             try:
                 pipeline = self._redis.pipeline(transaction=False)
                 for command in batch:
@@ -63,6 +74,8 @@ class Writer:
                 pipeline.execute(raise_on_error=False)
             except RedisError as error:
                 self._fail(error)
+            finally:
+                self._sending = False
 
     def _take_batch(self) -> list[Command]:
         batch: list[Command] = []

@@ -38,3 +38,4 @@ def close_sessions_when_stopping(worker: Any) -> None:
         client.close(CLOSE_GOING_AWAY, "server shutting down")
     kept = [process for process in registry.local_processes() if process.options.keep]
     gevent.joinall([gevent.spawn(process.terminate) for process in kept])
+    registry.close()

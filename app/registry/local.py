@@ -165,3 +165,6 @@ class LocalRegistry:
 
     def local_processes(self) -> list[Process]:
         return list(self.processes.values())
+
+    def close(self) -> None:
+        pass  # nothing outlives the worker
