@@ -44,7 +44,6 @@ DYNAMIC_INFO = ("state", "exit", "offsets", "attached")  # kept apart from the r
 class ClusterRegistry:
     def __init__(self, settings: Settings, node: str) -> None:
         self.node = node
-        self._settings = settings
         timeout = settings.CLUSTER_TIMEOUT / 2  # one retry still answers within CLUSTER_TIMEOUT
         self._redis = Redis.from_url(
             settings.REDIS_URL,

@@ -12,11 +12,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from app.processes.process import OutputSink
+from app.security.start_gate import Requester
 
 if TYPE_CHECKING:
     from app.processes.process import Limits, Process
-    from app.registry.base import Client, ProcessHandle, Registry
-    from app.security.identity import Identity
+    from app.registry.base import ProcessHandle
     from config import Settings
 
 
@@ -26,18 +26,11 @@ class ConnectionSink(OutputSink, Protocol):
     def subscribed(self, process: Process) -> None: ...
 
 
-class Caller(Protocol):
+class Caller(Requester, Protocol):
+    """A :class:`~app.security.start_gate.Requester` (identity, client, registry) and more."""
+
     @property
     def settings(self) -> Settings: ...
-
-    @property
-    def identity(self) -> Identity: ...
-
-    @property
-    def client(self) -> Client: ...
-
-    @property
-    def registry(self) -> Registry: ...
 
     @property
     def limits(self) -> Limits: ...
