@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import websocket
 
-from tests.client import RpcClient, read_close
+from tests.client import RpcClient, RpcFailure, read_close
 from tests.redis_server import RedisServer
 from tests.server import Server, children_of, pid_exists, wait_until
 
@@ -107,6 +107,15 @@ def eventually_listed(client: RpcClient, proc: int, timeout: float = 1.0) -> dic
     entry = listed(client, proc)
     assert entry is not None
     return entry
+
+
+def answers(client: RpcClient, method: str, **params: Any) -> bool:
+    """Whether ``method`` succeeds now (for polling until the cluster is back)."""
+    try:
+        client.call(method, **params)
+    except RpcFailure:
+        return False
+    return True
 
 
 def node_of(client: RpcClient) -> str:
@@ -291,6 +300,25 @@ def test_redis_down_leaves_local_work_alone_and_remote_work_comes_back(pair: Pai
         there.call("attach", proc=proc)
         there.call("close_stdin", proc=proc)
         assert bytes(there.collect(proc).stdout).endswith(b"remote\n")
+
+
+def test_a_frozen_redis_makes_remote_work_fail_in_time_and_leaves_local_work_alone(pair: Pair) -> None:
+    """Redis stopped (SIGSTOP): connections hang rather than being refused."""
+    with pair.connect(pair.a) as here, pair.connect(pair.b) as there:
+        proc = here.call("start", argv=["cat"], on_disconnect="keep")["proc"]
+        eventually_listed(there, proc)
+        there.call("list")  # the lookup below is answered from Redis, not from a warm cache
+        pair.redis.freeze()
+        try:
+            asked = time.monotonic()
+            assert there.error_of("signal", proc=proc, signal="TERM").code == CLUSTER_UNAVAILABLE
+            assert time.monotonic() - asked <= 10.0
+            assert here.run_to_exit(["echo", "local"]).stdout == b"local\n"
+            assert here.call("write", proc=proc, data="x\n") == {"written": 2}
+        finally:
+            pair.redis.thaw()
+        assert wait_until(lambda: answers(there, "write", proc=proc, data="y\n"), timeout=BACK_WITHIN)
+        here.call("kill", proc=proc)
 
 
 def test_no_process_is_left_behind_by_the_cluster_tests(pair: Pair) -> None:

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 SEPARATOR = b"\n"  # between the JSON header and the raw bytes (orjson never writes a newline)
 RETRY_INTERVAL = 0.5
+EXPIRY_INTERVAL = 0.25  # seconds between checks of the requests' deadlines
 
 Serve = Callable[[str, dict[str, Any], bytes], Answer]
 
@@ -70,6 +71,13 @@ class Bus:
 
     def start(self) -> None:
         gevent.spawn(self._listen)
+        gevent.spawn(self._expire_forever)
+
+    def _expire_forever(self) -> None:
+        """On its own clock: a Redis that hangs must not delay the -32009 answers."""
+        while True:
+            gevent.sleep(EXPIRY_INTERVAL)
+            self.expire()
 
     # -- asking ------------------------------------------------------------------------
 
@@ -88,7 +96,7 @@ class Bus:
         return result
 
     def expire(self) -> None:
-        """Fail the bounded requests whose time is up (from the membership loop)."""
+        """Fail the bounded requests whose time is up."""
         now = time.monotonic()
         for request_id, pending in list(self._pending.items()):
             if pending.deadline is not None and pending.deadline < now:

@@ -80,7 +80,6 @@ class Membership:
                 log.warning("cluster: Redis is unreachable (%s); remote operations fail until it is back", error)
             self.healthy = False
             self._bus.fail_all("Redis is unreachable")
-        self._bus.expire()
 
     def _renew(self) -> None:
         if not self._bus.listening.is_set():
