@@ -16,6 +16,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import time
 
 from gunicorn.util import parse_address
 
@@ -118,13 +119,56 @@ def child_exit(server, worker):
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)
-    live_workers = set(server.WORKERS)
-    for pid in _children_of_master() - live_workers:
+    _kill_adopted(server)
+
+
+WORKER_DEATH_TIMEOUT = 5.0  # seconds on_exit waits for a SIGKILLed worker to die (not in state D)
+ADOPTED_DEATH_TIMEOUT = 2.0  # seconds on_exit waits to reap what it killed
+
+
+def on_exit(server):
+    """The master is about to exit.  At the end of ``graceful_timeout`` the
+    arbiter SIGKILLs the workers still running but reaps only those already
+    dead, so ``child_exit`` never runs for the others and their processes
+    would be left to init.  Reap those workers (bounded), kill every process
+    the master adopted, and reap it too."""
+    for pid, worker in list(server.WORKERS.items()):
+        if _reaped([pid], WORKER_DEATH_TIMEOUT):  # its children are ours once it is a zombie
+            server.WORKERS.pop(pid, None)
+            child_exit(server, worker)
+    _reaped(_kill_adopted(server), ADOPTED_DEATH_TIMEOUT)
+
+
+def _kill_adopted(server):
+    """SIGKILL every child of the master that is not one of its workers, and
+    its group: processes of dead workers (each leads its own group) and their
+    guardians.  Never the master's own group, nor a new master started by
+    USR2, nor gunicorn's dirty arbiter."""
+    spared = set(server.WORKERS) | {server.reexec_pid, getattr(server, "dirty_arbiter_pid", 0)}
+    adopted = _children_of_master() - spared
+    for pid in adopted:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             group = os.getpgid(pid)
             if group != os.getpgrp():
                 os.killpg(group, signal.SIGKILL)
             os.kill(pid, signal.SIGKILL)
+    return adopted
+
+
+def _reaped(pids, timeout):
+    """Reap ``pids``, children of the master, within ``timeout``; True if all were."""
+    left = set(pids)
+    deadline = time.monotonic() + timeout
+    while True:
+        for pid in list(left):
+            try:
+                if os.waitpid(pid, os.WNOHANG)[0]:
+                    left.discard(pid)
+            except ChildProcessError:
+                left.discard(pid)
+        if not left or time.monotonic() >= deadline:
+            return not left
+        time.sleep(0.01)
 
 
 def _children_of_master():
