@@ -59,6 +59,7 @@ class Membership:
         self._missing_since: dict[str, float] = {}
         self._stopped = False
         self.healthy = False
+        self._healthy_since = 0.0  # monotonic: when Redis last became reachable from here
 
     def start(self) -> None:
         gevent.spawn(self._run)
@@ -79,6 +80,7 @@ class Membership:
             if self.healthy:
                 log.warning("cluster: Redis is unreachable (%s); remote operations fail until it is back", error)
             self.healthy = False
+            self._healthy_since = 0.0
             self._bus.fail_all("Redis is unreachable")
 
     def _renew(self) -> None:
@@ -87,22 +89,34 @@ class Membership:
         pipeline = self._redis.pipeline(transaction=False)
         pipeline.set(keys.alive(self._node), b"1", px=int(self._timeout * 1000), get=True)
         pipeline.zadd(keys.NODES, {self._node: _now_ms()})
+        asked = time.monotonic()
         previous, _ = pipeline.execute()
+        if time.monotonic() - asked > self._heartbeat:
+            self.healthy = False  # Redis hung: the other nodes could not beat either
         if previous is None or self._writer.failed or not self.healthy:
             self._writer.failed = False
             self._register()
             if not self.healthy:
                 log.info("cluster: node %s registered", self._node)
-        self.healthy = True
+        if not self.healthy:
+            self._healthy_since = time.monotonic()
+            self.healthy = True
 
     def _sweep(self) -> None:
-        """Declare lost the nodes silent for longer than the timeout (one sweeper at a time)."""
+        """Declare lost the nodes silent for longer than the timeout (one sweeper at a time).
+
+        Not before this node has reached Redis for a whole timeout: after an
+        outage every node's heartbeat looks old, and the live ones need that
+        long to beat again."""
+        if time.monotonic() - self._healthy_since < self._timeout:
+            return
         if not self._redis.set(keys.JANITOR, self._node, nx=True, px=int(self._heartbeat * 1000)):
             return
         deadline = _now_ms() - int(self._timeout * 1000)
         silent = cast(list[bytes], self._redis.zrangebyscore(keys.NODES, "-inf", deadline))
         for node in silent:
-            self.declare_lost(node.decode())
+            if node.decode() != self._node:
+                self.declare_lost(node.decode())
 
     def _check_watched(self) -> None:
         """A node we wait on whose ``alive`` key stays gone for the timeout is lost,

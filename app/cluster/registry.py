@@ -150,6 +150,7 @@ class ClusterRegistry:
         record["offsets"] = orjson.dumps(process.offsets)
         if process.status is not None:
             record["exit"] = orjson.dumps(process.status)
+        self._writer.put("DEL", keys.proc(process.id))  # written whole: no exit of an earlier sweep stays
         self._writer.put("HSET", keys.proc(process.id), *[item for pair in record.items() for item in pair])
         self._writer.put("SADD", keys.PROCS, process.id)
         self._writer.put("SADD", keys.owner_procs(process.options.owner), process.id)
