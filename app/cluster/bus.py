@@ -135,11 +135,18 @@ class Bus:
                 pubsub.subscribe(keys.inbox(self.node), keys.LOST)
                 self.listening.set()
                 for message in pubsub.listen():
-                    self._dispatch(message)
+                    self._dispatch_safely(message)
             except RedisError as error:
                 log.debug("cluster: listening on %s failed: %s", self.node, error)
             self.listening.clear()
             gevent.sleep(RETRY_INTERVAL)
+
+    def _dispatch_safely(self, message: dict[str, Any]) -> None:
+        """A bad message is logged and dropped: the listener must never die."""
+        try:
+            self._dispatch(message)
+        except Exception:
+            log.exception("cluster: a message on %s could not be handled", message.get("channel"))
 
     def _dispatch(self, message: dict[str, Any]) -> None:
         if message["channel"] == keys.LOST.encode():

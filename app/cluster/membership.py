@@ -76,7 +76,9 @@ class Membership:
             self._refresh()
             self._sweep()
             self._check_watched()
-        except RedisError as error:
+        except Exception as error:  # RedisError, or a bug: never let the heartbeat die
+            if not isinstance(error, RedisError):
+                log.exception("cluster: heartbeat failed")
             if self.healthy:
                 log.warning("cluster: Redis is unreachable (%s); remote operations fail until it is back", error)
             self.healthy = False

@@ -74,6 +74,9 @@ class Writer:
                 pipeline.execute(raise_on_error=False)
             except RedisError as error:
                 self._fail(error)
+            except Exception as error:  # a command Redis could not be sent: drop it all, write again later
+                log.exception("cluster: a write could not be encoded")
+                self._fail(error)
             finally:
                 self._sending = False
 
