@@ -41,6 +41,7 @@ class Feed:
         self._cursors: dict[str, bytes] = {}
         self._ended: dict[str, dict[str, Any]] = {}
         self._greenlet: gevent.Greenlet | None = None
+        self._done = False
 
     def replay(self, offsets: dict[str, int]) -> Subscription:
         """What is held from ``offsets`` on; the live part follows from there."""
@@ -88,6 +89,9 @@ class Feed:
 
     def end(self, status: dict[str, Any]) -> None:
         """The owner was lost and its end markers may never come: end here."""
+        self.stop()
+        if self._done:
+            return
         for stream in self._process.streams:
             if stream not in self._ended:
                 self._ended[stream] = status
@@ -125,6 +129,10 @@ class Feed:
             self._sink.output(self._process, stream, data, entry_end(entry_id) - len(data))
 
     def _finish(self) -> None:
+        """Once: the sink gets one exit, however the feed ended."""
+        if self._done:
+            return
+        self._done = True
         if self._process.status is None:
             self._process.status = next(iter(self._ended.values()))
         self._sink.exited(self._process)

@@ -24,12 +24,11 @@ from redis import Redis, RedisError
 
 from app.cluster import keys
 from app.cluster.bus import Bus
+from app.cluster.records import STREAMS
 from app.cluster.remote import Record, lost_status
 from app.cluster.writer import Writer
 
 log = logging.getLogger(__name__)
-
-STREAMS = ("stdout", "stderr")
 
 
 class Membership:

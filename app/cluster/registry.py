@@ -21,10 +21,10 @@ from redis import Redis, RedisError
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from app.cluster import keys
+from app.cluster import keys, records
 from app.cluster.bus import Bus, unavailable
 from app.cluster.ids import ProcIds
-from app.cluster.membership import STREAMS, Membership
+from app.cluster.membership import Membership
 from app.cluster.mirror import Mirror
 from app.cluster.remote import Record, RemoteProcess
 from app.cluster.serve import Server
@@ -38,7 +38,6 @@ from config import Settings
 
 RETRY_CAP = 0.2  # seconds
 CLOSE_TIMEOUT = 2.0  # seconds to write the last exits when the worker stops
-DYNAMIC_INFO = ("state", "exit", "offsets", "attached")  # kept apart from the record's static info
 
 
 class ClusterRegistry:
@@ -131,43 +130,17 @@ class ClusterRegistry:
 
     def add_process(self, client: Client, process: Process, *, keep_exited: int, keep_seconds: float) -> None:
         self.local.add_process(client, process, keep_exited=keep_exited, keep_seconds=keep_seconds)
-        self._write_record(process, client.id)
-        self._writer.put("HINCRBY", keys.node_running(self.node), process.options.owner, 1)
+        self._writer.put(*records.record(process, self.node, client.id))
         process.when_finished.append(self._exited)
         if process.options.keep:
             self._mirror.start(process)
 
-    def _write_record(self, process: Process, client_id: str | None) -> None:
-        info = {key: value for key, value in process.info().items() if key not in DYNAMIC_INFO}
-        info.update(
-            owner=process.options.owner,
-            encoding=process.options.encoding,
-            binary=process.options.binary,
-            streams=process.streams,
-            client=client_id,
-        )
-        record = {"node": self.node, "owner": process.options.owner, "info": orjson.dumps(info)}
-        record["offsets"] = orjson.dumps(process.offsets)
-        if process.status is not None:
-            record["exit"] = orjson.dumps(process.status)
-        self._writer.put("DEL", keys.proc(process.id))  # written whole: no exit of an earlier sweep stays
-        self._writer.put("HSET", keys.proc(process.id), *[item for pair in record.items() for item in pair])
-        self._writer.put("SADD", keys.PROCS, process.id)
-        self._writer.put("SADD", keys.owner_procs(process.options.owner), process.id)
-        self._writer.put("SADD", keys.node_procs(self.node), process.id)
-
     def _exited(self, process: Process) -> None:
-        status, offsets = orjson.dumps(process.status), orjson.dumps(process.offsets)
-        fields = ("exit", status, "offsets", offsets, "attached", process.subscribers)
-        self._writer.put("HSET", keys.proc(process.id), *fields)
-        self._writer.put("HINCRBY", keys.node_running(self.node), process.options.owner, -1)
+        self._writer.put(*records.exited(process, self.node))
 
-    def _forgotten(self, proc_id: int) -> None:
+    def _forgotten(self, process: Process) -> None:
         """The local registry let a process go: so does the cluster."""
-        process_keys = [keys.proc(proc_id), *(keys.output(proc_id, stream) for stream in STREAMS)]
-        self._writer.put("DEL", *process_keys)
-        self._writer.put("SREM", keys.PROCS, proc_id)
-        self._writer.put("SREM", keys.node_procs(self.node), proc_id)
+        self._writer.put(*records.forgotten(process, self.node))
 
     def forget(self, proc_id: int) -> None:
         self.local.forget(proc_id)
@@ -179,7 +152,7 @@ class ClusterRegistry:
         if process.running:
             raise RpcError(ErrorCode.PROCESS_RUNNING, f"process {proc_id} is still running")
         if process.status and process.status.get("lost"):
-            self._forgotten(proc_id)  # its node is gone: nobody else will
+            self._writer.put(*records.forgotten_record(proc_id, process.options.owner, process.node))
             return {}
         return self._bus.request(process.node, "release", {"proc": proc_id})
 
@@ -290,9 +263,7 @@ class ClusterRegistry:
             self._writer.put("HSET", keys.node_clients(self.node), client.id, orjson.dumps(client.info()))
         for process in self.local.processes.values():
             starter = self.local.starters.get(process.id)
-            self._write_record(process, starter.id if starter else None)
-            if process.running:
-                self._writer.put("HINCRBY", keys.node_running(self.node), process.options.owner, 1)
+            self._writer.put(*records.record(process, self.node, starter.id if starter else None))
             if process.options.keep:
                 self._mirror.restart(process)
 
@@ -300,8 +271,7 @@ class ClusterRegistry:
         """How far the running processes have written and who follows them, for ``list`` elsewhere."""
         for process in self.local.processes.values():
             if process.running:
-                fields = ("offsets", orjson.dumps(process.offsets), "attached", process.subscribers)
-                self._writer.put("HSET", keys.proc(process.id), *fields)
+                self._writer.put(*records.progress(process))
 
     def close(self) -> None:
         """A graceful stop: the exits of the processes just stopped reach Redis,

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 class LocalRegistry:
     """The :class:`~app.registry.base.Registry` of one worker, on its own."""
 
-    def __init__(self, node: str, on_forget: Callable[[int], None] | None = None) -> None:
+    def __init__(self, node: str, on_forget: Callable[[Process], None] | None = None) -> None:
         self.node = node
         self._on_forget = on_forget
         self.clients: dict[str, Client] = {}
@@ -97,8 +97,9 @@ class LocalRegistry:
                 self.forget(client.exited_order.popleft())
 
     def forget(self, proc_id: int) -> None:
-        if self.processes.pop(proc_id, None) is not None and self._on_forget is not None:
-            self._on_forget(proc_id)
+        process = self.processes.pop(proc_id, None)
+        if process is not None and self._on_forget is not None:
+            self._on_forget(process)
         client = self.starters.pop(proc_id, None)
         if client is not None:
             client.started.pop(proc_id, None)
