@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shutil
 import signal
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -39,8 +41,9 @@ from tests.server import Server, children_of, pid_exists, wait_until
 HOSTS = 2
 WORKERS_PER_HOST = 2
 BASE_ENV = {"PROCWIRE_WORKERS": str(WORKERS_PER_HOST), "PROCWIRE_PROXY_COUNT": "1", "PROCWIRE_KILL_GRACE": "1"}
-LAND_TIMEOUT = 20.0  # seconds to land on a given node; nginx avoids a server for 10 s after it failed
+LAND_TIMEOUT = 20.0  # seconds to land on a given node
 WORKER_TIMEOUT = 20.0  # seconds for a master to replace a killed worker
+NGINX_FAIL_TIMEOUT = "1s"
 PR_SET_CHILD_SUBREAPER = 36
 
 
@@ -88,6 +91,25 @@ def workers_of(host: Server) -> list[int]:
         return []
     master = host.process.pid
     return [pid for pid in children_of(master) if _process_group(pid) == master]
+
+
+def metrics_directories(workers: list[int]) -> set[Path]:
+    """The metrics directory gunicorn.conf.py made for these workers' master,
+    found by the files they write into it."""
+    found = Path(tempfile.gettempdir()).glob("procwire-metrics-*/*.db")
+    return {path.parent for path in found if path.stem.rpartition("_")[2] in {str(pid) for pid in workers}}
+
+
+def wait_until_serving(host: Server, worker: int) -> None:
+    """Connect straight to ``host`` until ``worker`` answers one: then it has
+    booted.  A worker still booting loses a SIGTERM (it has no handler of its
+    own yet), and its master would wait GRACEFUL_TIMEOUT on a stop."""
+    deadline = time.monotonic() + WORKER_TIMEOUT
+    while time.monotonic() < deadline:
+        with RpcClient(host.url, host.token, timeout=WORKER_TIMEOUT) as client:
+            if node_of(client).pid == worker:
+                return
+    raise AssertionError(f"worker {worker} of host {host.port} answered no connection in {WORKER_TIMEOUT} s")
 
 
 def _process_group(pid: int) -> int | None:
@@ -148,7 +170,9 @@ class Cluster:
                 self.hosts.append(Server(env=self.host_env(), token=self.token))
                 self._start_host(self.hosts[-1])
             self.nginx = Nginx(self.directory)
-            upstream = [f"127.0.0.1:{host.port}" for host in self.hosts]
+            # After a failure nginx passes over a server for fail_timeout (10 s by
+            # default): shortened, so that a revived host is reached again soon.
+            upstream = [f"127.0.0.1:{host.port} fail_timeout={NGINX_FAIL_TIMEOUT}" for host in self.hosts]
             self.nginx.start(
                 render_nginx_conf(self.directory, listen=f"127.0.0.1:{self.nginx.port}", upstream=upstream)
             )
@@ -162,6 +186,8 @@ class Cluster:
         host.start()
         if not wait_until(lambda: len(workers_of(host)) == WORKERS_PER_HOST, WORKER_TIMEOUT):
             raise RuntimeError(f"host {host.port}: workers {workers_of(host)}, expected {WORKERS_PER_HOST}")
+        for worker in workers_of(host):
+            wait_until_serving(host, worker)
 
     def stop(self) -> None:
         """nginx, the hosts, Redis; then whatever killed hosts left here is reaped."""
@@ -228,6 +254,8 @@ class Cluster:
         os.kill(pid, signal.SIGKILL)
         replaced = wait_until(lambda: not pid_exists(pid) and len(workers_of(host)) == WORKERS_PER_HOST, WORKER_TIMEOUT)
         assert replaced, f"worker {pid} not replaced: {workers_of(host)}"
+        for worker in workers_of(host):
+            wait_until_serving(host, worker)
         return killed
 
     def kill_host(self, host: Server) -> Killed:
@@ -240,8 +268,11 @@ class Cluster:
         workers = workers_of(host)
         killed = Killed(master, workers, [pid for worker in workers for pid in descendants(worker)])
         self.adopted.update(killed.workers + killed.processes)
+        metrics = metrics_directories(workers)
         os.killpg(master, signal.SIGKILL)
         host.process.wait(timeout=10)
+        for directory in metrics:  # its master would have removed it on the way out
+            shutil.rmtree(directory, ignore_errors=True)
         return killed
 
     def revive_host(self, host: Server) -> Server:

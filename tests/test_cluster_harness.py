@@ -20,7 +20,7 @@ import redis
 import websocket
 
 from tests.client import RpcClient
-from tests.cluster import WORKERS_PER_HOST, Cluster, Node, descendants, node_of, workers_of
+from tests.cluster import WORKERS_PER_HOST, Cluster, Node, descendants, metrics_directories, node_of, workers_of
 from tests.redis_server import RedisServer
 from tests.server import Server, pid_exists
 from tests.test_deploy import gunicorn_config
@@ -171,6 +171,7 @@ def test_a_killed_host_leaves_no_pid_the_other_serves_and_it_comes_back(tmp_path
             with pytest.raises((websocket.WebSocketConnectionClosedException, ConnectionError)):
                 client.call("ping")
         assert cluster.leftovers([dead.process.pid, *killed.workers], timeout=5) == []
+        assert metrics_directories(killed.workers) == set()
         for _ in range(6):  # nginx passes over the dead one
             with cluster.connect() as client:
                 assert cluster.host_of(node_of(client)) is alive
