@@ -1,8 +1,11 @@
-"""No process outlives its worker, against the real server.
+"""No process outlives its worker or its host, against the real server.
 
 * A worker that the arbiter SIGKILLs at the end of ``GRACEFUL_TIMEOUT`` (here a
   session still waits out a long ``KILL_GRACE`` for processes that ignore
   SIGTERM) is reaped by the master's ``on_exit``, which kills what it adopted.
+* A host that vanishes (its master and every worker SIGKILLed at once) leaves
+  nothing either: each worker's guardian kills the groups it was told about.
+* The guardian comes back if it is killed, and an idle worker has none.
 
 While a test runs, this test process is a child subreaper: what a dead
 master leaves behind comes to us rather than to an init that may never reap
@@ -103,6 +106,17 @@ def parent_of(pid: int) -> int:
     return int(stat[stat.rindex(")") + 2 :].split()[1])
 
 
+def is_guardian(pid: int) -> bool:
+    try:
+        return b"guardian.py" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def guardians_of(worker: int) -> list[int]:
+    return [pid for pid in children_of(worker) if is_guardian(pid)]
+
+
 def start_tree(client: RpcClient, script: str, **params: object) -> list[int]:
     """Start ``sh -c script``, whose first stdout line is the pid of its background
     child (``echo $!``); the pids of the leader and of that child."""
@@ -140,13 +154,18 @@ def start_every_kind(client: RpcClient) -> list[int]:
 
 
 def test_a_worker_killed_at_the_end_of_graceful_timeout_leaves_no_process(adopter: Adopter) -> None:
-    """The session still waits out KILL_GRACE when the arbiter SIGKILLs the worker and exits."""
+    """The session still waits out KILL_GRACE when the arbiter SIGKILLs the worker and exits.
+    The guardian is stopped, so that the master's on_exit alone must do it."""
     server = Server(env={"PROCWIRE_GRACEFUL_TIMEOUT": str(GRACEFUL_TIMEOUT), "PROCWIRE_KILL_GRACE": "60"}).start()
+    guardians: list[int] = []
     try:
         assert server.process is not None
         with RpcClient(server.url, server.token) as client:
             pids = start_every_kind(client)
             worker = parent_of(pids[0])
+            guardians = guardians_of(worker)
+            assert len(guardians) == 1, children_of(worker)
+            _kill(guardians[0], signal.SIGSTOP)
             began = time.monotonic()
             server.process.send_signal(signal.SIGTERM)
             server.process.wait(timeout=GRACEFUL_TIMEOUT + 15)
@@ -155,4 +174,78 @@ def test_a_worker_killed_at_the_end_of_graceful_timeout_leaves_no_process(adopte
         assert wait_until(lambda: adopter.all_gone(pids), SETTLE), f"left behind: {leftovers(pids)}"
         assert not pid_exists(worker)
     finally:
+        for pid in guardians:
+            _kill(pid, signal.SIGCONT)  # it sees its worker's end and exits
         server.stop()
+
+
+# -- a host that vanishes ----------------------------------------------------------------
+
+
+def test_a_host_whose_master_and_workers_are_killed_at_once_leaves_no_process(adopter: Adopter) -> None:
+    server = Server(env={"PROCWIRE_WORKERS": "2"}).start()
+    clients: list[RpcClient] = []
+    try:
+        assert server.process is not None
+        assert wait_until(lambda: len(server.worker_pids()) == 2), server.worker_pids()
+        workers = server.worker_pids()
+        pids: list[int] = []
+        serving: set[int] = set()
+        # Connections land on either worker: open them until each worker runs processes.
+        while serving != set(workers):
+            assert len(clients) < 20, "every connection landed on the same worker"
+            clients.append(RpcClient(server.url, server.token))
+            tree = start_every_kind(clients[-1])
+            serving.add(parent_of(tree[0]))
+            pids += tree
+        guardians = [pid for worker in workers for pid in guardians_of(worker)]
+        assert len(guardians) == 2, [children_of(worker) for worker in workers]
+        for pid in [server.process.pid, *workers]:
+            os.kill(pid, signal.SIGKILL)
+        everything = [*pids, *guardians, *workers, server.process.pid]
+        server.process.wait(timeout=5)
+        assert wait_until(lambda: adopter.all_gone(everything), 5.0), f"left behind: {leftovers(everything)}"
+    finally:
+        for client in clients:
+            client.ws.shutdown()
+        server.stop()
+
+
+def test_a_killed_guardian_is_replaced_and_guards_what_runs_already(adopter: Adopter) -> None:
+    server = Server().start()
+    try:
+        assert server.process is not None
+        with RpcClient(server.url, server.token) as client:
+            pids = start_every_kind(client)
+            worker = parent_of(pids[0])
+            first = guardians_of(worker)
+            assert len(first) == 1
+            time.sleep(1.2)  # one that dies at once is not restarted (an exec that fails)
+            os.kill(first[0], signal.SIGKILL)
+            assert wait_until(lambda: guardians_of(worker) not in ([], first)), children_of(worker)
+            second = guardians_of(worker)
+            time.sleep(0.5)  # it reads its registrations
+            for pid in [server.process.pid, worker]:
+                os.kill(pid, signal.SIGKILL)
+            everything = [*pids, *first, *second, worker, server.process.pid]
+            server.process.wait(timeout=5)
+            assert wait_until(lambda: adopter.all_gone(everything), 5.0), f"left behind: {leftovers(everything)}"
+    finally:
+        server.stop()
+
+
+# -- the guardian's own lifetime ---------------------------------------------------------------
+
+
+def test_an_idle_worker_lets_its_guardian_go_and_starts_another_with_its_next_process(server: Server) -> None:
+    with RpcClient(server.url, server.token) as client:
+        started = client.call("start", argv=["sleep", "1000"])
+        worker = parent_of(started["pid"])
+        first = guardians_of(worker)
+        assert len(first) == 1, children_of(worker)
+        client.call("kill", proc=started["proc"])
+        client.call("wait", proc=started["proc"], timeout=10)
+        assert wait_until(lambda: children_of(worker) == [], SETTLE), [(p, state_of(p)) for p in children_of(worker)]
+        assert client.run_to_exit(["true"]).exit is not None
+        second = guardians_of(worker)
+        assert second and second != first
