@@ -21,7 +21,10 @@ POLL_INTERVAL = 0.2
 def kill_all_processes(worker: Any) -> None:
     """A quick exit (SIGINT/SIGQUIT, or a worker timeout) leaves no time for a
     grace period: SIGKILL every process group at once, kept ones included."""
-    for process in registry_of(worker.wsgi).local_processes():
+    app = getattr(worker, "wsgi", None)  # none when the app failed to load: nothing was started
+    if app is None:
+        return
+    for process in registry_of(app).local_processes():
         process.kill_group()
 
 
