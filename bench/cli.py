@@ -12,12 +12,12 @@ import sys
 from pathlib import Path
 
 from bench import report
-from bench.client import OUTPUT_MODES, supports_binary
+from bench.client import OUTPUT_MODES, binary_output_works, supports_binary
 from bench.procs import Supervisor, install_signal_handlers, raise_open_files_limit
 from bench.profiling import Profiler, find_py_spy
 from bench.runner import run_workload
-from bench.servers import ROOT, WEBSOCKETD_INSTALL_HINT, Procwire, Websocketd
-from bench.workloads import WORKLOADS, Context
+from bench.servers import REDIS_INSTALL_HINT, ROOT, WEBSOCKETD_INSTALL_HINT, Procwire, Redis, Websocketd
+from bench.workloads import CLUSTER, WORKLOADS, Context
 
 MIB = 1 << 20
 FULL = {
@@ -118,6 +118,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--slow-pause-after", type=_size, help="bytes read before the pause")
     p.add_argument("--slow-rounds", type=int)
     p.add_argument("--compress-bytes", type=_size, help="bytes streamed with and without compression")
+    p.add_argument("--no-redis", action="store_true", help="leave out the runs with REDIS_URL set and the cluster rows")
+    p.add_argument(
+        "--redis-rounds",
+        type=int,
+        help="rounds with REDIS_URL set, at most the workload's (default: all, one for idle and slow)",
+    )
     p.add_argument("--no-profile", action="store_true", help="skip the py-spy pass of spawn, echo and stream")
     p.add_argument("--no-timeline", action="store_true", help="skip the phase-by-phase pass of spawn and cycle")
     p.add_argument("--profile-rate", type=int, default=200, help="py-spy samples per second")
@@ -144,6 +150,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     if opts.skip:
         skipped = {name.strip() for name in opts.skip.split(",")}
         chosen = [name for name in chosen if name not in skipped]
+    if opts.no_redis:
+        chosen = [name for name in chosen if name not in CLUSTER]
     unknown = [name for name in chosen if name not in WORKLOADS]
     if unknown:
         parser().error(f"unknown workload(s): {', '.join(unknown)}; known: {', '.join(WORKLOADS)}")
@@ -175,6 +183,25 @@ def server_has_binary(opts: argparse.Namespace, supervisor: Supervisor, work_dir
         server.stop()
 
 
+def machine_info(ctx: Context, *args: object) -> dict[str, str]:
+    info = report.machine(*args)  # type: ignore[arg-type]
+    if ctx.redis_server is not None:
+        executable = Redis.available() or "redis-server"
+        version = subprocess.run([executable, "--version"], capture_output=True, text=True).stdout.strip()
+        binary = "work" if ctx.redis_binary else "fail (base64 output there instead)"
+        info["Redis"] = f"{version}, no persistence, on loopback; binary output frames with REDIS_URL set: {binary}"
+    return info
+
+
+def redis_has_binary(ctx: Context) -> bool:
+    """Do binary output frames work with REDIS_URL set?"""
+    server = ctx.procwire(ctx.redis_env())
+    try:
+        return binary_output_works(server.url, server.headers, ctx.timeout)
+    finally:
+        server.stop()
+
+
 def main(argv: list[str] | None = None) -> int:
     opts = parse(argv)
     install_signal_handlers()
@@ -188,6 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     websocketd = None if opts.no_reference else Websocketd.available()
     if websocketd is None and not opts.no_reference:
         print(f"NOTE: {WEBSOCKETD_INSTALL_HINT}; running without the websocketd column", file=sys.stderr)
+    if not opts.no_redis and Redis.available() is None:
+        print(f"NOTE: {REDIS_INSTALL_HINT}; running without the REDIS_URL rows", file=sys.stderr)
+        opts.workloads = [name for name in opts.workloads if name not in CLUSTER]
     py_spy = find_py_spy()
     profiler = None
     if not opts.no_profile:
@@ -201,15 +231,22 @@ def main(argv: list[str] | None = None) -> int:
         procwire_root, commit = export(opts.procwire_rev, work_dir) if opts.procwire_rev else (ROOT, None)
         binary = server_has_binary(opts, supervisor, work_dir, procwire_root)
         ctx = Context(opts, supervisor, work_dir, websocketd, binary, open_files, procwire_root)
+        if binary and ctx.with_redis:
+            ctx.redis_binary = redis_has_binary(ctx)
+            if not ctx.redis_binary:
+                print("NOTE: with REDIS_URL set, binary output frames fail: base64 there instead", file=sys.stderr)
         output_mode = ctx.output_mode
         print(f"procwire output mode: {output_mode.name}; open-files limit {open_files}", flush=True)
         results = [run_workload(WORKLOADS[name](ctx), ctx, profiler) for name in opts.workloads]
         print()
         print(report.table(results))
+        if any(result.redis_rows() for result in results):
+            print()
+            print(report.redis_table(results))
         command = "python -m bench" + (" " + shlex.join(argv if argv is not None else sys.argv[1:])).rstrip()
         document = report.document(
             results,
-            report.machine(websocketd, py_spy, open_files, load_at_start, commit),
+            machine_info(ctx, websocketd, py_spy, open_files, load_at_start, commit),
             command.strip(),
             "quick" if opts.quick else "full",
             started,

@@ -156,6 +156,18 @@ class ProcwireClient:
         finally:
             self.pending.extendleft(reversed(kept))
 
+    def hello(self) -> dict[str, Any]:
+        """The params of the ``hello`` notification, the first message of a connection."""
+        kept: list[tuple[str, Any]] = []
+        try:
+            while True:
+                kind, value = self.next()
+                if kind == "hello":
+                    return value
+                kept.append((kind, value))
+        finally:
+            self.pending.extendleft(reversed(kept))
+
     def call(self, method: str, params: dict[str, Any]) -> Any:
         return self.answer(self.request(method, params))
 
@@ -198,5 +210,23 @@ def supports_binary(url: str, headers: list[str], timeout: float) -> bool:
             raise
         client.wait_exit(proc)
         return True
+    finally:
+        client.close()
+
+
+def binary_output_works(url: str, headers: list[str], timeout: float) -> bool:
+    """Does a process started with ``"binary": true`` get its output to the client?
+    (With ``REDIS_URL`` set, proc ids can outgrow the frame header's 32 bits.)"""
+    client = ProcwireClient(url, headers, timeout)
+    try:
+        proc = client.start(["echo", "binary"], BINARY)
+        while True:
+            kind, value = client.next()
+            if kind == "output" and value.proc == proc:
+                return True
+            if kind == "exit" and value["proc"] == proc:
+                return False
+    except (RpcError, OverflowError):
+        return False
     finally:
         client.close()

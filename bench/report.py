@@ -10,8 +10,9 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from bench.results import Summary, WorkloadResult
+from bench.results import PROCWIRE, REDIS, REFERENCE, Summary, WorkloadResult
 from bench.servers import ROOT
+from bench.workloads.base import BINARY_FAILS_WITH_REDIS
 
 PACKAGES = ["gevent", "greenlet", "gunicorn", "flask-sock", "simple-websocket", "wsproto", "orjson", "websocket-client"]
 
@@ -94,28 +95,65 @@ def table(results: list[WorkloadResult]) -> str:
         for metric in result.metrics:
             row = result.row(metric)
             mine, mine_spread = _cell(row["procwire"], metric.fmt)
-            theirs, theirs_spread = _cell(row["reference"], metric.fmt)
+            theirs, theirs_spread = _cell(row["reference"], metric.fmt) if metric.versus else ("", "")
             unit = f" ({metric.unit})" if metric.unit else ""
-            ratio = f"{row['ratio']:.2f}x" if row["ratio"] is not None else "n/a"
+            ratio = f"{row['ratio']:.2f}x" if row["ratio"] is not None else ("n/a" if metric.versus else "")
             target = metric.target.text if metric.target else ""
-            met = {True: "yes", False: "**no**", None: "-" if metric.target else ""}[row["met"]]
-            reference = result.reference_label if result.reference is not None else "skipped"
             lines.append(
-                f"| {result.name} | {metric.label}{unit} | {mine} | {mine_spread} | {reference} | {theirs} "
-                f"| {theirs_spread} | {ratio} | {target} | {met} |"
+                f"| {result.name} | {metric.label}{unit} | {mine} | {mine_spread} | {result.versus_label(metric)} "
+                f"| {theirs} | {theirs_spread} | {ratio} | {target} | {_met(row['met'], metric.target)} |"
             )
     return "\n".join(lines)
 
 
+def _met(met: bool | None, target: object) -> str:
+    return {True: "yes", False: "**no**", None: "-" if target else ""}[met]
+
+
+def redis_table(results: list[WorkloadResult]) -> str:
+    """Every workload with and without ``REDIS_URL``: both ratios side by side."""
+    lines = [
+        "| workload | metric | procwire | procwire, REDIS_URL | reference | reference median | ratio "
+        "| ratio, REDIS_URL | Redis/no Redis | target | met |",
+        "|---|---|--:|--:|---|--:|--:|--:|--:|---|---|",
+    ]
+    for result in results:
+        rounds, plain_rounds = len(result.runs.get(REDIS, [])), len(result.runs.get(PROCWIRE, []))
+        fewer = f" ({rounds} r.)" if rounds < plain_rounds else ""
+        for row in result.redis_rows():
+            metric = row["metric"]
+            plain, redis = row["plain"], row["redis"]
+            unit = f" ({metric.unit})" if metric.unit else ""
+            mine = _cell(plain["procwire"], metric.fmt)[0]
+            with_redis = _cell(redis["procwire"], metric.fmt)[0] + fewer
+            theirs = _cell(plain["reference"], metric.fmt)[0]
+            ratios = [f"{r['ratio']:.2f}x" if r["ratio"] is not None else "n/a" for r in (plain, redis)]
+            change = f"{row['change']:.2f}x" if row["change"] is not None else "n/a"
+            target = row["target"].text if row["target"] else ""
+            lines.append(
+                f"| {result.name} | {metric.label}{unit} | {mine} | {with_redis} | {result.versus_label(metric)} "
+                f"| {theirs} | {ratios[0]} | {ratios[1]} | {change} | {target} | {_met(row['met'], row['target'])} |"
+            )
+    return "\n".join(lines)
+
+
+def _heading(result: WorkloadResult, side: str) -> str:
+    return f"### {result.name}" if side == PROCWIRE else f"### {result.name}, {result.labels.get(side, side)}"
+
+
 def _profile_section(result: WorkloadResult) -> list[str]:
-    profile = result.profile
-    if not profile:
-        return []
+    lines: list[str] = []
+    for side, profile in result.profiles.items():
+        lines += _one_profile(_heading(result, side), profile)
+    return lines
+
+
+def _one_profile(heading: str, profile: dict[str, Any]) -> list[str]:
     if "error" in profile:
-        return [f"### {result.name}", "", f"py-spy failed: `{profile['error'].strip()}`", ""]
+        return [heading, "", f"py-spy failed: `{profile['error'].strip()}`", ""]
     busy = profile["samples"] - profile["idle_samples"]
     lines = [
-        f"### {result.name}",
+        heading,
         "",
         f"{profile['seconds']} s of an extra, untimed procwire round: the worker used "
         f"{profile['cpu_user']:.0%} user + {profile['cpu_system']:.0%} system CPU of one core; "
@@ -138,25 +176,26 @@ def _profile_section(result: WorkloadResult) -> list[str]:
 
 
 def _timeline_section(result: WorkloadResult) -> list[str]:
-    recorded = result.timeline
-    if not recorded or not recorded["phases"]:
-        return []
-    total = sum(median for _, median in recorded["phases"])
-    reference = Summary.of(result.values("reference", "rate"))
-    lines = [
-        f"### {result.name}",
-        "",
-        f"One more procwire round with probes in the worker (bench/timeline.py); medians over "
-        f"{recorded['operations']} operations, in the order they happen; their sum is {total:,.0f} µs per "
-        "operation"
-        + (f", against {1e6 / reference.median:,.0f} µs for the reference." if reference else ".")
-        + (f" Not probed in this tree: {', '.join(recorded['missing'])}." if recorded["missing"] else ""),
-        "",
-        "| step | median µs |",
-        "|---|--:|",
-        *[f"| {what} | {median:,.1f} |" for what, median in recorded["phases"]],
-        "",
-    ]
+    lines: list[str] = []
+    reference = Summary.of(result.values(REFERENCE, "rate"))
+    for side, recorded in result.timelines.items():
+        if not recorded or not recorded["phases"]:
+            continue
+        total = sum(median for _, median in recorded["phases"])
+        lines += [
+            _heading(result, side),
+            "",
+            f"One more procwire round with probes in the worker (bench/timeline.py); medians over "
+            f"{recorded['operations']} operations, in the order they happen; their sum is {total:,.0f} µs per "
+            "operation"
+            + (f", against {1e6 / reference.median:,.0f} µs for the reference." if reference else ".")
+            + (f" Not probed in this tree: {', '.join(recorded['missing'])}." if recorded["missing"] else ""),
+            "",
+            "| step | median µs |",
+            "|---|--:|",
+            *[f"| {what} | {median:,.1f} |" for what, median in recorded["phases"]],
+            "",
+        ]
     return lines
 
 
@@ -171,21 +210,30 @@ def _code(name: str) -> str:
 def _cpu_line(result: WorkloadResult) -> str:
     """The servers' own CPU use during the rounds (their children, the programs, not counted)."""
     parts = []
-    for side, label in (("procwire", "procwire worker"), ("reference", result.reference_label)):
+    for side, label in result.labels.items():
         summary = Summary.of(result.values(side, "server_cpu"))
         if summary is not None:
-            parts.append(f"{label} {summary.median:.0%}")
+            parts.append(f"{'procwire worker' if side == PROCWIRE else label} {summary.median:.0%}")
+        redis = Summary.of(result.values(side, "redis_cpu"))
+        if redis is not None:
+            parts.append(f"redis-server (for {label}) {redis.median:.0%}")
     return "server CPU during the rounds, median share of one core: " + ", ".join(parts) if parts else ""
 
 
 def _raw_section(result: WorkloadResult) -> list[str]:
     lines = [f"- **{result.name}** ({result.seconds:.0f} s)"]
-    for side, rounds in (("procwire", result.procwire), (result.reference_label, result.reference)):
-        if rounds is None:
+    for side, label in result.labels.items():
+        if side in result.skipped:
             continue
+        rounds = result.runs.get(side, [])
         text = "; ".join(", ".join(f"{key} {value:.4g}" for key, value in values.items()) for values in rounds)
-        lines.append(f"  - {side}: {text or 'no round completed'}")
+        lines.append(f"  - {label}: {text or 'no round completed'}")
     return lines
+
+
+def _compared(result: WorkloadResult) -> str:
+    others = [label for side, label in result.labels.items() if side != PROCWIRE]
+    return "compared with: " + "; ".join(others) if others else "no reference"
 
 
 def document(
@@ -218,11 +266,36 @@ def document(
         "",
         f"procwire output mode for streamed bytes: `{output_mode}`.",
         "",
+    ]
+    if any(result.redis_rows() for result in results):
+        lines += [
+            "## With REDIS_URL set (cluster mode, one worker)",
+            "",
+            "The same workloads in the same run against a third server: procwire as above with "
+            "`PROCWIRE_REDIS_URL` naming a `redis-server` the suite started on loopback (no persistence, "
+            "emptied before each workload), its rounds interleaved with the others. Target (issue 10): each "
+            "ratio within 10 % of the ratio without Redis (spawn: 20 %), i.e. the Redis/no Redis column "
+            "≥ 0.9x for rates and throughputs, ≤ 1.1x for latencies and memory; checks keep their own "
+            "target. `(n r.)`: rounds run with Redis, when fewer than without.",
+            "",
+            redis_table(results),
+            "",
+        ]
+        if any(BINARY_FAILS_WITH_REDIS in result.notes for result in results):
+            lines += [
+                "Binary output frames failed with REDIS_URL set in this run (the probe at the start saw the "
+                "exit of `echo` but none of its output): the binary rows have no figure with Redis and count as "
+                "not met, and the workloads that stream binary output without Redis (fanout, slow, compression) "
+                "streamed base64 output notifications with it, so their Redis/no Redis column compares base64 "
+                "with binary output. stream's base64 row compares like with like.",
+                "",
+            ]
+    lines += [
         "## Workloads",
         "",
     ]
     for result in results:
-        lines.append(f"- **{result.name}**: {result.description}; reference: {result.reference_label}.")
+        lines.append(f"- **{result.name}**: {result.description}; {_compared(result)}.")
         lines += [f"  - {note}" for note in result.notes]
         cpu = _cpu_line(result)
         if cpu:

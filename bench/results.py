@@ -1,4 +1,11 @@
-"""Per-round values, their summaries, and the targets of issue 3."""
+"""Per-round values, their summaries, and the targets of issues 3 and 10.
+
+A workload runs on several *sides*: ``procwire`` and ``reference`` always
+(the reference may be skipped), ``redis`` for procwire with ``REDIS_URL``
+set, and whatever other configurations a workload compares (``workers1``...).
+Each metric compares one side's value with another side's, or with another
+value of the same side (``versus_key``).
+"""
 
 from __future__ import annotations
 
@@ -86,6 +93,9 @@ def fmt_number(value: float) -> str:
     return f"{value:.3g}"
 
 
+PROCWIRE, REFERENCE, REDIS = "procwire", "reference", "redis"
+
+
 @dataclass(frozen=True)
 class Metric:
     """One row of the table: which value of a round, and how to judge it."""
@@ -96,44 +106,120 @@ class Metric:
     better: str | None = None  # "higher", "lower" or None (a count, a check)
     target: Target | None = None
     fmt: Callable[[float], str] = fmt_number
+    side: str = PROCWIRE  # whose value the row gives
+    versus: str | None = REFERENCE  # the side it is compared with (None: no comparison)
+    versus_key: str | None = None  # that side's value of another key (default: the same key)
+    versus_label: str | None = None  # the reference column's text (default: that side's label)
+
+    @property
+    def compared_key(self) -> str:
+        return self.versus_key or self.key
+
+
+def within(tolerance: float, better: str | None) -> Target | None:
+    """The Redis rows' target: the ratio with Redis within ``tolerance`` of the one without."""
+    if better == "higher":
+        return Target("ratio", ">=", 1 - tolerance, f"≥ {1 - tolerance:.2g}x of no Redis")
+    if better == "lower":
+        return Target("ratio", "<=", 1 + tolerance, f"≤ {1 + tolerance:.2g}x of no Redis")
+    return None
 
 
 @dataclass
 class WorkloadResult:
     name: str
     description: str
-    procwire_label: str
-    reference_label: str
+    labels: dict[str, str]  # side -> what ran there, in the order the sides run
     metrics: list[Metric]
-    procwire: list[dict[str, float]] = field(default_factory=list)
-    reference: list[dict[str, float]] | None = field(default_factory=list)
+    runs: dict[str, list[dict[str, float]]] = field(default_factory=dict)  # side -> one dict per round
+    skipped: set[str] = field(default_factory=set)  # sides that did not run at all (no websocketd...)
     notes: list[str] = field(default_factory=list)
-    profile: dict[str, Any] | None = None
-    timeline: dict[str, Any] | None = None  # bench/timeline.py: phases of one operation
+    profiles: dict[str, dict[str, Any]] = field(default_factory=dict)  # side -> py-spy summary
+    timelines: dict[str, dict[str, Any]] = field(default_factory=dict)  # side -> bench/timeline.py phases
+    redis_tolerance: float | None = None  # Redis rows: within this of the run without Redis
     seconds: float = 0.0
 
-    def values(self, side: str, key: str) -> list[float]:
-        rounds = self.procwire if side == "procwire" else self.reference or []
-        return [values[key] for values in rounds if key in values]
+    @property
+    def reference_label(self) -> str:
+        return self.labels.get(REFERENCE, "")
 
-    def row(self, metric: Metric) -> dict[str, Any]:
-        mine = Summary.of(self.values("procwire", metric.key))
-        theirs = Summary.of(self.values("reference", metric.key)) if self.reference is not None else None
+    @property
+    def procwire(self) -> list[dict[str, float]]:
+        return self.runs.setdefault(PROCWIRE, [])
+
+    @property
+    def reference(self) -> list[dict[str, float]] | None:
+        return None if REFERENCE in self.skipped else self.runs.setdefault(REFERENCE, [])
+
+    def add(self, side: str, values: dict[str, float]) -> None:
+        self.runs.setdefault(side, []).append(values)
+
+    def values(self, side: str, key: str) -> list[float]:
+        return [values[key] for values in self.runs.get(side, []) if key in values]
+
+    def summary(self, side: str | None, key: str) -> Summary | None:
+        if side is None or side in self.skipped:
+            return None
+        return Summary.of(self.values(side, key))
+
+    def row(self, metric: Metric, side: str | None = None) -> dict[str, Any]:
+        """``metric`` as the table shows it; ``side`` replaces the metric's own (the Redis rows)."""
+        mine = self.summary(side or metric.side, metric.key)
+        theirs = self.summary(metric.versus, metric.compared_key)
         ratio = None
         if mine is not None and theirs is not None and theirs.median:
             ratio = mine.median / theirs.median
         met = metric.target.met(mine.median if mine else None, ratio) if metric.target else None
         return {"metric": metric, "procwire": mine, "reference": theirs, "ratio": ratio, "met": met}
 
+    def versus_label(self, metric: Metric) -> str:
+        if metric.versus is None:
+            return ""
+        if metric.versus in self.skipped:
+            return "skipped"
+        return metric.versus_label or self.labels.get(metric.versus, metric.versus)
+
+    def redis_rows(self) -> list[dict[str, Any]]:
+        """Each procwire-vs-reference metric run with and without ``REDIS_URL``: both
+        ratios, the change, and the target (within ``redis_tolerance``; a metric
+        with a fixed target, such as 0 dropped connections, keeps it)."""
+        if REDIS not in self.runs or self.redis_tolerance is None:
+            return []
+        rows = []
+        for metric in self.metrics:
+            if metric.side != PROCWIRE:
+                continue
+            plain, redis = self.row(metric), self.row(metric, REDIS)
+            change = None
+            if plain["procwire"] is not None and redis["procwire"] is not None and plain["procwire"].median:
+                change = redis["procwire"].median / plain["procwire"].median
+            target = within(self.redis_tolerance, metric.better) if metric.target else None
+            if target is not None:
+                met = target.met(None, change)
+            elif metric.target is not None:
+                met = redis["met"]
+                target = metric.target
+            else:
+                met = None
+            if metric.target is not None and redis["procwire"] is None and plain["procwire"] is not None:
+                met = False  # it ran without Redis and not with it
+            rows.append(
+                {"metric": metric, "plain": plain, "redis": redis, "change": change, "target": target, "met": met}
+            )
+        return rows
+
+    def redis_missed(self) -> bool:
+        return any(row["met"] is False for row in self.redis_rows())
+
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "description": self.description,
-            "procwire": self.procwire,
-            "reference": self.reference,
-            "reference_label": self.reference_label,
+            "labels": self.labels,
+            "runs": self.runs,
+            "skipped": sorted(self.skipped),
             "notes": self.notes,
-            "profile": self.profile,
-            "timeline": self.timeline,
+            "profiles": self.profiles,
+            "timelines": self.timelines,
             "seconds": round(self.seconds, 1),
         }

@@ -1,7 +1,9 @@
-"""The two servers under test, each on a free loopback port.
+"""The servers under test, each on a free loopback port.
 
-procwire runs exactly as deployed: gunicorn with one gevent worker, from
-``gunicorn.conf.py``; the reference is Debian's ``websocketd``.
+procwire runs exactly as deployed: gunicorn with gevent workers (one unless
+``PROCWIRE_WORKERS`` says otherwise), from ``gunicorn.conf.py``; the
+reference is Debian's ``websocketd``.  The cluster rows add a Redis
+(Debian's ``redis-server``), started by the suite with nothing persisted.
 """
 
 from __future__ import annotations
@@ -9,7 +11,9 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import socket
 import sys
+import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -21,6 +25,7 @@ from bench.procs import Supervisor, children_of, free_port, rss_kib, wait_for_po
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 30.0
 WEBSOCKETD_INSTALL_HINT = "websocketd is not installed: `apt-get install websocketd` (Debian/Ubuntu) adds the reference"
+REDIS_INSTALL_HINT = "redis-server is not installed: `apt-get install redis-server` adds the cluster rows"
 
 
 def _tail(path: Path, lines: int = 20) -> str:
@@ -38,6 +43,10 @@ class _Supervised:
 
     def measured_pid(self) -> int:
         raise NotImplementedError
+
+    def measured_pids(self) -> list[int]:
+        """Every process whose CPU counts as the server's (the workers, not the master)."""
+        return [self.measured_pid()]
 
     def rss_kib(self) -> int:
         return rss_kib(self.measured_pid())
@@ -108,20 +117,28 @@ class Procwire(_Supervised):
                 raise RuntimeError(f"procwire exited with {self.process.returncode}:\n{_tail(self.log)}")
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1) as answer:
-                    if answer.status == 200 and children_of(self.process.pid):
+                    if answer.status == 200 and len(children_of(self.process.pid)) >= self.workers:
                         return
             except OSError:
                 pass
             time.sleep(0.05)
         raise RuntimeError(f"procwire did not become healthy in {START_TIMEOUT} s:\n{_tail(self.log)}")
 
+    @property
+    def workers(self) -> int:
+        return int(self.env.get("PROCWIRE_WORKERS", "1"))
+
     def measured_pid(self) -> int:
         """The gevent worker's pid (the master only supervises it)."""
-        assert self.process is not None
-        workers = children_of(self.process.pid)
+        workers = self.measured_pids()
         if len(workers) != 1:
             raise RuntimeError(f"expected one gunicorn worker, found {workers}")
         return workers[0]
+
+    def measured_pids(self) -> list[int]:
+        """The gevent workers' pids."""
+        assert self.process is not None
+        return children_of(self.process.pid)
 
     def stop(self) -> None:
         self._stop(grace=15.0)
@@ -174,6 +191,78 @@ class Websocketd(_Supervised):
 
     def stop(self) -> None:
         self._stop(grace=10.0)
+
+
+@dataclass
+class Redis(_Supervised):
+    """``redis-server`` on 127.0.0.1, no persistence (``--save "" --appendonly no``), in a
+    directory of its own that goes when it stops."""
+
+    supervisor: Supervisor
+    log_dir: Path
+    port: int = field(default_factory=free_port)
+    process: Popen | None = None
+    directory: Path | None = None
+    label = "redis-server"
+
+    @staticmethod
+    def available() -> str | None:
+        return shutil.which("redis-server") or shutil.which("valkey-server")
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> Redis:
+        executable = self.available()
+        if executable is None:
+            raise RuntimeError(REDIS_INSTALL_HINT)
+        self.directory = Path(tempfile.mkdtemp(prefix="bench-redis-", dir=self.log_dir))
+        self.log = self.log_dir / f"redis-{self.port}.log"
+        argv = [executable, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "no"]
+        argv += ["--dir", str(self.directory), "--daemonize", "no", "--loglevel", "warning"]
+        with open(self.log, "wb") as log:
+            self.process = self.supervisor.start(argv, stdout=log, stderr=log)
+        try:
+            deadline = time.monotonic() + START_TIMEOUT
+            while self.command(b"PING") != b"+PONG":
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"redis-server did not answer PING on port {self.port}:\n{_tail(self.log)}")
+                time.sleep(0.02)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def command(self, inline: bytes, timeout: float = 5.0) -> bytes:
+        """One inline command over a plain socket; its first answer line ("" when unreachable)."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as sock:
+                sock.sendall(inline + b"\r\n")
+                answer = b""
+                while not answer.endswith(b"\r\n"):
+                    chunk = sock.recv(4096)
+                    if not chunk:
+                        break
+                    answer += chunk
+                return answer.split(b"\r\n", 1)[0]
+        except OSError:
+            return b""
+
+    def flush(self) -> None:
+        """Empty every database: each workload starts on an empty Redis."""
+        if self.command(b"FLUSHALL") != b"+OK":
+            raise RuntimeError(f"FLUSHALL failed on redis-server port {self.port}")
+
+    def measured_pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def stop(self) -> None:
+        self._stop(grace=10.0)
+        if self.directory is not None:
+            shutil.rmtree(self.directory, ignore_errors=True)
+            self.directory = None
 
 
 Server = Procwire | Websocketd

@@ -1,4 +1,4 @@
-"""The workloads of issue 3, in the order the table lists them."""
+"""The workloads of issues 3 and 10, in the order the table lists them."""
 
 from bench.workloads.base import Capped, Context, Workload
 from bench.workloads.compress import Compression
@@ -10,8 +10,9 @@ from bench.workloads.slow import SlowReader
 from bench.workloads.spawn import Spawn
 from bench.workloads.stream import Stream
 
-WORKLOADS: dict[str, type[Workload]] = {
-    workload.name: workload for workload in (Spawn, Cycle, Echo, Stream, Idle, FanOut, SlowReader, Compression)
-}
+ISSUE_3 = (Spawn, Cycle, Echo, Stream, Idle, FanOut, SlowReader, Compression)
+ISSUE_10: tuple[type[Workload], ...] = ()
+WORKLOADS: dict[str, type[Workload]] = {workload.name: workload for workload in (*ISSUE_3, *ISSUE_10)}
+CLUSTER = tuple(workload.name for workload in ISSUE_10)  # the rows that need a Redis
 
-__all__ = ["WORKLOADS", "Capped", "Context", "Workload"]
+__all__ = ["CLUSTER", "WORKLOADS", "Capped", "Context", "Workload"]

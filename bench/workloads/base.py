@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
+from bench import timeline
 from bench.client import BASE64, BINARY, OUTPUT_MODES, OutputMode
 from bench.procs import Supervisor, raise_if_interrupted
-from bench.results import Metric
-from bench.servers import Procwire, Server, Websocketd
+from bench.results import PROCWIRE, REDIS, REFERENCE, Metric
+from bench.servers import Procwire, Redis, Server, Websocketd
+
+BINARY_FAILS_WITH_REDIS = (
+    "with REDIS_URL set, binary output frames failed at the start of the run (bench.client.binary_output_works: "
+    "no output before the exit); there, base64 output notifications instead"
+)
 
 
 class Capped(Exception):
@@ -40,6 +47,27 @@ class Context:
     open_files: int
     procwire_root: Path
     cache: dict[str, object] = field(default_factory=dict)
+    redis_server: Redis | None = None  # started when a workload first needs it, for the whole run
+    redis_binary: bool = True  # binary output frames work with REDIS_URL set (probed at the start)
+
+    @property
+    def with_redis(self) -> bool:
+        """Run the Redis variant of every workload (``--no-redis`` leaves it out)."""
+        return not self.opts.no_redis and Redis.available() is not None
+
+    def redis(self) -> Redis:
+        if self.redis_server is None or not self.redis_server.alive():
+            if self.redis_server is not None:
+                self.redis_server.stop()
+            self.redis_server = Redis(self.supervisor, self.work_dir).start()
+        return self.redis_server
+
+    def redis_env(self, workers: int = 1) -> dict[str, str]:
+        """procwire's settings for the cluster mode on the suite's Redis."""
+        env = {"PROCWIRE_REDIS_URL": self.redis().url}
+        if workers != 1:
+            env["PROCWIRE_WORKERS"] = str(workers)
+        return env
 
     @property
     def output_mode(self) -> OutputMode:
@@ -65,7 +93,13 @@ class Context:
 
 
 class Workload:
-    """One row group of the table: the same job done by procwire and by the reference."""
+    """One row group of the table: the same job done by procwire and by the reference.
+
+    Each round runs every *side* once, in an order that rotates from round
+    to round: ``procwire``, ``reference`` and, when the suite has a Redis,
+    ``redis`` (procwire with ``REDIS_URL`` set, otherwise the same).  A
+    workload may define other sides (other configurations of procwire).
+    """
 
     name: ClassVar[str]
     description: ClassVar[str]
@@ -74,11 +108,23 @@ class Workload:
     fresh_servers: ClassVar[bool] = False  # a new server per round (memory readings)
     profiled: ClassVar[bool] = False  # profiled with py-spy after the timed rounds
     timeline_starts_at: ClassVar[str | None] = None  # timed phase by phase (bench/timeline.py), from this event
+    redis_variant: ClassVar[bool] = True  # also run with REDIS_URL set (the `redis` side)
+    redis_tolerance: ClassVar[float] = 0.10  # issue 10: each ratio within 10 % of the run without Redis
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.opts = ctx.opts
         self.notes: list[str] = []
+        self.side = PROCWIRE  # the side running now
+
+    @property
+    def output_mode(self) -> OutputMode:
+        """The suite's output mode, except binary frames on a side with Redis where they fail."""
+        mode = self.ctx.output_mode
+        if mode is BINARY and self.uses_redis(self.side) and not self.ctx.redis_binary:
+            self.note(BINARY_FAILS_WITH_REDIS)
+            return BASE64
+        return mode
 
     def note(self, text: str) -> None:
         if text not in self.notes:
@@ -87,6 +133,49 @@ class Workload:
     @property
     def rounds(self) -> int:
         return self.opts.rounds
+
+    @property
+    def redis_rounds(self) -> int:
+        """Rounds of the Redis variant: all of them unless ``--redis-rounds`` caps them."""
+        return min(self.rounds, self.opts.redis_rounds or self.rounds)
+
+    def sides(self) -> list[str]:
+        """What runs in each round, in the first round's order."""
+        if self.redis_variant and self.ctx.with_redis:
+            return [PROCWIRE, REDIS, REFERENCE]
+        return [PROCWIRE, REFERENCE]
+
+    def labels(self) -> dict[str, str]:
+        return {PROCWIRE: "procwire", REDIS: "procwire, REDIS_URL set", REFERENCE: self.reference_label}
+
+    def side_rounds(self, side: str) -> int:
+        return self.redis_rounds if side == REDIS else self.rounds
+
+    def needs_websocketd(self, side: str) -> bool:
+        return side == REFERENCE and self.uses_websocketd
+
+    def uses_redis(self, side: str) -> bool:
+        return side == REDIS
+
+    def start_server(self, side: str) -> Server | None:
+        if side == PROCWIRE:
+            return self.ctx.procwire(self.procwire_env())
+        if side == REDIS:
+            return self.ctx.procwire(self.side_env(side))
+        return self.start_reference()
+
+    def side_env(self, side: str) -> dict[str, str]:
+        """procwire's settings on ``side`` (for the timeline's server too)."""
+        if side == REDIS:
+            return {**self.procwire_env(), **self.ctx.redis_env()}
+        return self.procwire_env()
+
+    def run_side(self, side: str, server: Server | None, deadline: float) -> dict[str, float]:
+        self.side = side
+        if side == REFERENCE:
+            return self.run_reference(server, deadline)
+        assert isinstance(server, Procwire)
+        return self.run_procwire(server, deadline)
 
     def metrics(self) -> list[Metric]:
         raise NotImplementedError
@@ -111,3 +200,12 @@ class Workload:
     def run_timeline(self, server: Procwire, deadline: float) -> None:
         """What bench/timeline.py times: by default one more procwire round."""
         self.run_procwire(server, deadline)
+
+    def timeline_phases(self, events: list[tuple[str, int]]) -> tuple[list[timeline.Phase], int]:
+        """The median of each step, and over how many operations."""
+        assert self.timeline_starts_at is not None
+        return timeline.phases(events, self.timeline_starts_at)
+
+    def timeline_events(self, events_file: Path) -> dict[str, Any]:
+        """The events the worker wrote (``events``: ``[name, ns]`` pairs) and the probes it lacked."""
+        return dict(json.loads(events_file.read_text()))

@@ -84,7 +84,7 @@ class Compression(Workload):
                 raise RuntimeError("the server did not accept permessage-deflate")
             wire_before = _bytes_received(sock)
             started = time.perf_counter()
-            request: dict[str, Any] = {"argv": self.argv(), "stdin": "null", **self.ctx.output_mode.start_params}
+            request: dict[str, Any] = {"argv": self.argv(), "stdin": "null", **self.output_mode.start_params}
             ws.send(orjson.dumps({"jsonrpc": "2.0", "id": 1, "method": "start", "params": request}).decode())
             received = messages = 0
             proc = None

@@ -16,7 +16,7 @@ from contextlib import closing
 from bench.client import BINARY, TEXT, Conn, ProcwireClient
 from bench.results import Metric, at_most_ratio, percentile
 from bench.servers import Procwire, Websocketd
-from bench.workloads.base import Workload, before
+from bench.workloads.base import BINARY_FAILS_WITH_REDIS, Workload, before
 
 WARM_UP = 100
 
@@ -32,6 +32,13 @@ class Echo(Workload):
 
     def variants(self) -> list[str]:
         return ["notify", "binary"] if self.ctx.binary and self.opts.stream_mode in ("auto", "binary") else ["notify"]
+
+    def side_variants(self) -> list[str]:
+        """The variants that can run on the current side (binary frames may fail with Redis)."""
+        if self.uses_redis(self.side) and not self.ctx.redis_binary:
+            self.note(BINARY_FAILS_WITH_REDIS)
+            return ["notify"]
+        return self.variants()
 
     def metrics(self) -> list[Metric]:
         metrics = [
@@ -50,7 +57,7 @@ class Echo(Workload):
 
     def run_procwire(self, server: Procwire, deadline: float) -> dict[str, float]:
         values: dict[str, float] = {}
-        for variant in self.variants():
+        for variant in self.side_variants():
             suffix = "" if variant == "notify" else "_binary"
             p50, p99 = self._procwire_variant(server, variant == "binary", deadline)
             values.update({f"p50{suffix}": p50, f"p99{suffix}": p99})

@@ -108,7 +108,7 @@ class FanOut(Workload):
             f"the echo probe (its own process, nice {self.opts.fanout_probe_nice}) sends one line every "
             f"{self.opts.fanout_echo_interval * 1000:g} ms; one connection per stream, read by one selector loop"
         )
-        params = self.ctx.output_mode.start_params
+        params = self.output_mode.start_params
         return self._run(
             ["--kind", "procwire", "--url", server.url, *[f"--header={h}" for h in server.headers]],
             lambda: _ProcwireStream(server, self.stream_argv(), params, self.ctx.timeout),

@@ -41,6 +41,11 @@ class Idle(Workload):
     def rounds(self) -> int:
         return self.opts.idle_rounds
 
+    @property
+    def redis_rounds(self) -> int:
+        """One round with Redis unless ``--redis-rounds`` asks more: a round holds the connections 30 s."""
+        return min(self.rounds, self.opts.redis_rounds or 1)
+
     def metrics(self) -> list[Metric]:
         return [
             Metric("dropped", "dropped connections", "", None, exactly(0, "0"), fmt=lambda v: f"{v:.0f}"),

@@ -39,6 +39,11 @@ class SlowReader(Workload):
     def rounds(self) -> int:
         return self.opts.slow_rounds
 
+    @property
+    def redis_rounds(self) -> int:
+        """One round with Redis unless ``--redis-rounds`` asks more: a round pauses 10 s."""
+        return min(self.rounds, self.opts.redis_rounds or 1)
+
     def metrics(self) -> list[Metric]:
         return [
             Metric("rss_growth", "server RSS growth", "MiB", "lower", at_most(64, "MiB")),
@@ -70,7 +75,7 @@ class SlowReader(Workload):
         client = ProcwireClient(server.url, server.headers, self.ctx.timeout)
         meter = _Meter(server)
         try:
-            proc = client.start(self.argv(), self.ctx.output_mode, stdin="null")
+            proc = client.start(self.argv(), self.output_mode, stdin="null")
 
             def chunks():  # type: ignore[no-untyped-def]
                 while True:
