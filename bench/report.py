@@ -305,7 +305,7 @@ def document(
         lines += ["", "## Where procwire's time goes (py-spy)", "", *profiled]
     timed = [line for result in results for line in _timeline_section(result)]
     if timed:
-        lines += ["", "## One operation, step by step (spawn and cycle are latency-bound)", "", *timed]
+        lines += ["", "## One operation, step by step (latency-bound: spawn, cycle, xecho)", "", *timed]
     lines += ["", "## Every round", ""]
     for result in results:
         lines += _raw_section(result)

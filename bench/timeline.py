@@ -44,6 +44,66 @@ STEPS = {
     ("session over", "accepted"): "client: reads the Close, closes, connects again",
 }
 
+# The cluster probes (install_cluster): a round trip from a connection on one
+# worker (the reader) to a process on the other (the owner), through Redis.
+# The events of both workers and the client are merged in time order; each
+# name says where it happened.
+CLUSTER_PATH = [
+    "client: write sent",
+    "reader: frame in",
+    "reader: request queued",
+    "reader: pipeline out",
+    "owner: message in",
+    "owner: stdin written",
+    "owner: output read",
+    "owner: pipeline out",
+    "reader: stream entries in",
+    "reader: output sent",
+    "client: output in",
+]
+CLUSTER_STEPS = {
+    ("client: write sent", "reader: frame in"): "the `write` notification reaches the reader's worker",
+    ("reader: frame in", "reader: request queued"): "decode, checks, the remote `write` queued for Redis",
+    ("reader: request queued", "reader: pipeline out"): "the writer greenlet picks it up",
+    ("reader: pipeline out", "owner: message in"): "PUBLISH to Redis, Redis to the owner's subscription",
+    ("reader: pipeline out", "reader: pipeline back"): "PUBLISH answered",
+    ("owner: message in", "owner: stdin written"): "the owner serves the request: into cat's stdin",
+    ("owner: stdin written", "owner: output read"): "cat echoes, the owner's pump reads it",
+    ("owner: output read", "owner: pipeline out"): "mirror: XADD queued, the writer picks it up",
+    ("owner: pipeline out", "reader: stream entries in"): "XADD to Redis, the reader's blocking XREAD returns",
+    ("reader: stream entries in", "reader: output sent"): "the reader's worker sends the output",
+    ("reader: output sent", "client: output in"): "the client reads it",
+}
+
+
+def install_cluster() -> list[str]:
+    """Probes on the cluster's path (app/cluster): requests over pub/sub, the
+    mirror's XADD, the reader's XREAD; ``frame in`` and the output sent to a
+    connection.  Names get the worker's role (reader, owner) when merged."""
+    from redis.client import Pipeline
+
+    from app.cluster import bus, feed
+    from app.edge import session, subscriber
+    from app.processes import process, stdin
+
+    probes = [
+        (session.Session, "handle_frame", "frame in", None),
+        (bus.Bus, "request", None, "request queued"),
+        (bus.Bus, "_dispatch", "message in", None),
+        (Pipeline, "execute", "pipeline out", "pipeline back"),
+        (stdin.StdinFeeder, "_write_now", None, "stdin written"),
+        (process.Process, "publish", "output read", None),
+        (feed.Feed, "_deliver", "stream entries in", None),
+        (subscriber.Subscriber, "output", None, "output sent"),
+    ]
+    missing = []
+    for owner, name, before, after in probes:
+        if hasattr(owner, name):
+            _probe(owner, name, before, after)
+        else:
+            missing.append(f"{owner.__name__}.{name}")
+    return missing
+
 
 def _note(event: str) -> None:
     EVENTS.append((event, time.perf_counter_ns()))
@@ -138,7 +198,8 @@ class Phase:
 
     @property
     def what(self) -> str:
-        return STEPS.get((self.start, self.end), f"{self.start} -> {self.end}")
+        pair = (self.start, self.end)
+        return STEPS.get(pair) or CLUSTER_STEPS.get(pair) or f"{self.start} -> {self.end}"
 
 
 def phases(events: list[tuple[str, int]], first: str) -> tuple[list[Phase], int]:
@@ -168,3 +229,34 @@ def phases(events: list[tuple[str, int]], first: str) -> tuple[list[Phase], int]
         Phase(names[index], names[index + 1], statistics.median(lengths) / 1000) for index, lengths in steps.items()
     ]
     return result, kept
+
+
+def path_phases(events: list[tuple[str, int]], path: list[str]) -> tuple[list[Phase], int]:
+    """The median of each step along ``path`` when other events interleave
+    (several processes, unrelated pipelines): in each operation (from one
+    ``path[0]`` to the next) the first occurrence of each event of the path
+    after the previous one; operations missing one are left out."""
+    starts = [index for index, (name, _) in enumerate(events) if name == path[0]]
+    bounds = list(itertools.pairwise([*starts, len(events)]))[len(starts) // 10 :]  # skip the warm-up
+    steps: list[list[int]] = [[] for _ in path[1:]]
+    kept = 0
+    for begin, end in bounds:
+        times = [events[begin][1]]
+        position = begin + 1
+        for wanted in path[1:]:
+            while position < end and events[position][0] != wanted:
+                position += 1
+            if position >= end:
+                break
+            times.append(events[position][1])
+            position += 1
+        if len(times) != len(path):
+            continue
+        kept += 1
+        for index in range(len(path) - 1):
+            steps[index].append(times[index + 1] - times[index])
+    if not kept:
+        return [], 0
+    return [
+        Phase(path[index], path[index + 1], statistics.median(lengths) / 1000) for index, lengths in enumerate(steps)
+    ], kept

@@ -4,7 +4,8 @@ Run from the procwire tree under test, whose ``gunicorn.conf.py`` it reads;
 the probes are loaded by path from this checkout, so that a tree exported
 by ``--procwire-rev`` is measured with today's probes.
 ``BENCH_TIMELINE_FILE`` names the file the worker writes its events to
-when it exits.
+when it exits; with ``BENCH_TIMELINE_CLUSTER`` set, the cluster probes
+instead, and each worker writes ``<file>.<its pid>``.
 """
 
 import importlib.util
@@ -27,9 +28,15 @@ _missing: list[str] = []
 
 def post_worker_init(worker):
     _post_worker_init(worker)
-    _missing.extend(timeline.install())
+    if os.environ.get("BENCH_TIMELINE_CLUSTER"):
+        _missing.extend(timeline.install_cluster())
+    else:
+        _missing.extend(timeline.install())
 
 
 def worker_exit(server, worker):
-    timeline.dump(os.environ["BENCH_TIMELINE_FILE"], _missing)
+    path = os.environ["BENCH_TIMELINE_FILE"]
+    if os.environ.get("BENCH_TIMELINE_CLUSTER"):  # several workers: a file each
+        path = f"{path}.{os.getpid()}"
+    timeline.dump(path, _missing)
     _worker_exit(server, worker)

@@ -9,9 +9,10 @@ from bench.workloads.idle import Idle
 from bench.workloads.slow import SlowReader
 from bench.workloads.spawn import Spawn
 from bench.workloads.stream import Stream
+from bench.workloads.xecho import CrossEcho
 
 ISSUE_3 = (Spawn, Cycle, Echo, Stream, Idle, FanOut, SlowReader, Compression)
-ISSUE_10: tuple[type[Workload], ...] = ()
+ISSUE_10 = (CrossEcho,)
 WORKLOADS: dict[str, type[Workload]] = {workload.name: workload for workload in (*ISSUE_3, *ISSUE_10)}
 CLUSTER = tuple(workload.name for workload in ISSUE_10)  # the rows that need a Redis
 
