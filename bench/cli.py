@@ -39,6 +39,8 @@ FULL = {
     "slow_rounds": 2,
     "profile_seconds": 10.0,
     "compress_bytes": 256 * MIB,
+    "xstream_bytes": 1 << 30,
+    "xstream_rounds": 3,
 }
 QUICK = {
     "rounds": 3,
@@ -59,6 +61,8 @@ QUICK = {
     "slow_rounds": 1,
     "profile_seconds": 3.0,
     "compress_bytes": 32 * MIB,
+    "xstream_bytes": 64 * MIB,
+    "xstream_rounds": 1,
 }
 
 
@@ -124,6 +128,14 @@ def parser() -> argparse.ArgumentParser:
         type=int,
         help="rounds with REDIS_URL set, at most the workload's (default: all, one for idle and slow)",
     )
+    p.add_argument("--xstream-bytes", type=_size, help="bytes of each cross-worker stream (default 1GiB)")
+    p.add_argument(
+        "--xstream-buffer",
+        type=_size,
+        default=16 * MIB,
+        help="the producer's `buffer` (its history window, the length of its Redis stream; server max 16 MiB)",
+    )
+    p.add_argument("--xstream-rounds", type=int)
     p.add_argument("--no-profile", action="store_true", help="skip the py-spy pass of spawn, echo and stream")
     p.add_argument("--no-timeline", action="store_true", help="skip the phase-by-phase pass of spawn and cycle")
     p.add_argument("--profile-rate", type=int, default=200, help="py-spy samples per second")

@@ -10,9 +10,10 @@ from bench.workloads.slow import SlowReader
 from bench.workloads.spawn import Spawn
 from bench.workloads.stream import Stream
 from bench.workloads.xecho import CrossEcho
+from bench.workloads.xstream import CrossStream
 
 ISSUE_3 = (Spawn, Cycle, Echo, Stream, Idle, FanOut, SlowReader, Compression)
-ISSUE_10 = (CrossEcho,)
+ISSUE_10 = (CrossEcho, CrossStream)
 WORKLOADS: dict[str, type[Workload]] = {workload.name: workload for workload in (*ISSUE_3, *ISSUE_10)}
 CLUSTER = tuple(workload.name for workload in ISSUE_10)  # the rows that need a Redis
 
