@@ -41,6 +41,8 @@ FULL = {
     "compress_bytes": 256 * MIB,
     "xstream_bytes": 1 << 30,
     "xstream_rounds": 3,
+    "parallel_seconds": 5.0,
+    "parallel_rounds": 3,
 }
 QUICK = {
     "rounds": 3,
@@ -63,6 +65,8 @@ QUICK = {
     "compress_bytes": 32 * MIB,
     "xstream_bytes": 64 * MIB,
     "xstream_rounds": 1,
+    "parallel_seconds": 2.0,
+    "parallel_rounds": 1,
 }
 
 
@@ -136,6 +140,11 @@ def parser() -> argparse.ArgumentParser:
         help="the producer's `buffer` (its history window, the length of its Redis stream; server max 16 MiB)",
     )
     p.add_argument("--xstream-rounds", type=int)
+    p.add_argument("--parallel-clients", type=int, default=16, help="connections at once in the parallel rows")
+    p.add_argument("--parallel-processes", type=int, default=2, help="client processes they are spread over")
+    p.add_argument("--parallel-seconds", type=float, help="length of each parallel phase")
+    p.add_argument("--parallel-rounds", type=int)
+    p.add_argument("--parallel-no-workers2", action="store_true", help="skip WORKERS=2 without Redis")
     p.add_argument("--no-profile", action="store_true", help="skip the py-spy pass of spawn, echo and stream")
     p.add_argument("--no-timeline", action="store_true", help="skip the phase-by-phase pass of spawn and cycle")
     p.add_argument("--profile-rate", type=int, default=200, help="py-spy samples per second")

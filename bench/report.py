@@ -254,7 +254,8 @@ def document(
         "the table gives the median of the rounds, their spread (min-max) and the ratio of the medians "
         "procwire/reference. Rates and throughputs: higher is better; latencies and memory: lower is better. "
         "Both servers run on free loopback ports; one Python client (websocket-client, UTF-8 validation off) "
-        "talks to both. Compression is off on both sides.",
+        "talks to both. Compression is off on both sides. The cluster rows (xecho, xstream, parallel) "
+        "compare configurations of procwire with each other: see each workload's description.",
         "",
         "## Machine",
         "",
@@ -316,6 +317,7 @@ def document(
         "    make bench                      # installs the bench extra (and websocketd when root), full run",
         "    .venv/bin/python -m bench --quick",
         "    .venv/bin/python -m bench --procwire-rev HEAD   # the committed server, not the working tree",
+        "    .venv/bin/python -m bench --only xecho,xstream,parallel   # the cluster rows alone",
         "    .venv/bin/python -m bench --help",
         "",
     ]

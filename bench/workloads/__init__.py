@@ -6,6 +6,7 @@ from bench.workloads.cycle import Cycle
 from bench.workloads.echo import Echo
 from bench.workloads.fanout import FanOut
 from bench.workloads.idle import Idle
+from bench.workloads.parallel import Parallel
 from bench.workloads.slow import SlowReader
 from bench.workloads.spawn import Spawn
 from bench.workloads.stream import Stream
@@ -13,7 +14,7 @@ from bench.workloads.xecho import CrossEcho
 from bench.workloads.xstream import CrossStream
 
 ISSUE_3 = (Spawn, Cycle, Echo, Stream, Idle, FanOut, SlowReader, Compression)
-ISSUE_10 = (CrossEcho, CrossStream)
+ISSUE_10 = (CrossEcho, CrossStream, Parallel)
 WORKLOADS: dict[str, type[Workload]] = {workload.name: workload for workload in (*ISSUE_3, *ISSUE_10)}
 CLUSTER = tuple(workload.name for workload in ISSUE_10)  # the rows that need a Redis
 
