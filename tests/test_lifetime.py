@@ -241,11 +241,11 @@ def test_an_idle_worker_lets_its_guardian_go_and_starts_another_with_its_next_pr
     with RpcClient(server.url, server.token) as client:
         started = client.call("start", argv=["sleep", "1000"])
         worker = parent_of(started["pid"])
-        first = guardians_of(worker)
-        assert len(first) == 1, children_of(worker)
+        # Two for a moment if an earlier test's guardian was let go just before and is exiting.
+        first = set(guardians_of(worker))
+        assert first, children_of(worker)
         client.call("kill", proc=started["proc"])
         client.call("wait", proc=started["proc"], timeout=10)
         assert wait_until(lambda: children_of(worker) == [], SETTLE), [(p, state_of(p)) for p in children_of(worker)]
         assert client.run_to_exit(["true"]).exit is not None
-        second = guardians_of(worker)
-        assert second and second != first
+        assert set(guardians_of(worker)) - first, children_of(worker)
