@@ -54,7 +54,9 @@ class Feed:
     def _replay_stream(self, stream: str, wanted: int) -> Replay:
         """One stream's held bytes from ``wanted`` on, up to the first gap (chunks
         the owner's mirror had to drop): from a gap on, the live part delivers
-        each chunk with its own offset."""
+        each chunk with its own offset.  An offset beyond the end means the end,
+        as for a local process."""
+        wanted = min(wanted, self._process.offsets.get(stream, wanted))
         entries = cast(list[Entry], self._redis.xrange(keys.output(self._process.id, stream), min=f"({wanted}-0"))
         held = bytearray()
         begin = wanted
