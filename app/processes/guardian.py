@@ -5,7 +5,7 @@ a gunicorn worker.  When only the worker dies, the master (a child subreaper)
 adopts those processes and its ``child_exit`` hook kills their groups.  When
 the master dies too (a host's procwire SIGKILLed at once), nobody would:
 this program does.  Each worker starts one guardian with its first process
-(``app.processes.launcher.Guardian``) and sends it, for every child, a pidfd
+(``app.processes.guardian_link.Guardian``) and sends it, for every child, a pidfd
 and the group id over a SOCK_SEQPACKET socket, the guardian's stdin.  However
 the worker dies, the kernel closes the worker's end; at that end of file the
 guardian SIGKILLs every group it knows and every leader, by its pidfd, then

@@ -29,8 +29,9 @@ from gevent.event import AsyncResult, Event
 from app import metrics
 from app.errors import ErrorCode, RpcError
 from app.processes.environment import server_directory
+from app.processes.forkexec import close_fd
 from app.processes.history import History, Replay
-from app.processes.launcher import LaunchSpec, close_fd, launch, set_window_size
+from app.processes.launcher import LaunchSpec, launch, set_window_size
 from app.processes.reaper import ChildWatch, Reaped, reaper
 from app.processes.stdin import StdinFeeder
 

@@ -31,7 +31,7 @@ import gevent
 from gevent import get_hub
 from gevent.event import Event
 
-from app.processes.launcher import close_fd
+from app.processes.forkexec import close_fd
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from gevent.event import AsyncResult, Event
 from gevent.os import nb_write
 
 from app.errors import ErrorCode, RpcError
-from app.processes.launcher import close_fd
+from app.processes.forkexec import close_fd
 
 
 @dataclass
