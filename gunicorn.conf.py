@@ -14,6 +14,7 @@ import re
 import secrets
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import time
@@ -107,8 +108,23 @@ PR_SET_CHILD_SUBREAPER = 36
 def on_starting(server):
     """Make the master a child subreaper: the processes of a worker that dies
     (even by SIGKILL, when no worker code runs) are adopted by the master,
-    and ``child_exit`` stops them."""
+    and ``child_exit`` stops them.  With ``reuse_port`` the master binds
+    nothing, so check here that no other server holds the address."""
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    if reuse_port:
+        _refuse_an_address_in_use(_address)
+
+
+def _refuse_an_address_in_use(address):
+    """Bind once without SO_REUSEPORT: a server already listening there (even
+    one whose workers share the port) makes it fail, as a plain bind would."""
+    family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn: TIME_WAIT is no conflict
+        try:
+            probe.bind(address)
+        except OSError as error:
+            sys.exit(f"procwire: cannot listen on {_settings.BIND}: {error.strerror}")
 
 
 def child_exit(server, worker):

@@ -96,3 +96,29 @@ def test_a_worker_killed_by_sigkill_leaves_no_process_behind() -> None:
             assert client.call("ping")["time"] > 0
     finally:
         server.stop()
+
+
+def test_a_second_server_on_the_same_address_fails_instead_of_sharing_it() -> None:
+    """With several workers each binds its own socket with SO_REUSEPORT (reuse_port), so the
+    kernel would let a second server share the port: gunicorn.conf.py refuses it at start."""
+    first = Server(env={"PROCWIRE_WORKERS": "2"}).start()
+    try:
+        env = dict(os.environ, PROCWIRE_BIND=f"127.0.0.1:{first.port}", PROCWIRE_WORKERS="2", PROCWIRE_TOKEN="t")
+        second = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--no-control-socket"],
+            cwd=ROOT,
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            _, stderr = second.communicate(timeout=30)
+        finally:
+            if second.poll() is None:  # it started after all: stop it and its workers
+                os.killpg(second.pid, signal.SIGKILL)
+                second.wait(timeout=10)
+        assert second.returncode != 0
+        assert f"procwire: cannot listen on 127.0.0.1:{first.port}: Address already in use" in stderr
+    finally:
+        first.stop()
