@@ -196,6 +196,17 @@ def _children_of_master():
         return set()
 
 
+def post_fork(server, worker):
+    """In the new worker, before gevent's patching and before it installs its
+    own signal handlers: until then it has copies of the master's, which only
+    queue a signal for a loop that never runs here, so a stop during that
+    boot was lost and the master waited the whole GRACEFUL_TIMEOUT.  A
+    worker that has not booted has no session to close: let TERM, INT and
+    QUIT end it at once (the worker's own handlers replace these)."""
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+        signal.signal(signum, signal.SIG_DFL)
+
+
 def post_worker_init(worker):
     """In the worker, after gevent patched it and the app loaded: close every
     session with 1001 on stop, so their processes are stopped too."""

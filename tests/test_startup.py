@@ -122,3 +122,20 @@ def test_a_second_server_on_the_same_address_fails_instead_of_sharing_it() -> No
         assert f"procwire: cannot listen on 127.0.0.1:{first.port}: Address already in use" in stderr
     finally:
         first.stop()
+
+
+def test_a_stop_while_a_worker_boots_is_not_lost() -> None:
+    """Stop the master right after it replaced a killed worker: the new worker may
+    still be booting.  It must not hold the stop for GRACEFUL_TIMEOUT (20 s here)."""
+    server = Server(env={"PROCWIRE_GRACEFUL_TIMEOUT": "20"}).start()
+    try:
+        (worker,) = server.worker_pids()
+        os.kill(worker, signal.SIGKILL)
+        assert wait_until(lambda: server.worker_pids() not in ([], [worker]), timeout=10)
+        assert server.process is not None
+        stopped_at = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        server.process.wait(timeout=15)
+        assert time.monotonic() - stopped_at < 10
+    finally:
+        server.stop()
