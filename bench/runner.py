@@ -92,7 +92,8 @@ def run_workload(workload: Workload, ctx: Context, profiler: Profiler | None) ->
         if workload.timeline_starts_at is not None and not opts.no_timeline:
             _timeline(workload, ctx, result, PROCWIRE, extra_deadline)
         if result.redis_missed():  # where the time goes with Redis, for a missed target
-            if profiler is not None and workload.profiled:
+            profile_redis = workload.profiled_if_redis_misses
+            if profiler is not None and (workload.profiled if profile_redis is None else profile_redis):
                 _profile(workload, ctx, servers, profiler, result, REDIS, extra_deadline + opts.cap * 0.5)
             if workload.timeline_starts_at is not None and not opts.no_timeline:
                 _timeline(workload, ctx, result, REDIS, extra_deadline + opts.cap * 0.5)

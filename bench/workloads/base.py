@@ -107,6 +107,7 @@ class Workload:
     uses_websocketd: ClassVar[bool] = True
     fresh_servers: ClassVar[bool] = False  # a new server per round (memory readings)
     profiled: ClassVar[bool] = False  # profiled with py-spy after the timed rounds
+    profiled_if_redis_misses: ClassVar[bool | None] = None  # the Redis side too, on a missed target (None: profiled)
     timeline_starts_at: ClassVar[str | None] = None  # timed phase by phase (bench/timeline.py), from this event
     redis_variant: ClassVar[bool] = True  # also run with REDIS_URL set (the `redis` side)
     redis_tolerance: ClassVar[float] = 0.10  # issue 10: each ratio within 10 % of the run without Redis
