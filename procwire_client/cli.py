@@ -490,7 +490,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(answer["processes"], indent=2))
         return 0
-    rows = [("PROC", "PID", "STATE", "EXIT", "STARTED", "FLAGS", "NAME", "COMMAND")]
+    rows = [("PROC", "PID", "STATE", "EXIT", "STARTED", "FLAGS", "NODE", "NAME", "COMMAND")]
     for info in answer["processes"]:
         status = ExitStatus.from_json(info["exit"]) if info.get("exit") else None
         rows.append(
@@ -498,15 +498,24 @@ def cmd_ps(args: argparse.Namespace) -> int:
                 str(info.get("proc")),
                 str(info.get("pid")),
                 str(info.get("state")),
-                "-" if status is None else (str(status.code) if status.code is not None else str(status.signal)),
+                _exit_column(status),
                 _time(info.get("started_at")),
                 _flags(info),
+                info.get("node") or "-",
                 info.get("name") or "-",
                 shlex.join(info.get("argv") or []),
             )
         )
     _table(rows)
     return 0
+
+
+def _exit_column(status: ExitStatus | None) -> str:
+    if status is None:
+        return "-"
+    if status.lost:
+        return "lost"
+    return str(status.code) if status.code is not None else str(status.signal)
 
 
 def _flags(info: dict[str, Any]) -> str:

@@ -131,7 +131,9 @@ class ExitStatus:
     timed_out: bool = False
     duration: float | None = None
     output_incomplete: bool = False
-    rusage: dict[str, Any] = field(default_factory=dict)
+    rusage: dict[str, Any] | None = field(default_factory=dict)  # None when lost
+    lost: bool = False  # cluster mode: the node running it died, nobody saw the end
+    node: str | None = None  # the node that was lost
 
     @classmethod
     def from_json(cls, status: Mapping[str, Any]) -> ExitStatus:

@@ -9,6 +9,7 @@ from app.cluster.bus import _rpc_error, decode, encode
 from app.cluster.feed import entry_end
 from app.cluster.remote import INTERNAL_INFO, Record, lost_status
 from app.errors import ErrorCode, RpcError
+from procwire_client import ExitStatus
 
 INFO = {
     "proc": 7,
@@ -79,3 +80,9 @@ def test_the_lost_status_says_nobody_saw_the_end() -> None:
 def test_stream_entry_ids_are_end_offsets() -> None:
     assert entry_end(b"1048576-0") == 1048576
     assert entry_end(b"12-1") == 12
+
+
+def test_the_client_library_reads_a_lost_status() -> None:
+    status = ExitStatus.from_json(lost_status(7, 4242, "h:1:2"))
+    assert status.lost is True and status.node == "h:1:2" and status.code is None
+    assert status.exit_code == 255  # no code, no signal: what the CLI exits with
