@@ -87,6 +87,12 @@ def _known_group(value: str) -> str:
     return value
 
 
+def _default_state_dir() -> str:
+    """Where a server keeps what must outlive it (XDG's state directory)."""
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(base, "procwire")
+
+
 def _redis_url(value: str) -> str:
     """Empty (no cluster) or a URL redis-py opens: redis://, rediss:// (TLS), unix://."""
     if value and urlsplit(value).scheme not in REDIS_SCHEMES:
@@ -185,6 +191,7 @@ class Settings(BaseModel):
     LOG_FORMAT: str = Field("text", pattern="^(text|json)$")
     METRICS_OPEN: bool = False
     REDIS_URL: Annotated[str, AfterValidator(_redis_url)] = ""
+    STATE_DIR: str = Field(default_factory=_default_state_dir, min_length=1)
     CLUSTER_HEARTBEAT: float = Field(2.0, gt=0, le=10)
     CLUSTER_NODE_TIMEOUT: float = Field(6.0, gt=0, le=10)
     CLUSTER_TIMEOUT: float = Field(5.0, gt=0, le=10)

@@ -159,7 +159,8 @@ class Cluster:
     # -- start and stop -------------------------------------------------------------------
 
     def host_env(self) -> dict[str, str]:
-        return {**BASE_ENV, "PROCWIRE_REDIS_URL": self.redis.url, **self.env}
+        state = {"PROCWIRE_STATE_DIR": str(self.directory / "state")}  # the hosts' id marks (app/cluster/ids.py)
+        return {**BASE_ENV, "PROCWIRE_REDIS_URL": self.redis.url, **state, **self.env}
 
     def start(self) -> Cluster:
         _Subreaper.acquire()

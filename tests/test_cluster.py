@@ -18,6 +18,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -40,10 +41,11 @@ def user(name: str, token: str, **policy: object) -> dict[str, object]:
     return {"name": name, "role": "user", "sha256": hashlib.sha256(token.encode()).hexdigest(), "policy": rules}
 
 
-def cluster_env(redis: RedisServer, **extra: str) -> dict[str, str]:
+def cluster_env(redis: RedisServer, state: Path, **extra: str) -> dict[str, str]:
     tokens = [user("alice", ALICE, max_procs=3), user("bob", BOB)]
     return {
         "PROCWIRE_REDIS_URL": redis.url,
+        "PROCWIRE_STATE_DIR": str(state),
         "PROCWIRE_TOKENS": json.dumps(tokens),
         "PROCWIRE_KILL_GRACE": "1",
         "PROCWIRE_CLUSTER_HEARTBEAT": "1",
@@ -68,8 +70,8 @@ class Pair:
             server.stop()
 
 
-def start_pair(redis: RedisServer, **extra: str) -> Pair:
-    env = cluster_env(redis, **extra)
+def start_pair(redis: RedisServer, state: Path, **extra: str) -> Pair:
+    env = cluster_env(redis, state, **extra)
     a = Server(env=env).start()
     try:
         b = Server(env=env).start()
@@ -89,8 +91,8 @@ def redis() -> Iterator[RedisServer]:
 
 
 @pytest.fixture
-def pair(redis: RedisServer) -> Iterator[Pair]:
-    started = start_pair(redis)
+def pair(redis: RedisServer, tmp_path: Path) -> Iterator[Pair]:
+    started = start_pair(redis, tmp_path)
     try:
         yield started
     finally:
@@ -201,6 +203,20 @@ def test_signal_stop_and_resize_act_on_a_process_of_another_host(pair: Pair) -> 
         assert there.error_of("signal", proc=sleeper, signal="TERM").code == -32005  # exited
 
 
+def test_binary_output_frames_carry_cluster_ids(pair: Pair) -> None:
+    """Ids fit the 32 bits of a binary frame's header, locally and from another host."""
+    with pair.connect(pair.a) as here, pair.connect(pair.b) as there:
+        assert bytes(here.run_to_exit(["echo", "binary"], binary=True).stdout) == b"binary\n"
+        proc = here.call("start", argv=["cat"], binary=True, on_disconnect="keep")["proc"]
+        assert proc < 2**32
+        here.call("write", proc=proc, data="far\n")
+        eventually_listed(there, proc)
+        there.call("attach", proc=proc)
+        there.call("close_stdin", proc=proc)
+        collected = there.collect(proc)
+        assert bytes(collected.stdout) == b"far\n" and collected.binary_frames >= 1
+
+
 def test_proc_ids_are_unique_across_hosts_and_never_reused_after_redis_loses_its_data(pair: Pair) -> None:
     with pair.connect(pair.a) as here, pair.connect(pair.b) as there:
         first = [client.call("run", argv=["true"])["proc"] for client in (here, there, here, there)]
@@ -230,8 +246,8 @@ def test_the_http_api_covers_the_cluster_and_closes_a_connection_on_another_host
         there.call("wait", proc=proc)
 
 
-def test_per_token_limits_count_every_host(redis: RedisServer) -> None:
-    pair = start_pair(redis, PROCWIRE_MAX_CONNECTIONS_PER_TOKEN="2")
+def test_per_token_limits_count_every_host(redis: RedisServer, tmp_path: Path) -> None:
+    pair = start_pair(redis, tmp_path, PROCWIRE_MAX_CONNECTIONS_PER_TOKEN="2")
     try:
         with pair.connect(pair.a, ALICE) as first, pair.connect(pair.a, ALICE) as second:
             time.sleep(0.3)  # the writer's pipeline: the other host reads the count from Redis

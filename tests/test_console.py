@@ -379,13 +379,13 @@ def test_the_console_works_behind_a_path_prefix(browser: Any, prefixed: Server) 
         console.close()
 
 
-def test_the_processes_view_of_one_host_lists_and_kills_a_process_of_another(browser: Any) -> None:
+def test_the_processes_view_of_one_host_lists_and_kills_a_process_of_another(browser: Any, tmp_path: Path) -> None:
     """Cluster mode (docs/scaling.md): the page talks to host B; the process runs on host A."""
     redis = RedisServer().start()
     hosts: list[Server] = []
     console = None
     try:
-        env = {"PROCWIRE_REDIS_URL": redis.url, "PROCWIRE_CLUSTER_HEARTBEAT": "1"}
+        env = {"PROCWIRE_REDIS_URL": redis.url, "PROCWIRE_CLUSTER_HEARTBEAT": "1", "PROCWIRE_STATE_DIR": str(tmp_path)}
         hosts += [Server(env=env).start(), Server(env=env).start()]
         far, near = hosts
         with RpcClient(far.url, far.token) as client:

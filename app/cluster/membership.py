@@ -21,6 +21,7 @@ import gevent
 import orjson
 from redis import ConnectionError as RedisConnectionError
 from redis import Redis, RedisError
+from redis.client import Pipeline
 
 from app.cluster import keys
 from app.cluster.bus import Bus
@@ -42,6 +43,7 @@ class Membership:
         timeout: float,
         keep_seconds: float,
         register: Callable[[], None],
+        on_beat: Callable[[Pipeline], None],
         refresh: Callable[[], None],
         watched: Callable[[], set[str]],
     ) -> None:
@@ -53,6 +55,7 @@ class Membership:
         self._timeout = timeout
         self._expiry = max(int(keep_seconds), 1)  # records of a node that is gone: KEEP_EXITED_SECONDS
         self._register = register
+        self._on_beat = on_beat
         self._refresh = refresh
         self._watched = watched
         self._missing_since: dict[str, float] = {}
@@ -90,8 +93,9 @@ class Membership:
         pipeline = self._redis.pipeline(transaction=False)
         pipeline.set(keys.alive(self._node), b"1", px=int(self._timeout * 1000), get=True)
         pipeline.zadd(keys.NODES, {self._node: _now_ms()})
+        self._on_beat(pipeline)
         asked = time.monotonic()
-        previous, _ = pipeline.execute()
+        previous = pipeline.execute()[0]
         if time.monotonic() - asked > self._heartbeat:
             self.healthy = False  # Redis hung: the other nodes could not beat either
         if previous is None or self._writer.failed or not self.healthy:

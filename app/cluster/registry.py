@@ -23,7 +23,7 @@ from redis.retry import Retry
 
 from app.cluster import keys, records
 from app.cluster.bus import Bus, unavailable
-from app.cluster.ids import ProcIds
+from app.cluster.ids import ProcIds, mark_file
 from app.cluster.membership import Membership
 from app.cluster.mirror import Mirror
 from app.cluster.remote import Record, RemoteProcess
@@ -55,7 +55,7 @@ class ClusterRegistry:
         self._mirror = Mirror(self._writer, settings.DEFAULT_BUFFER_BYTES)
         self._bus = Bus(self._redis, self._writer, node, settings.CLUSTER_TIMEOUT, Server(self.local, self._mirror))
         self._bus.on_node_lost = self._node_lost
-        self._ids = ProcIds(self._redis)
+        self._ids = ProcIds(self._redis, mark_file(settings.STATE_DIR, settings.BIND), settings.CLUSTER_HEARTBEAT)
         self._remote: weakref.WeakValueDictionary[int, RemoteProcess] = weakref.WeakValueDictionary()
         self.membership = Membership(
             self._redis,
@@ -65,6 +65,7 @@ class ClusterRegistry:
             timeout=settings.CLUSTER_NODE_TIMEOUT,
             keep_seconds=settings.KEEP_EXITED_SECONDS,
             register=self._register_everything,
+            on_beat=self._ids.push_mark,
             refresh=self._refresh_offsets,
             watched=lambda: {process.node for process in self._remote.values()},
         )
@@ -73,6 +74,7 @@ class ClusterRegistry:
         self._writer.start()
         self._bus.start()
         self.membership.start()
+        self._ids.refill_soon()  # the first start needs no round trip either
 
     # -- connections ----------------------------------------------------------------
 
