@@ -39,6 +39,7 @@ FULL = {
     "slow_rounds": 2,
     "profile_seconds": 10.0,
     "compress_bytes": 256 * MIB,
+    "redis_rounds": 3,  # of the fast workloads' 5; idle, fanout and slow: 1
     "xstream_bytes": 1 << 30,
     "xstream_rounds": 3,
     "parallel_seconds": 5.0,
@@ -63,6 +64,7 @@ QUICK = {
     "slow_rounds": 1,
     "profile_seconds": 3.0,
     "compress_bytes": 32 * MIB,
+    "redis_rounds": None,  # as many as without Redis; idle, fanout and slow: 1
     "xstream_bytes": 64 * MIB,
     "xstream_rounds": 1,
     "parallel_seconds": 2.0,
@@ -130,7 +132,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--redis-rounds",
         type=int,
-        help="rounds with REDIS_URL set, at most the workload's (default: all, one for idle and slow)",
+        help="rounds with REDIS_URL set, at most the workload's (full run: 3; idle, fanout and slow: 1)",
     )
     p.add_argument("--xstream-bytes", type=_size, help="bytes of each cross-worker stream (default 1GiB)")
     p.add_argument(
@@ -161,6 +163,7 @@ def parser() -> argparse.ArgumentParser:
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     opts = parser().parse_args(argv)
+    opts.redis_rounds_given = opts.redis_rounds is not None
     preset = QUICK if opts.quick else FULL
     for key, value in preset.items():
         if getattr(opts, key) is None:

@@ -137,8 +137,12 @@ class Workload:
 
     @property
     def redis_rounds(self) -> int:
-        """Rounds of the Redis variant: all of them unless ``--redis-rounds`` caps them."""
+        """Rounds of the Redis variant: ``--redis-rounds`` (3 in a full run), at most the workload's."""
         return min(self.rounds, self.opts.redis_rounds or self.rounds)
+
+    def one_redis_round(self) -> int:
+        """For the long workloads: one round with Redis unless ``--redis-rounds`` was given."""
+        return min(self.rounds, self.opts.redis_rounds if getattr(self.opts, "redis_rounds_given", False) else 1)
 
     def sides(self) -> list[str]:
         """What runs in each round, in the first round's order."""

@@ -81,6 +81,11 @@ class FanOut(Workload):
     def rounds(self) -> int:
         return self.opts.fanout_rounds
 
+    @property
+    def redis_rounds(self) -> int:
+        """One round with Redis unless ``--redis-rounds`` asks more: 5 GB streamed per round."""
+        return self.one_redis_round()
+
     def metrics(self) -> list[Metric]:
         return [
             Metric("p99", "echo p99 under load", "ms", "lower", at_most(50, "ms")),

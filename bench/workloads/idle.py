@@ -44,7 +44,7 @@ class Idle(Workload):
     @property
     def redis_rounds(self) -> int:
         """One round with Redis unless ``--redis-rounds`` asks more: a round holds the connections 30 s."""
-        return min(self.rounds, self.opts.redis_rounds or 1)
+        return self.one_redis_round()
 
     def metrics(self) -> list[Metric]:
         return [

@@ -42,7 +42,7 @@ class SlowReader(Workload):
     @property
     def redis_rounds(self) -> int:
         """One round with Redis unless ``--redis-rounds`` asks more: a round pauses 10 s."""
-        return min(self.rounds, self.opts.redis_rounds or 1)
+        return self.one_redis_round()
 
     def metrics(self) -> list[Metric]:
         return [
