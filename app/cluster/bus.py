@@ -91,7 +91,7 @@ class Bus:
         deadline = time.monotonic() + self._timeout if bounded else None
         self._pending[request_id] = _Pending(node, result, deadline)
         header = {"kind": "request", "id": request_id, "from": self.node, "op": op, "params": params}
-        if not self._writer.put("PUBLISH", keys.inbox(node), encode(header, data)):
+        if not self._writer.put("PUBLISH", keys.inbox(node), encode(header, data), urgent=True):
             self._settle(request_id, error=unavailable("too many requests queued for Redis"))
         return result
 
@@ -184,7 +184,7 @@ class Bus:
             answer["error"] = dict(error.to_json(), refused_data=error.refused_data)
         else:
             answer["result"] = result
-        self._writer.put("PUBLISH", keys.inbox(header["from"]), encode(answer))
+        self._writer.put("PUBLISH", keys.inbox(header["from"]), encode(answer), urgent=True)
 
 
 def _rpc_error(error: dict[str, Any]) -> RpcError:

@@ -10,8 +10,9 @@ the highest block it was given (its *mark*), keeps it in a small file of
 its server (``STATE_DIR``, one per ``BIND``: it survives a restart of the
 host) and pushes it at each heartbeat, so the counter is lifted to the
 highest mark of every live node.  A node that finds the counter gone
-seeds it with its mark and waits for one heartbeat and a half before
-taking a block, so that every live node has pushed its mark by then.
+seeds it with its mark and waits two heartbeats and a half before taking
+a block, so that every live node has pushed its mark by then; a start
+that needs an id meanwhile waits for that block.
 What remains: the last blocks of a server that died while Redis lost its
 data, and that never starts again, can be handed out once more
 (docs/scaling.md).
@@ -39,6 +40,8 @@ log = logging.getLogger(__name__)
 BLOCK = 1000
 LARGEST_ID = 2**32 - 1  # a binary frame's header holds 32 bits
 JUST_SEEDED = -1
+SEEDED_WAIT_BEATS = 2.5  # heartbeats to wait for every live node's mark after seeding the counter
+REFILL_WAIT = 30.0  # seconds a start may wait for a refill under way (bounded by the seeded wait)
 
 # KEYS[1]: the counter.  ARGV[1]: this node's mark, ARGV[2]: the block size.
 TAKE_BLOCK = """
@@ -63,7 +66,7 @@ class ProcIds:
     def __init__(self, redis: Redis, mark_file: Path, heartbeat: float) -> None:
         self._take_block = redis.register_script(TAKE_BLOCK)
         self._mark_file = mark_file
-        self._seeded_wait = 1.5 * heartbeat
+        self._seeded_wait = SEEDED_WAIT_BEATS * heartbeat
         self.mark = read_mark(mark_file)
         self._free: deque[range] = deque()
         self._left = 0
@@ -73,7 +76,7 @@ class ProcIds:
         """An id; refused with CLUSTER_UNAVAILABLE only when every reserved id
         is used up while Redis is unreachable."""
         if not self._left:
-            self._refill()
+            self._refill_now()
         if not self._left:
             raise RpcError(ErrorCode.CLUSTER_UNAVAILABLE, "cluster unavailable: no process ids left, Redis is down")
         block = self._free[0]
@@ -86,6 +89,13 @@ class ProcIds:
         if self._left < BLOCK // 2:
             self.refill_soon()
         return proc_id
+
+    def _refill_now(self) -> None:
+        """Wait for the refill under way (it may be waiting for the marks), or make one."""
+        if self._refilling is not None:
+            self._refilling.join(REFILL_WAIT)
+        else:
+            self._refill()
 
     def refill_soon(self) -> None:
         """Fetch the next block in the background (at start, and at half a block)."""

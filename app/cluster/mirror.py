@@ -28,7 +28,7 @@ def data_id(end: int) -> str:
 
 def end_marker(writer: Writer, proc_id: int, stream: str, end: int, status: dict[str, Any]) -> None:
     """The last entry of a stream: its end offset and the exit status."""
-    writer.put("XADD", keys.output(proc_id, stream), f"{end}-1", "exit", orjson.dumps(status))
+    writer.put("XADD", keys.output(proc_id, stream), f"{end}-1", "exit", orjson.dumps(status), urgent=True)
 
 
 class Mirror:
@@ -61,7 +61,8 @@ class Mirror:
         end = offset + len(data)
         oldest = max(end - max(self._window, process.options.history_bytes), 0)
         key = keys.output(process.id, stream)
-        self._writer.put("XADD", key, "MINID", "=", data_id(oldest), data_id(end), "data", data, size=len(data))
+        command = ("XADD", key, "MINID", "=", data_id(oldest), data_id(end), "data", data)
+        self._writer.put(*command, size=len(data), urgent=True)
 
     def end_of_stream(self, process: Source, stream: str) -> None:
         pass  # the end marker carries the exit status: written at the exit

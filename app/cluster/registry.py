@@ -154,7 +154,10 @@ class ClusterRegistry:
         if process.running:
             raise RpcError(ErrorCode.PROCESS_RUNNING, f"process {proc_id} is still running")
         if process.status and process.status.get("lost"):
-            self._writer.put(*records.forgotten_record(proc_id, process.options.owner, process.node))
+            try:  # at once, not queued: the caller may list right after
+                self._redis.execute_command(*records.forgotten_record(proc_id, process.options.owner, process.node))
+            except RedisError:
+                raise unavailable("Redis is unreachable") from None
             return {}
         return self._bus.request(process.node, "release", {"proc": proc_id})
 

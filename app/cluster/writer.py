@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 Command = tuple[Any, ...]
 BATCH = 256  # commands per pipeline round trip
 DRAIN_POLL = 0.01  # seconds
+LINGER = 0.002  # seconds a record may wait for more to send in the same round trip
 MAX_COMMANDS = 100_000  # queued commands beyond this are dropped, like output past the budget
 
 
@@ -34,6 +35,7 @@ class Writer:
         self._queue: deque[tuple[Command, int]] = deque()
         self._queued_bytes = 0
         self._work = Event()
+        self._urgent = Event()  # something queued must not wait for company
         self.failed = False
         self.dropped_bytes = 0
         self._sending = False
@@ -42,13 +44,17 @@ class Writer:
     def start(self) -> None:
         self._greenlet = gevent.spawn(self._run)
 
-    def put(self, *command: Any, size: int = 0) -> bool:
-        """Queue a command; ``size`` > 0 marks output, dropped when over budget."""
+    def put(self, *command: Any, size: int = 0, urgent: bool = False) -> bool:
+        """Queue a command; ``size`` > 0 marks output, dropped when over budget.
+        Output and requests are ``urgent``: someone waits for them.  Records
+        may wait ``LINGER`` to share a round trip with what follows them."""
         if (size and self._queued_bytes + size > self._budget) or len(self._queue) >= MAX_COMMANDS:
             self.dropped_bytes += size
             return False
         self._queue.append((command, size))
         self._queued_bytes += size
+        if urgent:
+            self._urgent.set()
         self._work.set()
         return True
 
@@ -62,9 +68,12 @@ class Writer:
     def _run(self) -> None:
         while True:
             self._work.wait()
+            self._urgent.wait(LINGER)  # at once if something urgent is queued
             batch = self._take_batch()
-            if not batch:
+            if not self._queue:
                 self._work.clear()
+                self._urgent.clear()
+            if not batch:
                 continue
             self._sending = True
             try:
