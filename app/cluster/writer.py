@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 Command = tuple[Any, ...]
 BATCH = 256  # commands per pipeline round trip
 DRAIN_POLL = 0.01  # seconds
-LINGER = 0.002  # seconds a record may wait for more to send in the same round trip
+LINGER = 0.01  # seconds a record may wait for more to send in the same round trip
 MAX_COMMANDS = 100_000  # queued commands beyond this are dropped, like output past the budget
 
 
