@@ -329,6 +329,7 @@ def test_a_frozen_redis_makes_remote_work_fail_in_time_and_leaves_local_work_alo
             asked = time.monotonic()
             assert there.error_of("signal", proc=proc, signal="TERM").code == CLUSTER_UNAVAILABLE
             assert time.monotonic() - asked <= 10.0
+            assert http(pair.b, "DELETE", "/api/clients/0123456789abcdef")[0] == 503  # it may be on another node
             assert here.run_to_exit(["echo", "local"]).stdout == b"local\n"
             assert here.call("write", proc=proc, data="x\n") == {"written": 2}
         finally:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from app import metrics
+from app.errors import RpcError
 from app.registry import registry_of
 from app.security import audit
 from app.security.auth import refused_http
@@ -49,7 +50,10 @@ def processes() -> Response:
 
 @bp.delete("/api/clients/<client_id>")
 def disconnect(client_id: str) -> tuple[Response, int]:
-    closed = registry_of(current_app).close_client(client_id, CLOSE_BY_ADMIN, "disconnected by an operator")
+    try:
+        closed = registry_of(current_app).close_client(client_id, CLOSE_BY_ADMIN, "disconnected by an operator")
+    except RpcError as error:  # the connection is on another node, which cannot be reached now
+        return jsonify(error=error.message), 503
     if closed is None:
         return jsonify(error=f"no such client: {client_id}"), 404
     audit.event("disconnect_client", token=g.identity.name, client=client_id, owner=closed["owner"])
