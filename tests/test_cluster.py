@@ -129,7 +129,7 @@ def http(server: Server, method: str, path: str) -> tuple[int, Any]:
         server.http + path, method=method, headers={"Authorization": f"Bearer {server.token}"}
     )
     try:
-        with urllib.request.urlopen(request, timeout=5) as response:
+        with urllib.request.urlopen(request, timeout=15) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
