@@ -251,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
             profiler = Profiler(
                 py_spy, supervisor, work_dir / "profiles", opts.profile_rate, native=not opts.profile_python_only
             )
+    ctx: Context | None = None
     try:
         procwire_root, commit = export(opts.procwire_rev, work_dir) if opts.procwire_rev else (ROOT, None)
         binary = server_has_binary(opts, supervisor, work_dir, procwire_root)
@@ -289,4 +290,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\ninterrupted ({interrupt or 'SIGINT'}): stopping every process the suite started", file=sys.stderr)
         return 130
     finally:
+        if ctx is not None and ctx.redis_server is not None:
+            ctx.redis_server.stop()  # its own stop: its directory goes too
         supervisor.stop_all()
