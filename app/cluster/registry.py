@@ -132,7 +132,8 @@ class ClusterRegistry:
 
     def add_process(self, client: Client, process: Process, *, keep_exited: int, keep_seconds: float) -> None:
         self.local.add_process(client, process, keep_exited=keep_exited, keep_seconds=keep_seconds)
-        self._writer.put(*records.record(process, self.node, client.id))
+        # A kept process is meant to be found from elsewhere, even if this worker dies right away.
+        self._writer.put(*records.record(process, self.node, client.id), urgent=process.options.keep)
         process.when_finished.append(self._exited)
         if process.options.keep:
             self._mirror.start(process)
@@ -168,6 +169,11 @@ class ClusterRegistry:
         return self._remote_process(viewer, proc_id)
 
     def _remote_process(self, viewer: Identity, proc_id: int) -> RemoteProcess:
+        """From its record; a process this node follows (attached) is known
+        well enough without one: its feed tracks its end."""
+        followed = self._remote.get(proc_id)
+        if followed is not None and followed.followed and viewer.may_see(followed.options.owner):
+            return followed
         try:
             record = Record.from_hash(self._redis.hgetall(keys.proc(proc_id)))
         except RedisError:

@@ -79,6 +79,11 @@ class RemoteProcess:
     def running(self) -> bool:
         return self.status is None
 
+    @property
+    def followed(self) -> bool:
+        """A connection here is attached: its feed learns of the exit."""
+        return bool(self._feeds)
+
     def info(self) -> dict[str, Any]:
         return self._record.listed()
 
