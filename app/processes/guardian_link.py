@@ -24,6 +24,7 @@ from gevent import get_hub
 
 from app.processes import guardian as guardian_program
 from app.processes.forkexec import close_fd, fork_exec
+from app.processes.reaper import children
 
 GUARDIAN = os.path.abspath(guardian_program.__file__)
 GUARDIAN_RETRY = 60.0  # seconds before starting again a guardian that died at once
@@ -92,9 +93,9 @@ class Guardian:
         loop = get_hub().loop
         self._reader, self._writer = loop.io(worker_end.fileno(), READ), loop.io(worker_end.fileno(), WRITE)
         self._reader.start(self._read)
-        children = _children()
-        self._former &= children
-        for pidfd, group in _groups_of(children - self._former - {self._pid}):
+        alive = children()
+        self._former &= alive
+        for pidfd, group in _groups_of(alive - self._former - {self._pid}):
             self._send(pidfd, group)
 
     @staticmethod
@@ -184,17 +185,6 @@ class Guardian:
             self._former.add(self._pid)
             self._channel.close()
         self._channel = self._reader = self._writer = None
-
-
-def _children() -> set[int]:
-    """This worker's children: the main thread's, the only one that forks
-    (and the one the kernel gives adopted orphans to)."""
-    pid = os.getpid()
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as file:
-            return {int(child) for child in file.read().split()}
-    except OSError:
-        return set()
 
 
 def _groups_of(children: set[int]) -> list[tuple[int, int]]:

@@ -157,7 +157,7 @@ class ChildReaper:
         """Reap exited children that nobody watches (adopted grandchildren)."""
         if not _a_child_has_exited():
             return
-        for pid in _children() - self._tracked:
+        for pid in children() - self._tracked:
             with contextlib.suppress(ChildProcessError):
                 os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG)
 
@@ -170,7 +170,7 @@ def _a_child_has_exited() -> bool:
         return False
 
 
-def _children() -> set[int]:
+def children() -> set[int]:
     """Our children, orphans included: the kernel hands adopted ones to the
     subreaper's main thread, which is also the only thread that forks."""
     pid = os.getpid()
