@@ -1,11 +1,11 @@
 """A running child process: its pumps, its subscribers, its signals and its exit.
 
-A :class:`Process` is byte-level and protocol-free.  Its pumps read the
+A :class:`Process` is byte-level and protocol-free.  Its pumps (app.processes.pump) read the
 child's pipes (or its pseudo-terminal) cooperatively and publish each chunk
 to every subscribed :class:`OutputSink`, blocking while a sink blocks (a
 slow client therefore slows the child through its pipe, and nothing is
 buffered without bound).  A kept process also records its output in a
-bounded :class:`~app.history.History`, so a client can come back and replay
+bounded :class:`~app.processes.history.History`, so a client can come back and replay
 it.  The exit status is delivered only after every stream reached end of
 file, or after ``drain_timeout`` when a grandchild keeps a pipe open.
 """
@@ -13,8 +13,6 @@ file, or after ``drain_timeout`` when a grandchild keeps a pipe open.
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import os
 import signal
 import time
@@ -32,14 +30,11 @@ from app.processes.environment import server_directory
 from app.processes.forkexec import close_fd
 from app.processes.history import History, Replay
 from app.processes.launcher import LaunchSpec, launch, set_window_size
+from app.processes.pump import Pump
 from app.processes.reaper import ChildWatch, Reaped, reaper
 from app.processes.stdin import StdinFeeder
 
-READ_SIZE = 256 * 1024
-FIRST_READ_SIZE = 16 * 1024
-PIPE_SIZE = 1024 * 1024
 GROUP_POLL_INTERVAL = 0.02
-F_SETPIPE_SZ = 1031
 END_OF_TRANSMISSION = b"\x04"  # a terminal's end of file, ^D
 
 
@@ -91,101 +86,6 @@ class Subscription:
     replays: dict[str, Replay]
     ended: frozenset[str]  # streams already at end of file: flush after the replay
     live: bool  # False: the process had already finished, send its exit yourself
-
-
-class _Cut(Exception):
-    """Raised into a pump waiting on a pipe that must stop being read."""
-
-
-class Pump:
-    """Copies one pipe of the child to the sink until end of file.
-
-    One libev watcher serves every wait (``gevent.os.nb_read`` makes and
-    drops one per call: two epoll_ctl calls per chunk).  The read size
-    follows the stream: small while chunks are small, so an interactive
-    echo costs no large buffer, and up to ``READ_SIZE`` while reads fill it.
-    """
-
-    def __init__(self, process: Process, fd: int, stream: str) -> None:
-        self._process = process
-        self._fd = fd
-        self.stream = stream
-        self.at_eof = False
-        self.done = False
-        self._cut = False
-        self._waiting = False
-        self._left_after_cut = PIPE_SIZE
-        self._read_size = FIRST_READ_SIZE
-        self._watcher: Any = None
-        self.greenlet: gevent.Greenlet | None = None
-
-    def start(self) -> None:
-        self.greenlet = gevent.spawn(self._run)
-
-    def enlarge_pipe(self) -> None:
-        """Fewer wake-ups per megabyte; the kernel may refuse, which is harmless."""
-        with contextlib.suppress(OSError):
-            fcntl.fcntl(self._fd, F_SETPIPE_SZ, PIPE_SIZE)
-
-    def cut(self) -> None:
-        """Stop waiting for end of file: forward what the pipe holds, then stop."""
-        self._cut = True
-        if self._waiting and self.greenlet is not None:
-            self.greenlet.kill(_Cut, block=False)
-
-    def _run(self) -> None:
-        try:
-            while data := self._read():
-                self._process.publish(self.stream, data)
-            self._process.stream_ended(self.stream)
-        finally:
-            if self._watcher is not None:
-                self._watcher.close()
-            close_fd(self._fd)
-            self.done = True
-            self._process.pump_done()
-
-    def _read(self) -> bytes:
-        if self._cut:
-            return self._read_what_is_left()
-        self._waiting = True
-        try:
-            data = self._read_when_ready()
-        except _Cut:
-            return self._read_what_is_left()
-        except OSError as error:
-            if error.errno != errno.EIO:
-                raise
-            data = b""  # a pseudo-terminal whose last slave closed: end of file
-        finally:
-            self._waiting = False
-        if not data:
-            self.at_eof = True
-        return data
-
-    def _read_when_ready(self) -> bytes:
-        while True:
-            try:
-                data = os.read(self._fd, self._read_size)
-            except BlockingIOError:
-                if self._watcher is None:
-                    self._watcher = get_hub().loop.io(self._fd, 1)
-                get_hub().wait(self._watcher)
-                continue
-            if len(data) == self._read_size:
-                self._read_size = min(self._read_size * 2, READ_SIZE)
-            elif len(data) < self._read_size // 4:
-                self._read_size = max(self._read_size // 2, FIRST_READ_SIZE)
-            return data
-
-    def _read_what_is_left(self) -> bytes:
-        """After a cut: what the pipe holds now, at most one pipe's worth."""
-        try:
-            data = os.read(self._fd, min(READ_SIZE, self._left_after_cut))
-        except (BlockingIOError, OSError):
-            return b""
-        self._left_after_cut -= len(data)
-        return data
 
 
 class Process:
