@@ -181,6 +181,15 @@ class ProcwireClient:
         else:
             self.notify("write", {"proc": proc, "data": data.decode()})
 
+    def echo(self, proc: int, line: bytes) -> None:
+        """One round trip through a ``cat``: write ``line``, read its output back."""
+        self.write(proc, line)
+        got = 0
+        while got < len(line):
+            kind, value = self.next()
+            if kind == "output" and value.proc == proc:
+                got += len(value.data)
+
     def wait_exit(self, proc: int) -> dict[str, Any]:
         """Read (and drop) everything until ``proc``'s exit."""
         return self.wait_exits([proc])[0]

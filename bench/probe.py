@@ -44,12 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         proc = client.start(["cat"])
 
         def round_trip() -> None:
-            client.write(proc, line)
-            got = 0
-            while got < len(line):
-                kind, value = client.next()
-                if kind == "output" and value.proc == proc:
-                    got += len(value.data)
+            client.echo(proc, line)
 
     else:
         conn = Conn(args.url, args.header, args.timeout)

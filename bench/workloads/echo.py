@@ -76,14 +76,14 @@ class Echo(Workload):
                     if kind == "output" and value.proc == proc:
                         got += len(value.data)
 
-            return _percentiles(self._round_trips(round_trip, deadline))
+            return _percentiles(timed_round_trips(self, round_trip, deadline))
 
     def run_reference(self, server: Websocketd | None, deadline: float) -> dict[str, float]:
         assert server is not None
         line = self.opts.echo_line.encode()
         conn = Conn(server.url, server.headers, self.ctx.timeout)
         try:
-            latencies = self._round_trips(lambda: (conn.send_text(line), conn.recv()), deadline)
+            latencies = timed_round_trips(self, lambda: (conn.send_text(line), conn.recv()), deadline)
         finally:
             conn.drop()
         p50, p99 = _percentiles(latencies)
@@ -92,19 +92,20 @@ class Echo(Workload):
             values.update(p50_binary=p50, p99_binary=p99)
         return values
 
-    def _round_trips(self, round_trip: Callable[[], object], deadline: float) -> list[float]:
-        """The seconds of each timed round trip, after ``WARM_UP`` untimed ones."""
-        latencies: list[float] = []
-        for index in range(WARM_UP + self.opts.echo_count):
-            if not before(deadline):
-                self.note("a round stopped at the time cap")
-                break
-            started = time.perf_counter()
-            round_trip()
-            if index >= WARM_UP:
-                latencies.append(time.perf_counter() - started)
-        return latencies
-
 
 def _percentiles(latencies: list[float]) -> tuple[float, float]:
     return percentile(latencies, 0.5) * 1e6, percentile(latencies, 0.99) * 1e6
+
+
+def timed_round_trips(workload: Workload, round_trip: Callable[[], object], deadline: float) -> list[float]:
+    """The seconds of each timed round trip, after ``WARM_UP`` untimed ones."""
+    latencies: list[float] = []
+    for index in range(WARM_UP + workload.opts.echo_count):
+        if not before(deadline):
+            workload.note("a round stopped at the time cap")
+            break
+        started = time.perf_counter()
+        round_trip()
+        if index >= WARM_UP:
+            latencies.append(time.perf_counter() - started)
+    return latencies

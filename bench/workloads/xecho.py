@@ -26,10 +26,10 @@ from bench import timeline
 from bench.client import TEXT, ProcwireClient
 from bench.results import PROCWIRE, Metric, at_most_ratio, percentile
 from bench.servers import Procwire, Server
-from bench.workloads.base import Workload, before
+from bench.workloads.base import Workload
 from bench.workloads.cluster import connect, connect_where
+from bench.workloads.echo import timed_round_trips
 
-WARM_UP = 100
 SAME = "same worker as the cat (same round, same cat)"
 
 
@@ -113,7 +113,7 @@ class CrossEcho(Workload):
                 echo()
                 self.client_events.append(("client: output in", time.perf_counter_ns()))
 
-            self._round_trips(noted, deadline)
+            timed_round_trips(self, noted, deadline)
             away.call("close_stdin", {"proc": proc})
             away.wait_exit(proc)
 
@@ -150,7 +150,7 @@ class CrossEcho(Workload):
             for label, client in readers:
                 client.call("attach", {"proc": proc, "offset": echoed})
                 done: list[float] = []
-                latencies = self._round_trips(_echo(client, proc, line, done), deadline)
+                latencies = timed_round_trips(self, _echo(client, proc, line, done), deadline)
                 client.call("detach", {"proc": proc})
                 echoed += len(done) * len(line)
                 values[f"{label}_p50"] = percentile(latencies, 0.5) * 1e6
@@ -162,29 +162,12 @@ class CrossEcho(Workload):
             away.close()
             return values
 
-    def _round_trips(self, round_trip: Callable[[], object], deadline: float) -> list[float]:
-        latencies: list[float] = []
-        for index in range(WARM_UP + self.opts.echo_count):
-            if not before(deadline):
-                self.note("a round stopped at the time cap")
-                break
-            started = time.perf_counter()
-            round_trip()
-            if index >= WARM_UP:
-                latencies.append(time.perf_counter() - started)
-        return latencies
-
 
 def _echo(client: ProcwireClient, proc: int, line: bytes, done: list[float]) -> Callable[[], None]:
     """One round trip through ``proc``; ``done`` gets an entry per completed one."""
 
     def round_trip() -> None:
-        client.write(proc, line)
-        got = 0
-        while got < len(line):
-            kind, value = client.next()
-            if kind == "output" and value.proc == proc:
-                got += len(value.data)
+        client.echo(proc, line)
         done.append(1.0)
 
     return round_trip
