@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import signal
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -259,6 +260,35 @@ def test_per_token_limits_count_every_host(redis: RedisServer, tmp_path: Path) -
                 first.call("kill", proc=proc)
     finally:
         pair.stop()
+
+
+def test_a_per_token_cap_holds_under_concurrent_starts_on_one_node(pair: Pair) -> None:
+    """Counting the other nodes takes a Redis round trip: it must not open a window
+    in which concurrent starts on this node pass the cap together (max_procs = 3)."""
+    connections = [pair.connect(pair.a, ALICE) for _ in range(10)]
+    barrier = threading.Barrier(len(connections))
+    answers: list[dict[str, Any]] = []
+
+    def burst(client: RpcClient) -> None:
+        batch = [
+            {"jsonrpc": "2.0", "id": index, "method": "start", "params": {"argv": ["sleep", "30"]}}
+            for index in range(5)
+        ]
+        barrier.wait(timeout=10)
+        client.send_json(batch)
+        answers.extend(client.next_message())
+
+    threads = [threading.Thread(target=burst, args=(client,)) for client in connections]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert len(answers) == 50
+        assert len([answer for answer in answers if "result" in answer]) == 3, answers
+    finally:
+        for client in connections:
+            client.close()
 
 
 # -- failures --------------------------------------------------------------------------------------

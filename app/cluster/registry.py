@@ -80,11 +80,12 @@ class ClusterRegistry:
 
     def add_client(self, client: Client) -> None:
         self.local.add_client(client)
-        self._writer.put("HSET", keys.node_clients(self.node), client.id, orjson.dumps(client.info()))
+        self._writer.put("HSET", keys.node_clients(self.node), client.id, orjson.dumps(client.info()), urgent=True)
 
     def remove_client(self, client: Client) -> None:
         self.local.remove_client(client)
-        self._writer.put("HDEL", keys.node_clients(self.node), client.id)
+        # At once: a client that reconnects elsewhere must not find its old connection still counted.
+        self._writer.put("HDEL", keys.node_clients(self.node), client.id, urgent=True)
 
     def clients_info(self) -> list[dict[str, Any]]:
         local = [dict(info, node=self.node) for info in self.local.clients_info()]
@@ -233,8 +234,12 @@ class ClusterRegistry:
         ]
 
     def running_count(self, owner: str) -> tuple[int, int]:
-        """Running here (exact) plus on the other live nodes (as they last wrote)."""
-        own, total = self.local.running_count(owner)
+        """Running on the other live nodes (as they last wrote), plus here, exactly.
+
+        Redis is read first: nothing may yield between counting this node's
+        processes and the reservation that follows (start_gate), or concurrent
+        starts on this node could pass a cap together."""
+        own = total = 0
         with contextlib.suppress(RedisError):
             nodes = [node for node in self._live_nodes() if node != self.node]
             pipeline = self._redis.pipeline(transaction=False)
@@ -243,7 +248,8 @@ class ClusterRegistry:
             for counts in pipeline.execute():
                 own += int(counts.get(owner.encode(), 0))
                 total += sum(int(count) for count in counts.values())
-        return own, total
+        here_own, here_total = self.local.running_count(owner)
+        return own + here_own, total + here_total
 
     def reserved(self, owner: str) -> contextlib.AbstractContextManager[None]:
         return self.local.reserved(owner)
