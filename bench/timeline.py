@@ -96,12 +96,7 @@ def install_cluster() -> list[str]:
         (feed.Feed, "_deliver", "stream entries in", None),
         (subscriber.Subscriber, "output", None, "output sent"),
     ]
-    missing = []
-    for owner, name, before, after in probes:
-        if hasattr(owner, name):
-            _probe(owner, name, before, after)
-        else:
-            missing.append(f"{owner.__name__}.{name}")
+    missing = _install(probes)
     return missing
 
 
@@ -175,12 +170,7 @@ def install() -> list[str]:
         (process.Process, "_finish", None, "done"),
         (session.Session, "run", None, "session over"),
     ]
-    missing = []
-    for owner, name, before, after in probes:
-        if hasattr(owner, name):
-            _probe(owner, name, before, after)
-        else:
-            missing.append(f"{owner.__name__}.{name}")
+    missing = _install(probes)
     _probe_notify(session.Session)
     _probe_close(wire.Link, ConnectionClosed)
     return missing
@@ -260,3 +250,14 @@ def path_phases(events: list[tuple[str, int]], path: list[str]) -> tuple[list[Ph
     return [
         Phase(path[index], path[index + 1], statistics.median(lengths) / 1000) for index, lengths in enumerate(steps)
     ], kept
+
+
+def _install(probes: list[tuple[Any, str, str | None, str | None]]) -> list[str]:
+    """Wrap each target that exists; name those that do not (an older tree)."""
+    missing = []
+    for owner, name, before, after in probes:
+        if hasattr(owner, name):
+            _probe(owner, name, before, after)
+        else:
+            missing.append(f"{owner.__name__}.{name}")
+    return missing

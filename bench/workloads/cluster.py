@@ -11,7 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from bench.client import ProcwireClient
+from bench.results import PROCWIRE
 from bench.servers import Procwire
+from bench.workloads.base import Workload
 
 ATTEMPTS = 64  # with two workers, the chance of missing one 64 times in a row is 2^-64
 
@@ -37,3 +39,16 @@ def connect_where(
             return client, node, attempt
         client.close()
     raise RuntimeError(f"no connection landed on {what} in {attempts} attempts")
+
+
+class TwoWorkers(Workload):
+    """A workload of procwire alone, WORKERS=2 with REDIS_URL: one worker against the other."""
+
+    def sides(self) -> list[str]:
+        return [PROCWIRE]
+
+    def labels(self) -> dict[str, str]:
+        return {PROCWIRE: "procwire WORKERS=2, REDIS_URL"}
+
+    def uses_redis(self, side: str) -> bool:
+        return True

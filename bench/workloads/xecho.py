@@ -26,14 +26,13 @@ from bench import timeline
 from bench.client import TEXT, ProcwireClient
 from bench.results import PROCWIRE, Metric, at_most_ratio, percentile
 from bench.servers import Procwire, Server
-from bench.workloads.base import Workload
-from bench.workloads.cluster import connect, connect_where
+from bench.workloads.cluster import TwoWorkers, connect, connect_where
 from bench.workloads.echo import timed_round_trips
 
 SAME = "same worker as the cat (same round, same cat)"
 
 
-class CrossEcho(Workload):
+class CrossEcho(TwoWorkers):
     name = "xecho"
     reference_label = SAME
     uses_websocketd = False
@@ -50,15 +49,6 @@ class CrossEcho(Workload):
         self.round = 0
         self.client_events: list[tuple[str, int]] = []
         self.owner_pid = 0
-
-    def sides(self) -> list[str]:
-        return [PROCWIRE]
-
-    def labels(self) -> dict[str, str]:
-        return {PROCWIRE: "procwire WORKERS=2, REDIS_URL"}
-
-    def uses_redis(self, side: str) -> bool:
-        return True
 
     def metrics(self) -> list[Metric]:
         return [

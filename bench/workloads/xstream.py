@@ -35,8 +35,8 @@ from bench.client import ProcwireClient, RpcError
 from bench.producer import chunks
 from bench.results import PROCWIRE, Metric, at_least_ratio, exactly
 from bench.servers import ROOT, Procwire, Server
-from bench.workloads.base import Workload, check
-from bench.workloads.cluster import connect, connect_where
+from bench.workloads.base import check
+from bench.workloads.cluster import TwoWorkers, connect, connect_where
 
 CHUNK = 1 << 20
 SEED = 10
@@ -47,7 +47,7 @@ ATTACH_RETRIES = 100
 ATTACH_RETRY_INTERVAL = 0.01
 
 
-class CrossStream(Workload):
+class CrossStream(TwoWorkers):
     name = "xstream"
     reference_label = SAME
     uses_websocketd = False
@@ -69,15 +69,6 @@ class CrossStream(Workload):
     @property
     def rounds(self) -> int:
         return self.opts.xstream_rounds
-
-    def sides(self) -> list[str]:
-        return [PROCWIRE]
-
-    def labels(self) -> dict[str, str]:
-        return {PROCWIRE: "procwire WORKERS=2, REDIS_URL"}
-
-    def uses_redis(self, side: str) -> bool:
-        return True
 
     def window(self) -> int:
         """Chunks granted ahead of the reader: half the history window, at least one."""
