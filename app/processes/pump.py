@@ -2,7 +2,9 @@
 
 Each chunk goes to the process that owns the pump, which publishes it to
 its sinks; a sink that blocks blocks the pump, so a slow client slows the
-child through its pipe and nothing is buffered without bound.
+child through its pipe and nothing is buffered without bound.  After a
+large chunk the pump reads (and sends) the next one in a bulk turn, so
+that small (interactive) output is never queued behind it.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ import gevent
 from gevent import get_hub
 
 from app.processes.forkexec import close_fd
+from app.processes.turns import wait_for_bulk_turn
 
 READ_SIZE = 256 * 1024
 FIRST_READ_SIZE = 16 * 1024
+BULK_CHUNK = 16 * 1024  # more than a screenful: the stream is bulk, and waits its turn (app/processes/turns.py)
 PIPE_SIZE = 1024 * 1024
 F_SETPIPE_SZ = 1031
 
@@ -57,6 +61,7 @@ class Pump:
         self._waiting = False
         self._left_after_cut = PIPE_SIZE
         self._read_size = FIRST_READ_SIZE
+        self._bulk = False  # the last chunk was large: read (and send) the next in a bulk turn
         self._watcher: Any = None
         self.greenlet: gevent.Greenlet | None = None
 
@@ -106,6 +111,8 @@ class Pump:
 
     def _read_when_ready(self) -> bytes:
         while True:
+            if self._bulk:
+                wait_for_bulk_turn()
             try:
                 data = os.read(self._fd, self._read_size)
             except BlockingIOError:
@@ -113,6 +120,7 @@ class Pump:
                     self._watcher = get_hub().loop.io(self._fd, 1)
                 get_hub().wait(self._watcher)
                 continue
+            self._bulk = len(data) >= BULK_CHUNK
             if len(data) == self._read_size:
                 self._read_size = min(self._read_size * 2, READ_SIZE)
             elif len(data) < self._read_size // 4:
