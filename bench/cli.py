@@ -117,6 +117,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--fanout-bytes", type=_size, help="bytes each of them streams (default 10MB)")
     p.add_argument("--fanout-echo-interval", type=float, default=0.005, help="seconds between probe echoes")
     p.add_argument("--fanout-rounds", type=int)
+    p.add_argument("--fanout-clients", type=int, default=2, help="load-client processes reading the streams")
     p.add_argument(
         "--fanout-probe-nice",
         type=int,

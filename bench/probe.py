@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "count": len(latencies),
         "p50_ms": percentile(latencies, 0.5) * 1e3 if latencies else None,
+        "p90_ms": percentile(latencies, 0.9) * 1e3 if latencies else None,
         "p99_ms": percentile(latencies, 0.99) * 1e3 if latencies else None,
         "max_ms": max(latencies) * 1e3 if latencies else None,
         "errors": errors,
