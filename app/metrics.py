@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 
+from gevent import get_hub
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -33,9 +34,55 @@ SPAWN_SECONDS = Histogram(
 )
 ERRORS = Counter("procwire_errors", "Error answers, by JSON-RPC code", ["code"])
 MESSAGES = Counter("procwire_messages", "WebSocket messages, by direction", ["direction"])
-MESSAGES_IN = MESSAGES.labels("in")
-MESSAGES_OUT = MESSAGES.labels("out")
-OUTPUT_BY_STREAM = {stream: OUTPUT_BYTES.labels(stream) for stream in ("stdout", "stderr")}
+FLUSH_INTERVAL = 1.0
+
+
+class Tally:
+    """A counter on the hot path (every message, every chunk of output).
+
+    ``Counter.inc`` takes a lock, a gevent lock once patched: about 1.5 µs,
+    three times per echoed keystroke.  A tally adds to a plain integer and
+    hands the sum to its counter within ``FLUSH_INTERVAL`` (a one-shot timer
+    of the hub's) or when ``/metrics`` is read, whichever comes first.
+    """
+
+    def __init__(self, counter: Counter) -> None:
+        self._counter = counter
+        self._pending = 0
+
+    def add(self, amount: int = 1) -> None:
+        self._pending += amount
+        if not _flush.scheduled:
+            _flush.schedule()
+
+    def flush(self) -> None:
+        pending, self._pending = self._pending, 0
+        if pending:
+            self._counter.inc(pending)
+
+
+class _Flush:
+    """The one timer that flushes every tally of this worker."""
+
+    def __init__(self) -> None:
+        self.scheduled = False
+        self.tallies: list[Tally] = []
+
+    def schedule(self) -> None:
+        self.scheduled = True
+        get_hub().loop.timer(FLUSH_INTERVAL).start(self.run)
+
+    def run(self) -> None:
+        self.scheduled = False
+        for tally in self.tallies:
+            tally.flush()
+
+
+_flush = _Flush()
+MESSAGES_IN = Tally(MESSAGES.labels("in"))
+MESSAGES_OUT = Tally(MESSAGES.labels("out"))
+OUTPUT_BY_STREAM = {stream: Tally(OUTPUT_BYTES.labels(stream)) for stream in ("stdout", "stderr")}
+_flush.tallies += [MESSAGES_IN, MESSAGES_OUT, *OUTPUT_BY_STREAM.values()]
 
 
 def exit_reason(status: dict) -> str:
@@ -46,6 +93,7 @@ def exit_reason(status: dict) -> str:
 
 def render() -> tuple[bytes, str]:
     """The exposition text and its content type."""
+    _flush.run()
     registry = REGISTRY
     if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
         registry = CollectorRegistry()

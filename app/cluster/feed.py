@@ -18,6 +18,7 @@ from redis import Redis, RedisError
 from app.cluster import keys
 from app.processes.history import Replay
 from app.processes.process import OutputSink, Subscription
+from app.processes.turns import BULK_CHUNK, wait_for_bulk_turn
 
 if TYPE_CHECKING:
     from app.cluster.remote import RemoteProcess
@@ -108,8 +109,9 @@ class Feed:
                 log.debug("cluster: reading output of %s failed: %s", self._process.id, error)
                 gevent.sleep(RETRY_INTERVAL)
                 continue
-            for key, entries in batches:
-                self._deliver(key.decode().rsplit(":", 1)[-1], entries)
+            delivered = sum(self._deliver(key.decode().rsplit(":", 1)[-1], entries) for key, entries in batches)
+            if delivered >= BULK_CHUNK:
+                wait_for_bulk_turn()  # a remote bulk stream goes after local interactive output too
         self._finish()
 
     def _read(self) -> list[tuple[bytes, list[Entry]]]:
@@ -120,7 +122,9 @@ class Feed:
         }
         return cast(list[tuple[bytes, list[Entry]]], self._redis.xread(waiting, block=BLOCK_MS) or [])  # type: ignore[arg-type]
 
-    def _deliver(self, stream: str, entries: list[Entry]) -> None:
+    def _deliver(self, stream: str, entries: list[Entry]) -> int:
+        """Hand the entries to the sink; the output bytes they held."""
+        delivered = 0
         for entry_id, fields in entries:
             self._cursors[stream] = entry_id
             if b"exit" in fields:
@@ -129,6 +133,8 @@ class Feed:
                 continue
             data = fields[b"data"]
             self._sink.output(self._process, stream, data, entry_end(entry_id) - len(data))
+            delivered += len(data)
+        return delivered
 
     def _finish(self) -> None:
         """Once: the sink gets one exit, however the feed ended."""

@@ -138,7 +138,7 @@ class Session:
 
     def handle_frame(self, frame: str | bytes) -> None:
         self._messages_in += 1
-        metrics.MESSAGES_IN.inc()
+        metrics.MESSAGES_IN.add()
         if self.limiter is not None and self._over_rate(frame):
             return
         if isinstance(frame, bytes):

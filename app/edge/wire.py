@@ -6,7 +6,8 @@ pongs, pings and close echoes are written by other code than ours.
 per-connection lock and calls ``sendall``, so every frame goes out whole and
 frames never interleave.  Without compression, data frames are framed here
 directly (server frames are unmasked, so a frame is a 2-10 byte header and
-the payload); with compression they go through wsproto, under the same lock.
+the payload, and a large payload goes out behind its header with one
+``sendmsg``, uncopied); with compression they go through wsproto, under the same lock.
 
 Reading happens in the connection's own greenlet (:meth:`Link.receive`),
 not in simple-websocket's reader greenlet, which is never started (see
@@ -36,6 +37,7 @@ OPCODE_TEXT = 0x1
 OPCODE_BINARY = 0x2
 FIN = 0x80
 CLOSE_MESSAGE_TOO_BIG = 1009
+GATHER_FROM = 16 * 1024  # a payload this large is sent from where it is (sendmsg), not copied behind its header
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,16 @@ class _SerialSocket:
             if sent < len(data):
                 self._sock.sendall(memoryview(data)[sent:])
         return len(data)
+
+    def send_parts(self, head: bytes, body: bytes) -> None:
+        """``head + body`` as one write, without copying a large body into a joined buffer."""
+        with self._lock:
+            sent = self._sock.sendmsg((head, body))
+            if sent < len(head):
+                self._sock.sendall(memoryview(head)[sent:])
+                sent = len(head)
+            if sent < len(head) + len(body):
+                self._sock.sendall(memoryview(body)[sent - len(head) :])
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sock, name)
@@ -207,13 +219,16 @@ class Link:
     def _send(self, opcode: int, payload: bytes, prefix: bytes = b"") -> None:
         if not self.ws.connected:
             raise ConnectionClosed(self.ws.close_reason, self.ws.close_message)
-        metrics.MESSAGES_OUT.inc()
+        metrics.MESSAGES_OUT.add()
         try:
             if self._compression:
                 self._send_via_wsproto(opcode, prefix + payload)
             else:
                 header = frame_header(opcode, len(prefix) + len(payload))
-                self.ws.sock.send(b"".join((header, prefix, payload)))
+                if len(payload) < GATHER_FROM:
+                    self.ws.sock.send(b"".join((header, prefix, payload)))
+                else:
+                    self.ws.sock.send_parts(header + prefix, payload)
         except OSError as error:
             raise ConnectionClosed(1006, str(error)) from None
 

@@ -186,7 +186,7 @@ class Process:
     def publish(self, stream: str, data: bytes) -> None:
         offset = self.offsets[stream]
         self.offsets[stream] = offset + len(data)
-        metrics.OUTPUT_BY_STREAM[stream].inc(len(data))
+        metrics.OUTPUT_BY_STREAM[stream].add(len(data))
         if self.history:
             self.history[stream].append(data)
         for sink in list(self._sinks):

@@ -19,11 +19,10 @@ import gevent
 from gevent import get_hub
 
 from app.processes.forkexec import close_fd
-from app.processes.turns import wait_for_bulk_turn
+from app.processes.turns import BULK_CHUNK, wait_for_bulk_turn
 
 READ_SIZE = 256 * 1024
 FIRST_READ_SIZE = 16 * 1024
-BULK_CHUNK = 16 * 1024  # more than a screenful: the stream is bulk, and waits its turn (app/processes/turns.py)
 PIPE_SIZE = 1024 * 1024
 F_SETPIPE_SZ = 1031
 

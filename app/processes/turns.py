@@ -25,6 +25,7 @@ from gevent import get_hub
 from gevent.hub import Waiter
 
 STARVATION_LIMIT = 0.05
+BULK_CHUNK = 16 * 1024  # more than a screenful at once: the stream is bulk
 
 
 class BulkTurns:
