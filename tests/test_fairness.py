@@ -19,7 +19,7 @@ import sys
 
 import pytest
 
-from app.processes.pump import BULK_CHUNK
+from app.processes.turns import BULK_CHUNK
 from tests.client import BINARY_HEADER, RpcClient
 from tests.server import ROOT
 
