@@ -28,7 +28,6 @@ from app.processes.process import Limits
 from app.protocol import jsonrpc as protocol
 from app.protocol.jsonrpc import Call
 from app.protocol.methods import METHODS, write_stdin
-from app.protocol.params import validate
 from app.registry.base import Client, ProcessHandle, Registry
 from app.security import audit
 from app.security.identity import Identity
@@ -79,6 +78,7 @@ class Session:
             self.link.close(CLOSE_INTERNAL_ERROR, "internal error")
         finally:
             keepalive.forget(self.link)
+            self.link.release()
             self._stop_processes()
             self.registry.remove_client(self.client)
             self._audit("disconnect", duration=round(time.time() - self.client.connected_at, 3))
@@ -227,7 +227,7 @@ class Session:
             method = METHODS.get(call.method)
             if method is None:
                 raise RpcError(ErrorCode.METHOD_NOT_FOUND, f"Method not found: {call.method!r}")
-            result = method.handler(self, validate(method.params, call.params))
+            result = method.call(self, call.params)
         except Exception as error:
             rpc_error = _as_rpc_error(error, call)
             if call.is_notification:

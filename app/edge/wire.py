@@ -26,6 +26,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
+from gevent import get_hub
 from gevent.lock import RLock
 from simple_websocket import ConnectionClosed
 from wsproto.events import BytesMessage, Ping, TextMessage
@@ -137,6 +138,8 @@ class Link:
         self._compression = compression
         self._unread = bytearray()
         self._in_fragmented_message = False
+        self._drained = False  # the last recv took all the socket held: wait before the next, not after an EAGAIN
+        self._readable: Any = None  # a watcher of our own on the socket, for that wait
         ws.sock = _SerialSocket(ws.sock, self._lock)
 
     def send_text(self, payload: bytes) -> None:
@@ -173,14 +176,28 @@ class Link:
         return ws.input_buffer.pop(0)
 
     def _recv(self) -> bytes:
+        if self._drained:
+            self._wait_readable()
         try:
             data = self.ws.sock.recv(self.ws.receive_bytes)
         except OSError:
             data = b""
+        self._drained = len(data) < self.ws.receive_bytes
         if not data:
             self.ws.connected = False
             raise ConnectionClosed(self.ws.close_reason, self.ws.close_message)
         return data
+
+    def _wait_readable(self) -> None:
+        if self._readable is None:
+            self._readable = get_hub().loop.io(self.ws.sock.fileno(), 1)
+        get_hub().wait(self._readable)
+
+    def release(self) -> None:
+        """The connection is over: drop the socket watcher before the socket is closed."""
+        if self._readable is not None:
+            self._readable.close()
+            self._readable = None
 
     def _too_big(self, header: FrameHeader) -> bool:
         limit = self.ws.max_message_size

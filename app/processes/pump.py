@@ -61,6 +61,7 @@ class Pump:
         self._left_after_cut = PIPE_SIZE
         self._read_size = FIRST_READ_SIZE
         self._bulk = False  # the last chunk was large: read (and send) the next in a bulk turn
+        self._drained = True  # the last read emptied the pipe: wait before reading, not after an EAGAIN
         self._watcher: Any = None
         self.greenlet: gevent.Greenlet | None = None
 
@@ -110,21 +111,28 @@ class Pump:
 
     def _read_when_ready(self) -> bytes:
         while True:
+            if self._drained:
+                self._wait_readable()
             if self._bulk:
                 wait_for_bulk_turn()
             try:
                 data = os.read(self._fd, self._read_size)
             except BlockingIOError:
-                if self._watcher is None:
-                    self._watcher = get_hub().loop.io(self._fd, 1)
-                get_hub().wait(self._watcher)
+                self._drained = True
                 continue
+            self._drained = len(data) < self._read_size  # a short read took all the pipe held
             self._bulk = len(data) >= BULK_CHUNK
             if len(data) == self._read_size:
                 self._read_size = min(self._read_size * 2, READ_SIZE)
             elif len(data) < self._read_size // 4:
                 self._read_size = max(self._read_size // 2, FIRST_READ_SIZE)
             return data
+
+    def _wait_readable(self) -> None:
+        if self._watcher is None:
+            self._watcher = get_hub().loop.io(self._fd, 1)
+        get_hub().wait(self._watcher)
+        self._drained = False
 
     def _read_what_is_left(self) -> bytes:
         """After a cut: what the pipe holds now, at most one pipe's worth."""
