@@ -18,7 +18,7 @@ from redis import Redis, RedisError
 from app.cluster import keys
 from app.processes.history import Replay
 from app.processes.process import OutputSink, Subscription
-from app.processes.turns import BULK_CHUNK, wait_for_bulk_turn
+from app.processes.turns import BULK_CHUNK, bulk_turns
 
 if TYPE_CHECKING:
     from app.cluster.remote import RemoteProcess
@@ -111,7 +111,7 @@ class Feed:
                 continue
             delivered = sum(self._deliver(key.decode().rsplit(":", 1)[-1], entries) for key, entries in batches)
             if delivered >= BULK_CHUNK:
-                wait_for_bulk_turn()  # a remote bulk stream goes after local interactive output too
+                bulk_turns().wait()  # a remote bulk stream goes after local interactive output too
         self._finish()
 
     def _read(self) -> list[tuple[bytes, list[Entry]]]:

@@ -19,7 +19,7 @@ import gevent
 from gevent import get_hub
 
 from app.processes.forkexec import close_fd
-from app.processes.turns import BULK_CHUNK, wait_for_bulk_turn
+from app.processes.turns import BULK_CHUNK, bulk_turns
 
 READ_SIZE = 256 * 1024
 FIRST_READ_SIZE = 16 * 1024
@@ -113,16 +113,21 @@ class Pump:
         while True:
             if self._drained:
                 self._wait_readable()
+            size = self._read_size
             if self._bulk:
-                wait_for_bulk_turn()
+                turns = bulk_turns()
+                turns.wait()
+                size = turns.slice_limit(size)
             try:
-                data = os.read(self._fd, self._read_size)
+                data = os.read(self._fd, size)
             except BlockingIOError:
                 self._drained = True
                 continue
-            self._drained = len(data) < self._read_size  # a short read took all the pipe held
+            self._drained = len(data) < size  # a short read took all the pipe held
             self._bulk = len(data) >= BULK_CHUNK
-            if len(data) == self._read_size:
+            if data and not self._bulk:
+                bulk_turns().note_interactive()
+            if len(data) == size:
                 self._read_size = min(self._read_size * 2, READ_SIZE)
             elif len(data) < self._read_size // 4:
                 self._read_size = max(self._read_size // 2, FIRST_READ_SIZE)

@@ -14,6 +14,12 @@ still sends its own chunks in order, it only waits between them.
 So that a steady flood of small chunks cannot stall bulk output for good,
 a timer also gives out a turn whenever ``STARVATION_LIMIT`` passes without
 one.
+
+An echo that arrives while a bulk chunk is being read and sent waits for
+that chunk, so while small chunks flow (someone is typing) bulk chunks are
+kept to ``BULK_SLICE_WHILE_INTERACTIVE``; when nothing interactive has run
+for ``INTERACTIVE_QUIET`` seconds they grow back to full size, and
+throughput is what it was.
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ from gevent.hub import Waiter
 
 STARVATION_LIMIT = 0.05
 BULK_CHUNK = 16 * 1024  # more than a screenful at once: the stream is bulk
+BULK_SLICE_WHILE_INTERACTIVE = 64 * 1024
+INTERACTIVE_QUIET = 0.5
 
 
 class BulkTurns:
@@ -37,6 +45,17 @@ class BulkTurns:
         self._idle = loop.idle()
         self._timer = loop.timer(STARVATION_LIMIT, STARVATION_LIMIT)
         self._given_since_tick = False
+        self._interactive_until = 0.0
+
+    def note_interactive(self) -> None:
+        """Small output just went out: keep bulk slices short for a while."""
+        self._interactive_until = self.loop.now() + INTERACTIVE_QUIET
+
+    def slice_limit(self, largest: int) -> int:
+        """How much a bulk turn may read now."""
+        if self.loop.now() < self._interactive_until:
+            return min(largest, BULK_SLICE_WHILE_INTERACTIVE)
+        return largest
 
     def wait(self) -> None:
         """Block this greenlet until the hub has nothing more urgent to do."""
@@ -73,10 +92,10 @@ class BulkTurns:
 _turns: BulkTurns | None = None
 
 
-def wait_for_bulk_turn() -> None:
-    """Let everything that is not bulk output run first (see the module's docstring)."""
+def bulk_turns() -> BulkTurns:
+    """This hub's turns (see the module's docstring)."""
     global _turns
     loop = get_hub().loop
     if _turns is None or _turns.loop is not loop:
         _turns = BulkTurns(loop)
-    _turns.wait()
+    return _turns
