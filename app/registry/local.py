@@ -94,9 +94,16 @@ class LocalRegistry:
         elif process.id in client.started:
             client.exited_order.append(process.id)
             while len(client.exited_order) > keep_exited:
-                self.forget(client.exited_order.popleft())
+                self._drop(client.exited_order.popleft())
 
     def forget(self, proc_id: int) -> None:
+        client = self.starters.get(proc_id)
+        if client is not None and proc_id in client.exited_order:
+            client.exited_order.remove(proc_id)
+        self._drop(proc_id)
+
+    def _drop(self, proc_id: int) -> None:
+        """Forget a process already out of its client's ring of exits (a scan of the ring per start, saved)."""
         process = self.processes.pop(proc_id, None)
         if process is not None and self._on_forget is not None:
             self._on_forget(process)
@@ -104,8 +111,6 @@ class LocalRegistry:
         if client is not None:
             client.started.pop(proc_id, None)
             client.running.discard(proc_id)
-            if proc_id in client.exited_order:
-                client.exited_order.remove(proc_id)
 
     def release(self, viewer: Identity, proc_id: int) -> Answer:
         return self.release_process(self.lookup(viewer, proc_id))
