@@ -32,7 +32,7 @@ from gevent.hub import Waiter
 
 STARVATION_LIMIT = 0.05
 BULK_CHUNK = 16 * 1024  # more than a screenful at once: the stream is bulk
-BULK_SLICE_WHILE_INTERACTIVE = 64 * 1024
+BULK_SLICE_WHILE_INTERACTIVE = 128 * 1024
 INTERACTIVE_QUIET = 0.5
 
 
