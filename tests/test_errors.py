@@ -676,3 +676,18 @@ def test_frame_larger_than_max_message_bytes_closes_with_1009(limited: Server) -
             assert bystander.call("find", pid=kept["pid"])["state"] == "running"
             with RpcClient(limited.url, limited.token) as fresh:
                 assert_usable(fresh)
+
+
+@pytest.mark.parametrize("method", ["start", "lookpath"])
+def test_a_long_name_is_cut_in_the_error(client: RpcClient, method: str) -> None:
+    """A 300 KB name is not echoed back whole: the message and its data name its start and its length."""
+    name = "procwire-no-such-" + "x" * 300_000
+    params = {"argv": [name]} if method == "start" else {"file": name}
+    failure = expect_error(client, method, params, code=NOT_FOUND, words=("procwire-no-such-", "300,017 characters"))
+    assert len(failure.message) < 400
+    assert isinstance(failure.data, dict) and len(failure.data["filename"]) < 300
+
+
+def test_not_found_in_path_is_said_once(client: RpcClient) -> None:
+    failure = expect_error(client, "lookpath", {"file": "procwire-no-such-program"}, code=NOT_FOUND)
+    assert failure.message == "executable not found in PATH: procwire-no-such-program"

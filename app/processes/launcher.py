@@ -72,6 +72,9 @@ class Launched:
     terminal: int | None = None
 
 
+NOT_IN_PATH = "executable file not found in PATH"
+
+
 def lookpath(file: str, search_path: str | None, cwd: str | None = None) -> str:
     """Resolve an executable as Go's ``exec.LookPath`` does.
 
@@ -93,7 +96,7 @@ def lookpath(file: str, search_path: str | None, cwd: str | None = None) -> str:
         except OSError:
             continue
         return candidate
-    raise FileNotFoundError(errno.ENOENT, "executable file not found in PATH", file)
+    raise FileNotFoundError(errno.ENOENT, NOT_IN_PATH, file)
 
 
 def _check_executable(path: str, shown: str) -> None:

@@ -24,7 +24,7 @@ from app import metrics
 from app.deferred import deferred
 from app.errors import ErrorCode, RpcError
 from app.processes.environment import child_environment, server_environment
-from app.processes.launcher import LaunchSpec, lookpath
+from app.processes.launcher import NOT_IN_PATH, LaunchSpec, lookpath
 from app.processes.process import Options, Process, Source
 from app.protocol import params as P
 from app.security.start_gate import admitted, record_signal, record_start
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 Handler = Callable[["Caller", Any], Any]
 FastHandler = Callable[["Caller", dict[str, Any]], Any]
 DEFAULT_TERM = "xterm-256color"
+SHOWN_NAME = 200  # characters of a client's name that an error message repeats
 
 
 @dataclass(frozen=True)
@@ -61,12 +62,21 @@ def method(name: str, params: type[P.Params], fast: FastHandler | None = None) -
     return register
 
 
+def shown(name: str) -> str:
+    """A client's name as an error repeats it: whole up to ``SHOWN_NAME`` characters, else cut and measured."""
+    if len(name) <= SHOWN_NAME:
+        return name
+    return f"{name[:SHOWN_NAME]}... ({len(name):,} characters)"
+
+
 def os_error(error: OSError) -> RpcError:
     """Map an OSError from resolving or starting a program to a protocol error."""
-    data = {"errno": error.errno, "filename": error.filename}
-    text = f"{error.filename}: {error.strerror}" if error.filename else str(error.strerror)
+    name = shown(str(error.filename)) if error.filename is not None else None
+    data = {"errno": error.errno, "filename": name}
     if isinstance(error, FileNotFoundError):
-        return RpcError(ErrorCode.NOT_FOUND, f"executable not found: {text}", data)
+        where = " in PATH" if error.strerror == NOT_IN_PATH else ""
+        return RpcError(ErrorCode.NOT_FOUND, f"executable not found{where}: {name}", data)
+    text = f"{name}: {error.strerror}" if name is not None else str(error.strerror)
     if isinstance(error, PermissionError | NotADirectoryError):
         return RpcError(ErrorCode.PERMISSION_DENIED, f"permission denied: {text}", data)
     return RpcError(ErrorCode.SPAWN_FAILED, f"cannot start: {text}", data)
@@ -128,8 +138,8 @@ def checked_cwd(cwd: str | None) -> str | None:
     except OSError as error:
         raise RpcError(
             ErrorCode.PERMISSION_DENIED,
-            f"cwd {cwd!r} is not usable: {error.strerror}",
-            {"errno": error.errno, "filename": cwd},
+            f"cwd {shown(cwd)!r} is not usable: {error.strerror}",
+            {"errno": error.errno, "filename": shown(cwd)},
         ) from None
     return cwd
 
