@@ -409,3 +409,16 @@ def test_kept_shell_detaches_and_is_reattached(server: Server, lib: pw.Client, t
             lib.kill(proc)
     pid = next((info.pid for info in lib.list() if info.proc == proc), None)
     assert pid is None or wait_until(lambda: not pid_exists(pid))
+
+
+def test_a_closed_pipe_ends_attach_quietly_with_141(server: Server) -> None:
+    """``procwire attach 7 | head -c 10``: exit 141, like any filter whose reader left, and no traceback."""
+    with pw.Client(server.url, server.token) as starter:
+        kept = starter.start(["sh", "-c", "seq 1 3000000; sleep 30"], on_disconnect="keep")
+    script = f"{shlex.join([*COMMAND, 'attach', str(kept.proc)])} | head -c 10 >/dev/null; echo ${{PIPESTATUS[0]}} >&2"
+    try:
+        piped = subprocess.run(["bash", "-c", script], env=cli_env(server), capture_output=True, timeout=BOUND)
+    finally:
+        with pw.Client(server.url, server.token) as cleaner:
+            cleaner.attach(kept.proc).kill()
+    assert piped.stderr.decode().split() == ["141"], piped.stderr.decode()
