@@ -9,7 +9,8 @@ The URL and token come from ``--url``/``--token`` or ``PROCWIRE_URL`` /
 
 Exit status: ``run``, ``shell`` and ``attach`` exit with the remote
 command's status (128+N when signal N killed it), 127 when the command was
-not found and 126 when it could not be executed; 0 after a detach; 1 for any
+not found and 126 when it could not be executed, 124 when ``--timeout``
+stopped it (as ``timeout(1)``); 0 after a detach; 1 for any
 other error (connection refused, bad token, an error answer), printed as one
 line on stderr; 2 for a usage error; 130 when interrupted locally.
 """
@@ -44,6 +45,7 @@ from procwire_client.errors import (
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+EXIT_TIMED_OUT = 124  # as timeout(1)
 EXIT_CANNOT_EXECUTE = 126
 EXIT_NOT_FOUND = 127
 EXIT_INTERRUPTED = 130
@@ -108,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run and control processes on a procwire server.",
         epilog="URL and token default to $PROCWIRE_URL and $PROCWIRE_TOKEN. "
         "Exit status: the remote command's (128+N for signal N) for run, shell and attach; "
-        "127 command not found, 126 cannot execute; 1 error; 2 usage; 130 interrupted.",
+        "127 command not found, 126 cannot execute, 124 timed out (--timeout); 1 error; 2 usage; 130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"procwire {__version__}")
     _connection_options(parser, None)
@@ -252,7 +254,15 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def _exit_code(status: ExitStatus | None) -> int:
-    return 0 if status is None else status.exit_code
+    """The remote command's status as ours; 124 with a line on stderr when its ``--timeout`` stopped it,
+    as ``timeout(1)`` does."""
+    if status is None:
+        return 0
+    if status.timed_out:
+        after = f" after {status.duration:g} s" if status.duration is not None else ""
+        _note(f"the command timed out{after} (--timeout) and was stopped")
+        return EXIT_TIMED_OUT
+    return status.exit_code
 
 
 def _thread(target: Callable[..., None], *args: Any) -> threading.Thread:

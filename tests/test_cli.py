@@ -136,7 +136,7 @@ def test_run_options(server: Server, tmp_path: Path) -> None:
     )
     assert (done.returncode, done.stdout) == (0, f"hi there {tmp_path}\n".encode())
     timed = procwire(server, "run", "--timeout", "0.3", "--", "sleep", "10")
-    assert timed.returncode == 128 + signal.SIGTERM
+    assert timed.returncode == 124  # as timeout(1)
 
 
 @pytest.mark.parametrize(("sig", "code"), [("KILL", 137), ("TERM", 143), ("USR1", 138)])
@@ -422,3 +422,10 @@ def test_a_closed_pipe_ends_attach_quietly_with_141(server: Server) -> None:
         with pw.Client(server.url, server.token) as cleaner:
             cleaner.attach(kept.proc).kill()
     assert piped.stderr.decode().split() == ["141"], piped.stderr.decode()
+
+
+def test_a_timeout_exits_124_and_says_so(server: Server) -> None:
+    """``--timeout 1`` ends like ``timeout(1)``: 124 and a line on stderr (it was 143, silently)."""
+    done = procwire(server, "run", "--timeout", "1", "--", "sleep", "30")
+    assert done.returncode == 124
+    assert "timed out" in one_line(done.stderr)
