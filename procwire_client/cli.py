@@ -9,7 +9,8 @@ The URL and token come from ``--url``/``--token`` or ``PROCWIRE_URL`` /
 
 Exit status: ``run``, ``shell`` and ``attach`` exit with the remote
 command's status (128+N when signal N killed it), 127 when the command was
-not found and 126 when it could not be executed, 124 when ``--timeout``
+not found, 126 when it could not be executed, 125 when its working
+directory was not usable (as ``env -C``), 124 when ``--timeout``
 stopped it (as ``timeout(1)``); 0 after a detach; 1 for any
 other error (connection refused, bad token, an error answer), printed as one
 line on stderr; 2 for a usage error; 130 when interrupted locally.
@@ -46,6 +47,7 @@ from procwire_client.errors import (
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_TIMED_OUT = 124  # as timeout(1)
+EXIT_BAD_CWD = 125  # as env --chdir
 EXIT_CANNOT_EXECUTE = 126
 EXIT_NOT_FOUND = 127
 EXIT_INTERRUPTED = 130
@@ -81,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except (NotFound, PermissionDenied, SpawnFailed) as error:
         _complain(error)
-        return EXIT_NOT_FOUND if isinstance(error, NotFound) else EXIT_CANNOT_EXECUTE
+        return _start_failure_code(error)
     except Errors as error:
         _complain(error)
         return EXIT_ERROR
@@ -90,6 +92,15 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `procwire attach 7 | head`: the reader is gone, as for any filter
         _silence_stdout()
         return EXIT_BROKEN_PIPE
+
+
+def _start_failure_code(error: ProcwireError) -> int:
+    """127 not found, 125 a working directory that is not usable (as ``env -C``), 126 any other refusal to run."""
+    if isinstance(error, NotFound):
+        return EXIT_NOT_FOUND
+    if isinstance(error.data, dict) and error.data.get("field") == "cwd":
+        return EXIT_BAD_CWD
+    return EXIT_CANNOT_EXECUTE
 
 
 def _silence_stdout() -> None:
@@ -110,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run and control processes on a procwire server.",
         epilog="URL and token default to $PROCWIRE_URL and $PROCWIRE_TOKEN. "
         "Exit status: the remote command's (128+N for signal N) for run, shell and attach; "
-        "127 command not found, 126 cannot execute, 124 timed out (--timeout); 1 error; 2 usage; 130 interrupted.",
+        "127 command not found, 126 cannot execute, 125 bad --cwd, 124 timed out (--timeout); 1 error; 2 usage; "
+        "130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"procwire {__version__}")
     _connection_options(parser, None)

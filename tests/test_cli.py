@@ -429,3 +429,10 @@ def test_a_timeout_exits_124_and_says_so(server: Server) -> None:
     done = procwire(server, "run", "--timeout", "1", "--", "sleep", "30")
     assert done.returncode == 124
     assert "timed out" in one_line(done.stderr)
+
+
+def test_a_working_directory_that_is_not_usable_exits_125(server: Server) -> None:
+    """Not 126 (the "cannot execute" code): 125, as ``env -C`` does, with the reason."""
+    done = procwire(server, "run", "--cwd", "/nonexistent/procwire", "--", "true")
+    assert done.returncode == 125
+    assert "/nonexistent/procwire" in one_line(done.stderr)

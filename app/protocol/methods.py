@@ -139,7 +139,7 @@ def checked_cwd(cwd: str | None) -> str | None:
         raise RpcError(
             ErrorCode.PERMISSION_DENIED,
             f"cwd {shown(cwd)!r} is not usable: {error.strerror}",
-            {"errno": error.errno, "filename": shown(cwd)},
+            {"errno": error.errno, "filename": shown(cwd), "field": "cwd"},
         ) from None
     return cwd
 
