@@ -73,8 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Callable[[argparse.Namespace], int] | None = getattr(args, "handler", None)
-    if handler is None:
-        parser.print_usage(sys.stderr)
+    if handler is None:  # bare `procwire`: what it can do, not just a usage line
+        parser.print_help(sys.stderr)
         return EXIT_USAGE
     try:
         return handler(args)

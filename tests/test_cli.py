@@ -436,3 +436,11 @@ def test_a_working_directory_that_is_not_usable_exits_125(server: Server) -> Non
     done = procwire(server, "run", "--cwd", "/nonexistent/procwire", "--", "true")
     assert done.returncode == 125
     assert "/nonexistent/procwire" in one_line(done.stderr)
+
+
+def test_bare_procwire_lists_the_commands(server: Server) -> None:
+    bare = procwire(server)
+    assert bare.returncode == 2
+    listed = bare.stderr.decode()
+    for command in ("run", "shell", "ps", "attach", "kill"):
+        assert re.search(rf"^\s+{command}\s+\S", listed, re.MULTILINE), listed
