@@ -193,11 +193,32 @@ def _spawn_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _url_and_token(args: argparse.Namespace) -> tuple[str, str]:
-    url = getattr(args, "url", None) or os.environ.get("PROCWIRE_URL") or DEFAULT_URL
-    token = getattr(args, "token", None) or os.environ.get("PROCWIRE_TOKEN")
+    given = getattr(args, "url", None) or os.environ.get("PROCWIRE_URL") or DEFAULT_URL
+    url, token_in_url = websocket_url(given)
+    token = getattr(args, "token", None) or os.environ.get("PROCWIRE_TOKEN") or token_in_url
     if not token:
-        raise UsageError("no token: pass --token or set PROCWIRE_TOKEN")
+        raise UsageError("no token: pass --token, set PROCWIRE_TOKEN or put ?token= in the URL")
     return url, token
+
+
+def websocket_url(url: str) -> tuple[str, str | None]:
+    """The server's WebSocket URL from what a user may paste, and the token it carried.
+
+    ``http(s)://`` becomes ``ws(s)://``, a bare ``host:port`` gets ``ws://``, a
+    path not ending in ``/ws`` gets it (``http://host:9999/`` -> ``ws://host:9999/ws``),
+    and a ``?token=`` is taken out (it goes as a header, never in the URL).
+    """
+    if "://" not in url:
+        url = "ws://" + url
+    parts = urllib.parse.urlsplit(url)
+    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
+    path = parts.path.rstrip("/")
+    if not path.endswith("/ws"):
+        path += "/ws"
+    query = urllib.parse.parse_qs(parts.query)
+    token = query.pop("token", [None])[0]
+    rest = urllib.parse.urlencode(query, doseq=True)
+    return urllib.parse.urlunsplit((scheme, parts.netloc, path, rest, "")), token
 
 
 def _connect(args: argparse.Namespace) -> Client:

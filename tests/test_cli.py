@@ -444,3 +444,12 @@ def test_bare_procwire_lists_the_commands(server: Server) -> None:
     listed = bare.stderr.decode()
     for command in ("run", "shell", "ps", "attach", "kill"):
         assert re.search(rf"^\s+{command}\s+\S", listed, re.MULTILINE), listed
+
+
+def test_a_pasted_http_url_with_its_token_is_enough(server: Server) -> None:
+    """``http://host:port/?token=...`` (what a browser shows) works as PROCWIRE_URL alone: ws, /ws and the token."""
+    port = server.url.split(":")[2].split("/")[0]
+    env = cli_env(server, PROCWIRE_URL=f"http://127.0.0.1:{port}/?token={server.token}")
+    del env["PROCWIRE_TOKEN"]
+    done = procwire(server, "run", "--", "echo", "hi", env=env)
+    assert (done.returncode, done.stdout) == (0, b"hi\n"), done.stderr
