@@ -10,6 +10,7 @@ import base64
 import binascii
 import itertools
 import signal as signal_module
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
@@ -166,8 +167,35 @@ def validate(model: type[Params], raw: dict[str, Any]) -> Any:
     except ValidationError as error:
         problem = error.errors()[0]
         where = _field_path(problem["loc"]) or "params"
-        message = problem["msg"].removeprefix("Value error, ")
-        raise RpcError(ErrorCode.INVALID_PARAMS, f"Invalid params: {where}: {message}") from None
+        raise RpcError(ErrorCode.INVALID_PARAMS, f"Invalid params: {where}: {plain_words(problem)}") from None
+
+
+# pydantic's wording of the commonest problems, said plainly (the others: "Input should be" -> "must be").
+PLAIN = {
+    "missing": "is required",
+    "extra_forbidden": "is not a parameter of this method",
+    "string_type": "must be a string",
+    "int_type": "must be an integer",
+    "bool_type": "must be true or false",
+    "list_type": "must be an array",
+    "dict_type": "must be an object",
+}
+
+
+def plain_words(problem: Mapping[str, Any]) -> str:
+    """One validation problem as a client should read it: ``argv: must not be empty``, not
+    ``List should have at least 1 item after validation, not 0``."""
+    kind, context = problem["type"], problem.get("ctx") or {}
+    if kind in PLAIN:
+        return PLAIN[kind]
+    if kind == "too_short" and context.get("min_length") == 1:
+        return "must not be empty"
+    if kind in ("too_short", "too_long"):
+        bound = context["min_length"] if kind == "too_short" else context["max_length"]
+        items = "characters" if problem.get("input") is not None and isinstance(problem["input"], str) else "items"
+        return f"must have {'at least' if kind == 'too_short' else 'at most'} {bound} {items}"
+    message = str(problem["msg"]).removeprefix("Value error, ")
+    return message.replace("Input should be ", "must be ", 1)
 
 
 def _field_path(loc: tuple[int | str, ...]) -> str:

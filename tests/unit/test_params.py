@@ -128,7 +128,7 @@ def test_minimal_params_are_accepted(model: type[P.Params]) -> None:
 @pytest.mark.parametrize("model", ALL_MODELS)
 def test_unknown_field_is_refused_and_named(model: type[P.Params]) -> None:
     message = invalid(model, {**MINIMAL[model], "bogus": 1})
-    assert message == "Invalid params: bogus: Extra inputs are not permitted"
+    assert message == "Invalid params: bogus: is not a parameter of this method"
 
 
 def test_validated_params_are_frozen() -> None:
@@ -156,7 +156,7 @@ def test_validated_params_are_frozen() -> None:
     ],
 )
 def test_missing_required_field_is_named(model: type[P.Params], raw: dict[str, Any], missing: str) -> None:
-    assert invalid(model, raw) == f"Invalid params: {missing}: Field required"
+    assert invalid(model, raw) == f"Invalid params: {missing}: is required"
 
 
 # -- strict types: no coercion ----------------------------------------------------
@@ -228,13 +228,13 @@ def test_wrong_type_in_a_union_names_just_the_field(model: type[P.Params], raw: 
 )
 def test_enumerated_values(field: str, value: Any, allowed: str) -> None:
     message = invalid(P.StartParams, {"argv": ["ls"], field: value})
-    assert message == f"Invalid params: {field}: Input should be {allowed}"
+    assert message == f"Invalid params: {field}: must be {allowed}"
 
 
 def test_binary_is_a_start_option_only() -> None:
     assert P.validate(P.StartParams, {"argv": ["ls"], "binary": True}).binary is True
     assert invalid(P.RunParams, {"argv": ["ls"], "binary": True}) == (
-        "Invalid params: binary: Extra inputs are not permitted"
+        "Invalid params: binary: is not a parameter of this method"
     )
 
 
@@ -494,3 +494,17 @@ def test_start_params_either_validate_or_raise_invalid_params(raw: dict[str, Any
     else:
         assert params.argv == raw["argv"]
         assert all(isinstance(arg, str) for arg in params.argv)
+
+
+@pytest.mark.parametrize(
+    ("raw", "said"),
+    [
+        ({"argv": []}, "argv: must not be empty"),
+        ({"argv": "ls"}, "argv: must be an array"),
+        ({"argv": ["ls"], "timeout": -1}, "timeout: must be greater than 0"),
+        ({"argv": ["ls"], "cwd": 7}, "cwd: must be a string"),
+    ],
+)
+def test_problems_are_said_in_plain_words(raw: dict[str, Any], said: str) -> None:
+    """Not pydantic's wording ("List should have at least 1 item after validation, not 0")."""
+    assert invalid(P.StartParams, raw) == f"Invalid params: {said}"
