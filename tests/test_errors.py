@@ -678,6 +678,25 @@ def test_frame_larger_than_max_message_bytes_closes_with_1009(limited: Server) -
                 assert_usable(fresh)
 
 
+def test_a_fragmented_text_message_is_measured_in_bytes(limited: Server) -> None:
+    """Three fragments of 1,200 three-byte characters each: 3,600 characters, 10,800 bytes. The limit
+    is in bytes, so the second fragment ends the connection with 1009 (characters were counted: it passed)."""
+    piece = "€" * 1200
+    assert len(piece.encode()) < LIMITED_MAX_MESSAGE_BYTES  # each fragment fits...
+    assert 3 * len(piece) < LIMITED_MAX_MESSAGE_BYTES < 3 * len(piece.encode())  # ...in characters the whole too
+    with RpcClient(limited.url, limited.token) as client:
+        frames = [
+            websocket.ABNF.create_frame(piece.encode(), websocket.ABNF.OPCODE_TEXT, fin=0),
+            websocket.ABNF.create_frame(piece.encode(), websocket.ABNF.OPCODE_CONT, fin=0),
+            websocket.ABNF.create_frame(piece.encode(), websocket.ABNF.OPCODE_CONT, fin=1),
+        ]
+        for frame in frames:
+            with contextlib.suppress(OSError):  # the server may close before the last fragment
+                client.ws.send_frame(frame)
+        code, reason = read_close(client.ws)
+        assert code == 1009, reason
+
+
 @pytest.mark.parametrize("method", ["start", "lookpath"])
 def test_a_long_name_is_cut_in_the_error(client: RpcClient, method: str) -> None:
     """A 300 KB name is not echoed back whole: the message and its data name its start and its length."""

@@ -138,6 +138,7 @@ class Link:
         self._compression = compression
         self._unread = bytearray()
         self._in_fragmented_message = False
+        self._message_bytes = 0  # payload bytes of the fragmented message so far
         self._drained = False  # the last recv took all the socket held: wait before the next, not after an EAGAIN
         self._readable: Any = None  # a watcher of our own on the socket, for that wait
         ws.sock = _SerialSocket(ws.sock, self._lock)
@@ -200,8 +201,13 @@ class Link:
             self._readable = None
 
     def _too_big(self, header: FrameHeader) -> bool:
+        """Over the message size limit, in bytes: a fragment counts with the fragments before it
+        (simple-websocket adds up decoded characters, so text of multi-byte characters passed at 4x)."""
         limit = self.ws.max_message_size
-        return bool(limit) and header.payload_length > limit
+        size = header.payload_length
+        if header.opcode == OPCODE_CONTINUATION and self._in_fragmented_message:
+            size += self._message_bytes
+        return bool(limit) and size > limit
 
     def _take(self, header: FrameHeader, frame: bytes) -> None:
         if header.whole_data_message and not self._in_fragmented_message:
@@ -216,6 +222,8 @@ class Link:
             except UnicodeDecodeError:
                 pass  # simple-websocket closes with 1007
         if header.opcode in (OPCODE_CONTINUATION, OPCODE_TEXT, OPCODE_BINARY):
+            so_far = self._message_bytes if header.opcode == OPCODE_CONTINUATION else 0
+            self._message_bytes = so_far + header.payload_length
             self._in_fragmented_message = not header.fin
         self.ws.ws.receive_data(frame)
         self.ws.connected = self.ws._handle_events()
