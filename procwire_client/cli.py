@@ -29,12 +29,12 @@ import sys
 import threading
 import time
 import urllib.error
-import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from procwire_client import __version__
+from procwire_client.address import http_base, websocket_url
 from procwire_client.client import DEFAULT_URL, Client, ExitStatus, Process
 from procwire_client.errors import (
     NotFound,
@@ -199,26 +199,6 @@ def _url_and_token(args: argparse.Namespace) -> tuple[str, str]:
     if not token:
         raise UsageError("no token: pass --token, set PROCWIRE_TOKEN or put ?token= in the URL")
     return url, token
-
-
-def websocket_url(url: str) -> tuple[str, str | None]:
-    """The server's WebSocket URL from what a user may paste, and the token it carried.
-
-    ``http(s)://`` becomes ``ws(s)://``, a bare ``host:port`` gets ``ws://``, a
-    path not ending in ``/ws`` gets it (``http://host:9999/`` -> ``ws://host:9999/ws``),
-    and a ``?token=`` is taken out (it goes as a header, never in the URL).
-    """
-    if "://" not in url:
-        url = "ws://" + url
-    parts = urllib.parse.urlsplit(url)
-    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
-    path = parts.path.rstrip("/")
-    if not path.endswith("/ws"):
-        path += "/ws"
-    query = urllib.parse.parse_qs(parts.query)
-    token = query.pop("token", [None])[0]
-    rest = urllib.parse.urlencode(query, doseq=True)
-    return urllib.parse.urlunsplit((scheme, parts.netloc, path, rest, "")), token
 
 
 def _connect(args: argparse.Namespace) -> Client:
@@ -623,14 +603,6 @@ def cmd_clients(args: argparse.Namespace) -> int:
         rows.append((str(client.get("id")), str(client.get("remote_addr")), _time(client.get("connected_at")), procs))
     _table(rows)
     return 0
-
-
-def http_base(url: str) -> str:
-    """``ws://host:port/prefix/ws`` -> ``http://host:port/prefix``."""
-    parts = urllib.parse.urlsplit(url)
-    scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
-    path = parts.path[: -len("/ws")] if parts.path.endswith("/ws") else parts.path.rstrip("/")
-    return urllib.parse.urlunsplit((scheme, parts.netloc, path, "", ""))
 
 
 def _time(value: Any) -> str:

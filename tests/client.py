@@ -10,6 +10,7 @@ import base64
 import itertools
 import json
 import struct
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -166,3 +167,28 @@ class RpcClient:
     def run_to_exit(self, argv: list[str], **params: Any) -> Collected:
         started = self.call("start", argv=argv, **params)
         return self.collect(started["proc"])
+
+
+def start_bursts(connections: list[RpcClient], params: dict[str, Any], per_connection: int = 5) -> list[dict[str, Any]]:
+    """Every connection sends a batch of ``per_connection`` starts, all at the same moment
+    (a barrier); the answers of all of them, in no particular order."""
+    barrier = threading.Barrier(len(connections))
+    answers: list[dict[str, Any]] = []
+    lock = threading.Lock()
+
+    def burst(client: RpcClient) -> None:
+        batch = [
+            {"jsonrpc": "2.0", "id": index, "method": "start", "params": params} for index in range(per_connection)
+        ]
+        barrier.wait(timeout=10)
+        client.send_json(batch)
+        reply = client.next_message()
+        with lock:
+            answers.extend(reply)
+
+    threads = [threading.Thread(target=burst, args=(client,)) for client in connections]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    return answers

@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import signal
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -25,7 +24,7 @@ from typing import Any
 import pytest
 import websocket
 
-from tests.client import RpcClient, RpcFailure, read_close
+from tests.client import RpcClient, RpcFailure, read_close, start_bursts
 from tests.redis_server import RedisServer
 from tests.server import Server, children_of, pid_exists, wait_until
 
@@ -266,24 +265,8 @@ def test_a_per_token_cap_holds_under_concurrent_starts_on_one_node(pair: Pair) -
     """Counting the other nodes takes a Redis round trip: it must not open a window
     in which concurrent starts on this node pass the cap together (max_procs = 3)."""
     connections = [pair.connect(pair.a, ALICE) for _ in range(10)]
-    barrier = threading.Barrier(len(connections))
-    answers: list[dict[str, Any]] = []
-
-    def burst(client: RpcClient) -> None:
-        batch = [
-            {"jsonrpc": "2.0", "id": index, "method": "start", "params": {"argv": ["sleep", "30"]}}
-            for index in range(5)
-        ]
-        barrier.wait(timeout=10)
-        client.send_json(batch)
-        answers.extend(client.next_message())
-
-    threads = [threading.Thread(target=burst, args=(client,)) for client in connections]
     try:
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=30)
+        answers = start_bursts(connections, {"argv": ["sleep", "30"]})
         assert len(answers) == 50
         assert len([answer for answer in answers if "result" in answer]) == 3, answers
     finally:

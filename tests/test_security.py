@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import signal
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -25,7 +24,7 @@ import pytest
 import websocket
 
 from app.errors import ErrorCode
-from tests.client import RpcClient, RpcFailure, read_close
+from tests.client import RpcClient, RpcFailure, read_close, start_bursts
 from tests.server import Server, children_of, pid_exists, wait_until
 
 ADMIN_TOKEN = "admin-token-0123456789"  # TOKEN: the admin named "default"
@@ -481,27 +480,8 @@ def test_rlimits_reach_the_process(setup: Setup) -> None:
 def test_per_token_cap_holds_under_50_concurrent_starts(setup: Setup) -> None:
     """10 connections of one token, 5 starts each, all at once: exactly CAP run."""
     connections = [setup.connect("capped") for _ in range(10)]
-    barrier = threading.Barrier(len(connections))
-    answers: list[dict[str, Any]] = []
-    lock = threading.Lock()
-
-    def burst(client: RpcClient) -> None:
-        batch = [
-            {"jsonrpc": "2.0", "id": index, "method": "start", "params": {"argv": ["sleep", "30"], "cwd": setup.work}}
-            for index in range(5)
-        ]
-        barrier.wait(timeout=10)
-        client.send_json(batch)
-        reply = client.next_message()
-        with lock:
-            answers.extend(reply)
-
-    threads = [threading.Thread(target=burst, args=(client,)) for client in connections]
     try:
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=30)
+        answers = start_bursts(connections, {"argv": ["sleep", "30"], "cwd": setup.work})
         assert len(answers) == 50
         started = [answer["result"] for answer in answers if "result" in answer]
         errors = [answer["error"] for answer in answers if "error" in answer]

@@ -192,7 +192,7 @@ def plain_words(problem: Mapping[str, Any]) -> str:
         return "must not be empty"
     if kind in ("too_short", "too_long"):
         bound = context["min_length"] if kind == "too_short" else context["max_length"]
-        items = "characters" if problem.get("input") is not None and isinstance(problem["input"], str) else "items"
+        items = "characters" if isinstance(problem.get("input"), str) else "items"
         return f"must have {'at least' if kind == 'too_short' else 'at most'} {bound} {items}"
     message = str(problem["msg"]).removeprefix("Value error, ")
     return message.replace("Input should be ", "must be ", 1)

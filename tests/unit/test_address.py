@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from procwire_client.cli import http_base, websocket_url
+from procwire_client.address import http_base, websocket_url
 
 
 @pytest.mark.parametrize(
