@@ -193,18 +193,13 @@ def download(client: Client, remote: str, local: str) -> None:
         top = name
     else:
         top = "."
-    try:
-        destination, new_top = _local_place(local, name, remote_is_directory)
-    except CommandError:
-        started.kill()
-        raise
+    destination, new_top = _local_place(local, name, remote_is_directory)  # an error closes the connection: tar ends
     progress = Progress(f"{shown} -> {local}")
     reader = _OutputReader(iter(started), progress)
     try:
         with tarfile.open(fileobj=reader, mode="r|", bufsize=CHUNK) as archive:
             archive.extractall(destination, filter=_extraction_filter(top, new_top))
     except tarfile.FilterError as error:
-        started.kill()
         raise CommandError(f"cp: refusing {error.tarinfo.name!r}: {error}", EXIT_UNSAFE_PATH) from None
     except tarfile.ReadError:
         pass  # no archive came: tar's complaint says why
