@@ -84,6 +84,7 @@ class Session:
             self._audit("disconnect", duration=round(time.time() - self.client.connected_at, 3))
             metrics.CONNECTIONS_OPEN.dec()
             self._log_session_end()
+            self.link.linger()
 
     def _log_session_end(self) -> None:
         """One line per WebSocket session (gunicorn writes no access line for it)."""
@@ -164,8 +165,7 @@ class Session:
         if verdict is Verdict.CLOSE:
             reason = "message rate limit exceeded"
             self._audit("close", code=CLOSE_POLICY_VIOLATION, rule=rule, reason=reason)
-            self.link.close(CLOSE_POLICY_VIOLATION, reason)
-            raise ConnectionClosed(CLOSE_POLICY_VIOLATION, reason)
+            self.link.close_for_cause(CLOSE_POLICY_VIOLATION, reason)
         text = f"message rate limit: at most {self.limiter.rate:g} per second, {self.limiter.burst} at once"
         error = RpcError(ErrorCode.LIMIT_EXCEEDED, text, {"rule": rule}, refused_data=True)
         if started_refusing:
