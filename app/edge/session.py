@@ -28,6 +28,7 @@ from app.processes.process import Limits
 from app.protocol import jsonrpc as protocol
 from app.protocol.jsonrpc import Call
 from app.protocol.methods import METHODS, write_stdin
+from app.protocol.output import OutputFormat
 from app.registry.base import Client, ProcessHandle, Registry
 from app.security import audit
 from app.security.identity import Identity
@@ -257,8 +258,10 @@ class Session:
 
     # -- output ---------------------------------------------------------------------
 
-    def attach(self, process: ProcessHandle, offsets: dict[str, int]) -> dict[str, Any]:
-        answer, replay = self.subscriber.attach(process, offsets)
+    def attach(
+        self, process: ProcessHandle, offsets: dict[str, int], output_format: OutputFormat, snapshot: bool
+    ) -> dict[str, Any]:
+        answer, replay = self.subscriber.attach(process, offsets, output_format, snapshot)
         self.after_reply(replay)
         return answer
 
