@@ -126,16 +126,22 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 def _copy_to_current_end(process: Process) -> None:
-    """The replay, up to the end offsets the attach answer gave (the output written since is not waited for)."""
-    ends = process.attachment.offsets if process.attachment is not None else {}
+    """The replay, up to the end offsets the attach answer gave (the output written since is not waited for).
+
+    Counts what was printed (from ``replay_from``), not what arrived: the reader may be ahead."""
+    attachment = process.attachment
+    ends = attachment.offsets if attachment is not None else {}
+    replay_from = attachment.extra.get("replay_from") if attachment is not None else None
+    printed = dict(replay_from) if isinstance(replay_from, dict) else {}
 
     def reached() -> bool:
-        return all(process.offsets.get(stream, 0) >= end for stream, end in ends.items())
+        return all(printed.get(stream, 0) >= end for stream, end in ends.items())
 
     if reached():
         return
     for stream, data in process:
         write_all(2 if stream == "stderr" else 1, data)
+        printed[stream] = printed.get(stream, 0) + len(data)
         if reached():
             return
 
