@@ -279,3 +279,32 @@ def test_a_pasted_http_url_with_its_token_is_enough(server: Server) -> None:
     del env["PROCWIRE_TOKEN"]
     done = procwire(server, "run", "--", "echo", "hi", env=env)
     assert (done.returncode, done.stdout) == (0, b"hi\n"), done.stderr
+
+
+# -- help ------------------------------------------------------------------------------------------
+
+COMMANDS = (
+    *("run", "shell", "attach", "ps", "clients", "logs", "wait"),
+    *("stop", "release", "kill", "cp", "login", "logout"),
+)
+
+
+@pytest.mark.parametrize("command", [*COMMANDS, "token"])
+def test_every_command_has_a_description_and_examples(server: Server, command: str) -> None:
+    shown = procwire(server, command, "--help")
+    assert shown.returncode == 0
+    text = shown.stdout.decode()
+    usage, description = text.split("\n\n", 2)[:2]
+    assert usage.startswith(f"usage: procwire {command}")
+    assert len(description.split()) >= 5, text  # a sentence, not just the usage line
+    examples = text.split("\nexamples:\n", 1)
+    assert len(examples) == 2 and f"procwire {command}" in examples[1], text
+
+
+def test_bare_procwire_lists_every_command_with_a_line(server: Server) -> None:
+    listed = procwire(server, env=cli_env(server, COLUMNS="80")).stderr.decode()
+    for command in COMMANDS:
+        assert re.search(rf"^    {command}\s+\w", listed, re.MULTILINE), (command, listed)
+    commands = listed.split("\n  COMMAND\n", 1)[1].split("\n\n", 1)[0]
+    assert not re.search(r"^ {5,}\w", commands, re.MULTILINE), commands  # no description wraps to a second line
+    assert "procwire login" in listed

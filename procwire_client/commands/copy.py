@@ -51,7 +51,7 @@ def register(commands: Any, common: list[argparse.ArgumentParser]) -> None:
         commands,
         "cp",
         common,
-        "copy files and directories to or from the server (':' marks the server's side)",
+        "copy files to or from the server (':' marks its side)",
         "Copy a file or a directory tree between here and the server; a leading ':' marks the server's\n"
         "path (relative paths there start in the server's working directory).  Like cp -r: into an\n"
         "existing directory under the source's name, otherwise to the target's name.  Bytes, permission\n"

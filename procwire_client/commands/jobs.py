@@ -49,7 +49,7 @@ proc=$(procwire run -d -- make); procwire wait "$proc"; echo "make exited $?"
         commands,
         "stop",
         common,
-        "stop a process: a signal (TERM), then KILL after a grace period",
+        "stop a process: TERM, then KILL after a grace period",
         "Send SIGNAL (default TERM) to the process group, then KILL after --grace seconds (default: the\n"
         "server's KILL_GRACE) if anything is left; returns once it has exited.",
         """

@@ -19,7 +19,7 @@ def register(commands: Any, common: list[argparse.ArgumentParser]) -> None:
         commands,
         "login",
         [],
-        "check a server's URL and token and remember them (no environment variables needed)",
+        "check and remember a server's URL and token",
         "Check the token against the server, then keep the URL and token in\n"
         f"{_shown(settings.config_path())} (mode 0600), where every command finds them.\n"
         "The token comes from --token, from a ?token= in the URL, or from stdin (asked for without echo\n"
@@ -45,7 +45,8 @@ pass show procwire | procwire login https://procwire.example.com
         "logout",
         [],
         "forget the URL and token procwire login stored",
-        f"Remove {_shown(settings.config_path())}.",
+        f"Forget the login: remove {_shown(settings.config_path())}, where procwire login keeps\n"
+        "the server's URL and token.",
         """
 procwire logout
 """,
@@ -56,7 +57,7 @@ procwire logout
         commands,
         "token",
         [],
-        "make a new token and print the lines for the server's TOML file",
+        "make a token and its lines for the server's TOML file",
         "Make a new random token for NAME and print it with the [[tokens]] table to add to the\n"
         "server's TOML file (PROCWIRE_CONFIG); the file keeps only its SHA-256.  Runs on the server's\n"
         "machine, without a connection.",

@@ -70,7 +70,7 @@ proc=$(procwire run -d --name build -- make); procwire logs -f "$proc"; procwire
         commands,
         "shell",
         common,
-        "an interactive terminal session (or a script on stdin, as ssh host < script)",
+        "an interactive terminal session, or a script from stdin",
         "Open a terminal session on the server running $SHELL (or CMD).  When our stdin is a terminal the\n"
         "session gets a remote terminal: keys go to it raw, its screen comes here, the window size follows\n"
         "ours, and ~. (after Enter) leaves.  When stdin is not a terminal it runs without one, like\n"
@@ -94,7 +94,7 @@ procwire shell < deploy.sh
         commands,
         "attach",
         common,
-        "follow the output of a process, or (-i) go back into a terminal session",
+        "follow a process's output, or (-i) go back into a session",
         "Receive a process's output: what its history still holds, then the live output, then its exit\n"
         "status as ours.  -i is terminal mode for a session (shell --keep): keys go to it, and the\n"
         "current screen is shown (not a replay of everything it ever printed); ~. detaches again.",
