@@ -33,7 +33,7 @@ from procwire_client.commands.common import (
     add_command,
     connect,
 )
-from procwire_client.errors import NotFound, ProcessExited, ProcwireConnectionError, ProcwireError
+from procwire_client.errors import NotFound, PermissionDenied, ProcessExited, ProcwireConnectionError
 from procwire_client.progress import Progress
 
 EXTRACT = ["tar", "-x", "-p", "--no-same-owner", "-f", "-"]
@@ -98,7 +98,7 @@ def _start_tar(client: Client, argv: list[str], remote_dir: str, shown: str, **p
         return client.start(argv, cwd=remote_dir or None, binary=True, name="procwire cp", **params)
     except NotFound as error:
         raise CommandError(f"cp: tar is not installed on the server ({error})", EXIT_NOT_FOUND) from None
-    except ProcwireError as error:
+    except PermissionDenied as error:
         data = error.data if isinstance(error.data, dict) else {}
         if data.get("field") == "cwd" and data.get("errno") in WHAT_TO_SAY:
             return int(data["errno"])
@@ -182,18 +182,16 @@ class _StdinWriter(io.RawIOBase):
 def download(client: Client, remote: str, local: str) -> None:
     shown = ":" + remote
     parent, name = _parent_and_name(remote)
-    started = _start_tar(client, [*CREATE, "."], remote, shown, stdin="null")
-    remote_is_directory = not isinstance(started, int)
-    if isinstance(started, int):
+    started = _start_tar(client, [*CREATE, "."], remote, shown, stdin="null")  # a directory: its contents
+    top = "."
+    if isinstance(started, int):  # not a directory: the file itself, from its parent
         if started == errno.ENOENT:
             raise _missing(shown, started)
         started = _start_tar(client, [*CREATE, name], parent, shown, stdin="null")
         if isinstance(started, int):
             raise _missing(shown, started)
         top = name
-    else:
-        top = "."
-    destination, new_top = _local_place(local, name, remote_is_directory)  # an error closes the connection: tar ends
+    destination, new_top = _local_place(local, name, top == ".")  # an error closes the connection: tar ends
     progress = Progress(f"{shown} -> {local}")
     reader = _OutputReader(iter(started), progress)
     try:
