@@ -107,7 +107,8 @@ class Announcement:
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
 
     def render(self) -> str:
-        lines = [*self._way_in(), "", *self._notes()]
+        notes = self._notes()
+        lines = [*self._way_in(), *([""] if notes else []), *notes]
         top = " procwire is ready ".center(WIDTH, "=")
         # Commands and URLs (indented) stay whole, to be copied; sentences are wrapped.
         wrapped = [part for line in lines for part in ([line] if line.startswith(" ") else _wrap(line))]
