@@ -27,6 +27,7 @@ from app.processes.environment import child_environment, server_environment
 from app.processes.launcher import NOT_IN_PATH, LaunchSpec, lookpath
 from app.processes.process import Options, Process, Source
 from app.protocol import params as P
+from app.protocol.output import OutputFormat
 from app.security.start_gate import admitted, record_signal, record_start
 
 if TYPE_CHECKING:
@@ -150,6 +151,7 @@ def _start(caller: Caller, params: P.StartParams) -> dict[str, Any]:
     options = Options(
         owner=caller.client.owner,
         name=params.name,
+        command=params.command,
         encoding=params.encoding,
         binary=params.binary,
         timeout=params.timeout,
@@ -180,7 +182,9 @@ def _resize(caller: Caller, params: P.ResizeParams) -> dict[str, Any]:
 
 @method("attach", P.AttachParams)
 def _attach(caller: Caller, params: P.AttachParams) -> dict[str, Any]:
-    return caller.attach(caller.lookup(params.proc), params.offsets())
+    process = caller.lookup(params.proc)
+    output_format = OutputFormat.chosen(process, params.binary, params.encoding)
+    return caller.attach(process, params.offsets(), output_format, params.snapshot)
 
 
 @method("detach", P.ProcParams)
@@ -335,7 +339,13 @@ def _run(caller: Caller, params: P.RunParams) -> Any:
         raise RpcError(ErrorCode.INVALID_PARAMS, "Invalid params: input: cannot be given with stdin: null")
     data = P.decode_data(params.input, params.input_encoding, "input") if params.input is not None else b""
     collector = Collector(params.max_output)
-    options = Options(owner=caller.client.owner, name=params.name, encoding=params.encoding, timeout=params.timeout)
+    options = Options(
+        owner=caller.client.owner,
+        name=params.name,
+        command=params.command,
+        encoding=params.encoding,
+        timeout=params.timeout,
+    )
     process = spawn(caller, params, collector, options)
     process.begin_output()
     return deferred(_finish_run, caller, process, collector, data, params.encoding)
