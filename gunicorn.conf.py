@@ -129,6 +129,7 @@ _codes = CodeStore.of(_settings.STATE_DIR, _settings.BIND)
 
 
 def _settle_access_and_audit():
+    """Before any worker: a state file procwire must not use stops the start with one line."""
     global _announcement
     try:
         access = resolve_access(_settings)
