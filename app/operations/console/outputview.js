@@ -161,11 +161,14 @@ export class OutputView {
     line.className = `line ${record.stream}${record.note ? ' note' : ''}`;
     const time = document.createElement('span');
     time.className = 'time';
-    time.textContent = clockTime(record.time);
+    time.textContent = `${clockTime(record.time)} `;
     if (record.replayed) time.title = 'received when the page attached: the server keeps no output times';
+    const stream = document.createElement('span');
+    stream.className = 'stream';
+    stream.textContent = record.stream === 'stderr' ? 'err ' : 'out ';
     const content = document.createElement('span');
     content.className = 'text';
-    line.append(time, content);
+    line.append(time, stream, content);
     this.combined.append(line);
     return content;
   }
