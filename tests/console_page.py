@@ -98,11 +98,16 @@ class Console:
         """Start ``command`` from the Run view; its proc once the page shows it."""
         page = self.page
         self.tab("run")
-        before = page.get_attribute("#current", "data-proc")
+        shown = page.locator("#current")
+
+        def proc_shown() -> tuple[str | None, str]:
+            return shown.get_attribute("data-proc"), shown.inner_text()
+
+        before = proc_shown()  # a proc id may repeat after a server restart, the command line with it
         page.fill("#argv", command)
         page.click("#start")
-        eventually(lambda: page.get_attribute("#current", "data-proc") not in (None, before), f"{command!r} started")
-        return int(page.get_attribute("#current", "data-proc") or 0)
+        eventually(lambda: proc_shown()[0] is not None and proc_shown() != before, f"{command!r} started")
+        return int(shown.get_attribute("data-proc") or 0)
 
     def row(self, proc: int) -> Any:
         return self.page.locator(f"#processes tbody tr[data-proc='{proc}']")

@@ -3,6 +3,8 @@
 
 export const RETRY_FIRST_MS = 500;
 export const RETRY_MAX_MS = 10000;
+// A connection not greeted by then is given up (an unresponsive server may accept and say nothing).
+const CONNECT_TIMEOUT_MS = 10000;
 const BINARY_STREAMS = { 1: 'stdout', 2: 'stderr' };
 
 export class RpcError extends Error {
@@ -112,6 +114,7 @@ async function refusalReason(token) {
     const response = await fetch(new URL('ws', location.href), {
       headers: { Authorization: 'Bearer ' + token },
       cache: 'no-store',
+      signal: AbortSignal.timeout(5000),
     });
     let error = '';
     try {
@@ -191,12 +194,16 @@ export class Link {
   connect() {
     clearTimeout(this.retryTimer);
     this.events.onState({ state: 'connecting' });
-    this.connection = new Connection(socketUrl(this.token), {
+    const connection = new Connection(socketUrl(this.token), {
       onHello: (connection) => this.greeted(connection),
       onClose: (connection, event) => this.closed(connection, event),
       onNotification: (method, params) => this.events.onNotification(method, params),
       onStrayError: (error) => this.events.onStrayError(error),
     });
+    this.connection = connection;
+    setTimeout(() => {
+      if (this.connection === connection && !connection.hello) connection.ws.close();
+    }, CONNECT_TIMEOUT_MS);
   }
 
   greeted(connection) {

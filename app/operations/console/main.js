@@ -35,27 +35,35 @@ const app = {
 
 // -- the link's state on screen ---------------------------------------------------------------
 
+// "offline" from the first lost or refused connection until a connection is up again: attempts
+// in between (which may hang on an unresponsive server) do not hide it.
+let offline = false;
+
 function setState({ state, why, hello }) {
   const status = $('status');
-  status.className = `status ${state}`;
   clearInterval(countdown);
-  $('offline').hidden = state !== 'down';
+  if (state === 'up') offline = false;
+  if (state === 'down') offline = true;
+  status.className = `status ${offline ? 'down' : state}`;
+  $('offline').hidden = !offline;
   if (state === 'up') {
     status.textContent = 'connected';
     status.title = `${hello.server} ${hello.version} · client ${hello.client_id} · ${hello.identity ? hello.identity.name : ''}`;
-  } else if (state === 'connecting') {
-    status.textContent = app.link.everUp ? 'reconnecting…' : 'connecting…';
+  } else if (!offline) {
+    status.textContent = 'connecting…';
   } else {
     status.textContent = 'offline';
-    status.title = why;
-    $('offline-why').textContent = why;
-    countdown = setInterval(showCountdown, 250);
-    showCountdown();
+    if (why) {
+      status.title = why;
+      $('offline-why').textContent = why;
+    }
+    if (state === 'down') countdown = setInterval(showCountdown, 250);
+    showCountdown(state === 'connecting');
   }
 }
 
-function showCountdown() {
-  const seconds = Math.max(0, Math.ceil((retryAt - Date.now()) / 1000));
+function showCountdown(now = false) {
+  const seconds = now ? 0 : Math.max(0, Math.ceil((retryAt - Date.now()) / 1000));
   $('offline-retry').textContent = seconds ? `Reconnecting in ${seconds} s.` : 'Reconnecting…';
 }
 

@@ -61,7 +61,7 @@ export class ProcessesView {
   row(info, up) {
     const row = document.createElement('tr');
     row.dataset.proc = info.proc;
-    const state = up ? info.state : 'unknown';
+    const state = up || info.state !== 'running' ? info.state : 'unknown'; // an exit seen stays known
     const cells = [
       ['proc', String(info.proc)],
       ['pid', String(info.pid)],

@@ -24,7 +24,7 @@ export class RunView {
   constructor(app) {
     this.app = app;
     this.entries = new Map();
-    this.current = null;
+    this.current = null; // the entry shown
     this.failure = null; // {command, message}: the last start, when it failed
     this.view = new OutputView({
       stdout: $('stdout'), stderr: $('stderr'), combined: $('combined'),
@@ -51,7 +51,7 @@ export class RunView {
       this.sendLine();
     });
     $('close-stdin').addEventListener('click', () => this.act('close_stdin', {}, () => {
-      this.entry(this.current).stdinClosed = true;
+      this.current.stdinClosed = true;
     }));
     $('send-signal').addEventListener('click', () => this.act('signal', { signal: $('signal').value }));
     $('kill').addEventListener('click', () => this.act('kill', {}));
@@ -73,9 +73,9 @@ export class RunView {
   // -- what is shown --------------------------------------------------------------------
 
   select(proc, { follow = false } = {}) {
-    this.current = proc;
-    this.failure = null;
     const entry = this.entry(proc);
+    this.current = entry;
+    this.failure = null;
     if (follow) entry.follow = true;
     sessionStorage.setItem(CURRENT_KEY, String(proc));
     $('run-error').textContent = '';
@@ -102,7 +102,7 @@ export class RunView {
     const box = $('current');
     box.textContent = '';
     delete box.dataset.proc;
-    const entry = this.current === null ? null : this.entry(this.current);
+    const entry = this.current;
     const up = this.app.link.up;
     if (this.failure) this.renderFailure(box);
     else if (entry) this.renderEntry(box, entry, up);
@@ -162,7 +162,8 @@ export class RunView {
     if ($('keep').checked) params.on_disconnect = 'keep';
     try {
       const result = await this.app.link.call('start', params);
-      const entry = this.entry(result.proc);
+      const entry = newEntry(result.proc); // a proc id seen before belonged to a server since restarted
+      this.entries.set(result.proc, entry);
       entry.info = {
         proc: result.proc, pid: result.pid, argv, pty: false, state: 'running',
         on_disconnect: params.on_disconnect || 'kill', started_at: Date.now() / 1000,
@@ -186,10 +187,10 @@ export class RunView {
   }
 
   act(method, params, then = () => {}) {
-    const proc = this.current;
-    if (proc === null) return Promise.resolve();
-    return this.app.link.call(method, { proc, ...params }).then(then, (error) => {
-      if (proc === this.current) $('run-error').textContent = `${method}: ${error.message}`;
+    const entry = this.current;
+    if (entry === null) return Promise.resolve();
+    return this.app.link.call(method, { proc: entry.proc, ...params }).then(then, (error) => {
+      if (entry === this.current) $('run-error').textContent = `${method}: ${error.message}`;
     });
   }
 
@@ -215,7 +216,7 @@ export class RunView {
           ? 'ended with the lost connection (not kept)'
           : 'no longer known to the server';
         entry.follow = false;
-      } else if (proc === this.current) $('run-error').textContent = `attach: ${error.message}`;
+      } else if (entry === this.current) $('run-error').textContent = `attach: ${error.message}`;
     }
     this.render();
     this.app.listChanged();
@@ -274,7 +275,7 @@ export class RunView {
       const record = { stream: name, text, time: new Date() };
       this.view.append(entry.log, record, entry.log.add(record));
     }
-    if (status.proc === this.current) this.render();
+    if (entry === this.current) this.render();
   }
 
   // -- the connection ----------------------------------------------------------------------
@@ -292,11 +293,17 @@ export class RunView {
     this.render();
   }
 
-  // What `list` says about processes the page knows.
+  // What `list` says about processes the page knows.  The same proc with another pid is another
+  // process (the server was restarted): the one the page knew is gone, and forgotten here.
   listed(processes) {
     for (const info of processes) {
       const entry = this.entries.get(info.proc);
       if (!entry) continue;
+      if (entry.info && entry.info.pid !== info.pid) {
+        this.entries.delete(info.proc);
+        Object.assign(entry, { gone: 'no longer known to the server', follow: false, attached: false });
+        continue;
+      }
       entry.info = info;
       if (info.exit && !entry.exit && !entry.attached) entry.exit = info.exit;
     }

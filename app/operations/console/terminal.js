@@ -193,11 +193,21 @@ export class TerminalSession {
     } catch (error) {
       if (error instanceof OfflineError) {
         this.state = 'connecting';
+      } else if (error instanceof RpcError && error.code === -32002) {
+        this.gone(`cannot attach to proc ${proc}: ${error.message}`);
       } else {
-        this.state = error instanceof RpcError && error.code === -32002 ? 'gone' : 'failed';
+        this.state = 'failed';
         this.term.write(dim(`cannot attach to proc ${proc}: ${error.message}`));
       }
     }
+    this.onChange(this);
+  }
+
+  // The server does not know this process (any more): its id may now be another process's.
+  gone(reason) {
+    Object.assign(this, { state: 'gone', attached: false, queue: [], queued: 0 });
+    this.term.write(dim(reason));
+    this.app.unclaim(this);
     this.onChange(this);
   }
 

@@ -113,7 +113,7 @@ export class Terminals {
   async close(session) {
     const index = this.sessions.indexOf(session);
     this.sessions.splice(index, 1);
-    if (session.proc !== null) this.app.unclaimProc(session.proc);
+    if (session.state !== 'gone') this.unclaim(session);
     if (this.active === session) this.active = null;
     await session.close();
     const next = this.sessions[Math.min(index, this.sessions.length - 1)];
@@ -139,6 +139,10 @@ export class Terminals {
 
   listChanged() {
     this.app.listChanged();
+  }
+
+  unclaim(session) {
+    if (session.proc !== null) this.app.unclaimProc(session.proc);
   }
 
   claim(session) {
@@ -182,11 +186,17 @@ export class Terminals {
     this.changed();
   }
 
+  // The same proc with another pid is another process (the server was restarted).
   listed(processes) {
     this.kept = processes.filter((info) => info.pty && info.on_disconnect === 'keep');
     for (const session of this.sessions) {
       const info = processes.find((candidate) => candidate.proc === session.proc);
-      if (info) session.info = info;
+      if (!info || session.state === 'gone') continue;
+      if (session.info && session.info.pid && session.info.pid !== info.pid) {
+        session.gone(`proc ${session.proc} is no longer known to the server`);
+      } else {
+        session.info = info;
+      }
     }
     this.renderSessions();
   }
