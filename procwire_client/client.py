@@ -443,12 +443,14 @@ class Client:
     # -- sending ------------------------------------------------------------------
 
     def _send(self, message: Any) -> None:
-        text = json.dumps(message, ensure_ascii=False, separators=(",", ":"))
+        self._send_frame(json.dumps(message, ensure_ascii=False, separators=(",", ":")), ABNF.OPCODE_TEXT)
+
+    def _send_frame(self, payload: str | bytes, opcode: int) -> None:
         with self._send_lock:
             if self._closed is not None or self._closing:
                 raise self._lost()
             try:
-                self._ws.send(text, ABNF.OPCODE_TEXT)
+                self._ws.send(payload, opcode)
             except (OSError, websocket.WebSocketException) as error:
                 raise ProcwireConnectionError(f"connection lost: {error or type(error).__name__}") from None
 
@@ -553,6 +555,8 @@ class Client:
                 self._on_output(params)
             elif method == "exit":
                 self._on_exit(params)
+            elif method == "screen":
+                self._on_screen(params)
             return
         request_id = message["id"]
         if request_id is None:
@@ -573,6 +577,12 @@ class Client:
         if process is not None:
             data = _decode(params.get("data", ""), params.get("encoding"))
             process._output(params.get("stream", "stdout"), data, params.get("offset"))
+
+    def _on_screen(self, params: dict[str, Any]) -> None:
+        process = self._procs.get(params.get("proc"))  # type: ignore[arg-type]
+        offset = params.get("offset")
+        if process is not None and isinstance(params.get("data"), str) and isinstance(offset, int):
+            process._screen(params["data"].encode("utf-8"), offset)
 
     def _on_binary(self, frame: bytes) -> None:
         if len(frame) < BINARY_HEADER.size:
@@ -689,13 +699,15 @@ class Client:
         pty: Any = None,
         on_disconnect: str | None = None,
         buffer: int | None = None,
+        command: str | None = None,
     ) -> Process:
         """Start a process; read its output by iterating over the returned :class:`Process`.
 
         ``pty``: ``True`` (24x80), ``(rows, cols)`` or ``{"rows": r, "cols": c}``
         runs it on a pseudo-terminal.  ``binary=True`` has the output sent as
         binary frames (no JSON or base64 on the way).  ``on_disconnect="keep"``
-        lets it outlive this connection (see :meth:`attach`).
+        lets it outlive this connection (see :meth:`attach`).  ``command`` is
+        what ``list`` shows as its command line (default: ``shlex.join(argv)``).
         """
         params = _spawn_params(argv, env, clear_env, cwd, stdin, stderr, timeout, encoding, name)
         if binary:
@@ -707,6 +719,8 @@ class Client:
             params["on_disconnect"] = on_disconnect
         if buffer is not None:
             params["buffer"] = buffer
+        if command is not None:
+            params["command"] = command
         started: list[Process] = []
 
         def route(call: _Call) -> None:  # in the reader thread, before any output of it
@@ -775,17 +789,36 @@ class Client:
             process.release()
         return Result(**vars(status), stdout=bytes(kept["stdout"]), stderr=bytes(kept["stderr"]), truncated=truncated)
 
-    def attach(self, proc: int, offset: int | Mapping[str, int] | None = None) -> Process:
+    def attach(
+        self,
+        proc: int,
+        offset: int | Mapping[str, int] | None = None,
+        *,
+        binary: bool | None = None,
+        encoding: str | None = None,
+        snapshot: bool = False,
+    ) -> Process:
         """Receive a process's output on this connection (a kept one, typically).
 
         The server first replays what its buffer holds from ``offset`` (one
         number for stdout, or ``{"stdout": n, "stderr": m}``), then streams live
         output, then the exit.  ``process.attachment`` holds the answer
         (current offsets, ``truncated`` when bytes before ``offset`` are gone).
+        ``binary``/``encoding`` choose how this connection receives the output
+        (default: as the process's starting connection chose).  With
+        ``snapshot=True`` a process on a pty sends its current screen instead of
+        the replay: iterating yields it first as ``("screen", bytes)`` (ANSI that
+        repaints the whole screen), then the live output.
         """
         params: dict[str, Any] = {"proc": proc}
         if offset is not None:
             params["offset"] = offset if isinstance(offset, int) else dict(offset)
+        if binary is not None:
+            params["binary"] = binary
+        if encoding is not None:
+            params["encoding"] = encoding
+        if snapshot:
+            params["snapshot"] = True
         process = Process(self, proc)
         if isinstance(offset, int):
             process.offsets["stdout"] = offset
@@ -913,6 +946,11 @@ class Process:
         if data:
             self._items.put((stream, data))
 
+    def _screen(self, data: bytes, offset: int) -> None:
+        """The current screen of a pty process; the live output goes on from ``offset``."""
+        self.offsets["stdout"] = offset
+        self._items.put(("screen", data))
+
     def _exited(self, status: ExitStatus) -> None:
         self._status = status
         self._finish()
@@ -1027,21 +1065,40 @@ class Process:
         if error is not None:
             raise error
 
-    def write(self, data: bytes | str, *, timeout: float | None = None) -> int:
+    def write(self, data: bytes | str, *, timeout: float | None = None, binary: bool = False) -> int:
         """Send bytes (a ``str`` as UTF-8) to the process's stdin; the number of bytes.
 
         Large data is split in chunks of at most the server's ``max_stdin_chunk``.
+        ``binary=True`` sends them as binary stdin frames (no JSON, no base64).
         """
         payload = _as_bytes(data)
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._write_lock:
             self._raise_stdin_error()
             step = self.client.write_chunk
+            if binary:
+                step = min(step, self.client.max_message_bytes - BINARY_HEADER.size)
+            unconfirmed = 0
             for start in range(0, len(payload), step):
                 chunk = payload[start : start + step]
+                if binary and unconfirmed and unconfirmed + len(chunk) > self.client.write_window // 2:
+                    self._send_chunk(b"", released=unconfirmed)
+                    unconfirmed = 0
                 self._reserve(len(chunk), deadline, timeout)
-                self._send_chunk(chunk)
+                if binary:
+                    self._send_binary_chunk(chunk)
+                    unconfirmed += len(chunk)
+                else:
+                    self._send_chunk(chunk)
+            if unconfirmed:
+                self._send_chunk(b"", released=unconfirmed)
         return len(payload)
+
+    def _send_binary_chunk(self, chunk: bytes) -> None:
+        """One binary stdin frame: never answered; the empty ``write`` that follows
+        is answered once its bytes are in the pipe (writes keep their order)."""
+        self.client._last_writer = weakref.ref(self)
+        self.client._send_frame(BINARY_HEADER.pack(0, self.proc) + chunk, ABNF.OPCODE_BINARY)
 
     def _reserve(self, size: int, deadline: float | None, timeout: float | None) -> None:
         """Wait until ``size`` more unanswered bytes stay within the window.
@@ -1063,8 +1120,9 @@ class Process:
                 raise error
             self._in_flight += size
 
-    def _send_chunk(self, chunk: bytes) -> None:
-        size = len(chunk)
+    def _send_chunk(self, chunk: bytes, released: int = 0) -> None:
+        """A ``write`` request; its answer frees its bytes (and ``released`` earlier ones) from the window."""
+        size = len(chunk) + released
 
         def answered(call: _Call) -> None:  # in the reader thread
             with self._flow:

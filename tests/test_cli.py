@@ -1,60 +1,24 @@
-"""The ``procwire`` command line, run as a real subprocess against the real server."""
+"""The ``procwire`` command line, run as a real subprocess against the real server: run, ps, kill, attach."""
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
-import pty
 import re
 import select
 import shlex
 import signal
-import struct
 import subprocess
 import sys
-import termios
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import procwire_client as pw
-from tests.server import ROOT, Server, pid_exists, wait_until
-
-BOUND = 20.0  # seconds: every wait in these tests is bounded
-COMMAND = [sys.executable, "-m", "procwire_client"]
-
-
-def cli_env(server: Server, **extra: str) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PROCWIRE_")}
-    env.update({"PROCWIRE_URL": server.url, "PROCWIRE_TOKEN": server.token, **extra})
-    return env
-
-
-def procwire(
-    server: Server, *args: str, input: bytes | None = None, env: dict[str, str] | None = None, **kwargs: object
-) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        [*COMMAND, *args],
-        input=input,
-        env=env if env is not None else cli_env(server),
-        capture_output=True,
-        timeout=BOUND,
-        cwd=ROOT,
-        **kwargs,  # type: ignore[arg-type]
-    )
-
-
-def one_line(stderr: bytes) -> str:
-    text = stderr.decode()
-    assert text.count("\n") == 1 and text.startswith("procwire: "), text
-    return text
-
-
-# -- run ----------------------------------------------------------------------------------------
+from tests.server import Server
+from tests.test_cli_support import BOUND, COMMAND, cli_env, one_line, procwire
 
 
 def test_run_prints_both_streams_and_exits_with_the_code(server: Server) -> None:
@@ -273,144 +237,6 @@ def test_attach_replays_then_follows_to_the_exit(server: Server) -> None:
 # -- shell through a real terminal ------------------------------------------------------------------
 
 
-class Terminal:
-    """A shell script run on a pseudo-terminal we control (the test's side is ``fd``)."""
-
-    def __init__(self, script: str, env: dict[str, str], rows: int = 33, cols: int = 101) -> None:
-        size = struct.pack("HHHH", rows, cols, 0, 0)
-        self.pid, self.fd = pty.fork()
-        if self.pid == 0:  # the child: a new session whose controlling terminal is the pty
-            try:
-                fcntl.ioctl(0, termios.TIOCSWINSZ, size)
-                os.chdir(ROOT)
-                os.execve("/bin/sh", ["/bin/sh", "-c", script], env)
-            finally:
-                os._exit(127)
-        self.output = b""
-        self.status: int | None = None
-
-    def write(self, text: str) -> None:
-        os.write(self.fd, text.encode())
-
-    def resize(self, rows: int, cols: int) -> None:
-        fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-
-    def _read(self, timeout: float) -> bool:
-        """Read what is there; False at end of file."""
-        if not select.select([self.fd], [], [], timeout)[0]:
-            return True
-        try:
-            data = os.read(self.fd, 65536)
-        except OSError:  # EIO: every process holding the terminal is gone
-            return False
-        self.output += data
-        return bool(data)
-
-    def read_until(self, pattern: str, timeout: float = BOUND, since: int = 0) -> re.Match[bytes]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            match = re.search(pattern.encode(), self.output[since:])
-            if match:
-                return match
-            if not self._read(0.1):
-                break
-        raise AssertionError(f"{pattern!r} not seen; terminal shows {self.output[since:]!r}")
-
-    def finish(self, timeout: float = BOUND) -> int:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self._read(0.1):
-            pass
-        while time.monotonic() < deadline:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                self.status = os.waitstatus_to_exitcode(status)
-                return self.status
-            time.sleep(0.05)
-        raise AssertionError(f"the terminal's script did not end; it shows {self.output!r}")
-
-    def close(self) -> None:
-        if self.status is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.pid, signal.SIGKILL)  # the child leads its own session and group
-            os.waitpid(self.pid, 0)
-        os.close(self.fd)
-
-
-@pytest.fixture
-def terminals() -> Iterator[list[Terminal]]:
-    opened: list[Terminal] = []
-    yield opened
-    for terminal in opened:
-        terminal.close()
-
-
-def procwire_line(*args: str) -> str:
-    return shlex.join([*COMMAND, *args])
-
-
-def test_shell_in_a_real_terminal(server: Server, terminals: list[Terminal]) -> None:
-    script = f'{procwire_line("shell", "-e", "PS1=remote$ ", "--", "sh")}; echo "rc=$?"; stty -a'
-    terminal = Terminal(script, cli_env(server))
-    terminals.append(terminal)
-    terminal.read_until(r"remote\$ ")
-    terminal.write("stty size; echo marker-$((6*7))\r")
-    terminal.read_until(r"33 101\r\n")  # the window size was sent at the start
-    terminal.read_until(r"marker-42\r\n")
-
-    mark = len(terminal.output)
-    terminal.resize(40, 120)  # SIGWINCH: the new size goes to the server
-    deadline = time.monotonic() + BOUND
-    while b"40 120" not in terminal.output[mark:] and time.monotonic() < deadline:
-        terminal.write("stty size\r")
-        with contextlib.suppress(AssertionError):
-            terminal.read_until(r"\d+ \d+\r\n", timeout=1, since=len(terminal.output))
-    assert b"40 120" in terminal.output[mark:]
-
-    terminal.write("sleep 30\r")
-    time.sleep(0.3)
-    terminal.write("\x03")  # Ctrl-C reaches the remote foreground job
-    terminal.write("echo after-$((1+1))\r")
-    terminal.read_until(r"after-2\r\n")
-
-    terminal.write("exit 5\r")
-    assert terminal.finish() == 0
-    after = terminal.output.decode(errors="replace").split("rc=5", 1)
-    assert len(after) == 2, terminal.output
-    settings = after[1]  # `stty -a` after procwire exited: the terminal is back to normal
-    assert re.search(r"(?<![-\w])icanon\b", settings) and re.search(r"(?<![-\w])echo\b", settings), settings
-    assert "-icanon" not in settings and "-echo " not in settings
-
-
-def test_kept_shell_detaches_and_is_reattached(server: Server, lib: pw.Client, terminals: list[Terminal]) -> None:
-    env = cli_env(server)
-    first = Terminal(f'{procwire_line("shell", "--keep", "-e", "PS1=kept$ ", "--", "sh")}; echo "rc=$?"', env)
-    terminals.append(first)
-    proc = int(first.read_until(r"session (\d+)").group(1))
-    try:
-        first.read_until(r"kept\$ ")
-        first.write("echo one-$((0+1))\r")
-        first.read_until(r"one-1\r\n")
-        first.write("~.")  # the escape, at the start of a line: detach
-        first.read_until(r"detached from process")
-        assert first.finish() == 0
-        assert b"rc=0" in first.output
-        assert proc in {info.proc for info in lib.list() if info.state == "running"}
-
-        second = Terminal(f'{procwire_line("attach", "-i", str(proc))}; echo "rc=$?"', env)
-        terminals.append(second)
-        second.read_until(r"one-1")  # the replay
-        second.write("echo two-$((1+1))\r")
-        second.read_until(r"two-2\r\n")
-        second.write("exit 3\r")
-        assert second.finish() == 0
-        assert b"rc=3" in second.output
-    finally:
-        with contextlib.suppress(pw.ProcessExited, pw.NoSuchProcess):
-            lib.kill(proc)
-    pid = next((info.pid for info in lib.list() if info.proc == proc), None)
-    assert pid is None or wait_until(lambda: not pid_exists(pid))
-
-
 def test_a_closed_pipe_ends_attach_quietly_with_141(server: Server) -> None:
     """``procwire attach 7 | head -c 10``: exit 141, like any filter whose reader left, and no traceback."""
     with pw.Client(server.url, server.token) as starter:
@@ -453,3 +279,32 @@ def test_a_pasted_http_url_with_its_token_is_enough(server: Server) -> None:
     del env["PROCWIRE_TOKEN"]
     done = procwire(server, "run", "--", "echo", "hi", env=env)
     assert (done.returncode, done.stdout) == (0, b"hi\n"), done.stderr
+
+
+# -- help ------------------------------------------------------------------------------------------
+
+COMMANDS = (
+    *("run", "shell", "attach", "ps", "clients", "logs", "wait"),
+    *("stop", "release", "kill", "cp", "login", "logout"),
+)
+
+
+@pytest.mark.parametrize("command", [*COMMANDS, "token"])
+def test_every_command_has_a_description_and_examples(server: Server, command: str) -> None:
+    shown = procwire(server, command, "--help")
+    assert shown.returncode == 0
+    text = shown.stdout.decode()
+    usage, description = text.split("\n\n", 2)[:2]
+    assert usage.startswith(f"usage: procwire {command}")
+    assert len(description.split()) >= 5, text  # a sentence, not just the usage line
+    examples = text.split("\nexamples:\n", 1)
+    assert len(examples) == 2 and f"procwire {command}" in examples[1], text
+
+
+def test_bare_procwire_lists_every_command_with_a_line(server: Server) -> None:
+    listed = procwire(server, env=cli_env(server, COLUMNS="80")).stderr.decode()
+    for command in COMMANDS:
+        assert re.search(rf"^    {command}\s+\w", listed, re.MULTILINE), (command, listed)
+    commands = listed.split("\n  COMMAND\n", 1)[1].split("\n\n", 1)[0]
+    assert not re.search(r"^ {5,}\w", commands, re.MULTILINE), commands  # no description wraps to a second line
+    assert "procwire login" in listed

@@ -710,3 +710,14 @@ def test_a_long_name_is_cut_in_the_error(client: RpcClient, method: str) -> None
 def test_not_found_in_path_is_said_once(client: RpcClient) -> None:
     failure = expect_error(client, "lookpath", {"file": "procwire-no-such-program"}, code=NOT_FOUND)
     assert failure.message == "executable not found in PATH: procwire-no-such-program"
+
+
+def test_the_1009_close_is_readable_by_a_client_that_sends_before_it_reads(limited: Server) -> None:
+    """A 16 MB message against a 4 KB limit, sent whole before reading, as a single-threaded client
+    does: the server closes at the header but reads and drops the rest of the message (bounded)
+    before closing its socket, so the send completes and the client then reads the 1009 (the
+    socket was closed with unread bytes: the send failed with a connection reset)."""
+    with RpcClient(limited.url, limited.token) as client:
+        client.ws.send_binary(b"x" * 16_000_000)
+        code, reason = read_close(client.ws)
+        assert code == 1009, reason

@@ -606,6 +606,25 @@ def test_message_rate_limit_answers_32004_then_closes_with_1008(limited: Server)
         assert fresh.call("ping")["time"] > 0
 
 
+def test_the_1008_close_is_readable_by_a_client_that_keeps_sending(limited: Server) -> None:
+    """A client that sends 5,000 pings before it reads anything: the server answers the first,
+    refuses the next, then closes with 1008 and reads and drops the rest, so every send succeeds
+    and the Close frame is there to read (closing with unread bytes reset the connection: the
+    client's send failed with ECONNRESET or EPIPE)."""
+    with RpcClient(limited.url, token_of("alice")) as client:
+        ping = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "ping"})
+        for _ in range(5000):
+            client.ws.send(ping)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            frame = client.ws.recv_frame()
+            if frame.opcode == websocket.ABNF.OPCODE_CLOSE:
+                assert int.from_bytes(bytes(frame.data)[:2], "big") == CLOSE_POLICY_VIOLATION
+                break
+        else:
+            raise AssertionError("no Close frame in time")
+
+
 def test_refused_stdin_frames_are_reported_under_the_rate_limit(limited: Server) -> None:
     with RpcClient(limited.url, token_of("bob")) as client:
         for _ in range(30):

@@ -28,6 +28,7 @@ from app.processes.process import Limits
 from app.protocol import jsonrpc as protocol
 from app.protocol.jsonrpc import Call
 from app.protocol.methods import METHODS, write_stdin
+from app.protocol.output import OutputFormat
 from app.registry.base import Client, ProcessHandle, Registry
 from app.security import audit
 from app.security.identity import Identity
@@ -84,6 +85,7 @@ class Session:
             self._audit("disconnect", duration=round(time.time() - self.client.connected_at, 3))
             metrics.CONNECTIONS_OPEN.dec()
             self._log_session_end()
+            self.link.linger()
 
     def _log_session_end(self) -> None:
         """One line per WebSocket session (gunicorn writes no access line for it)."""
@@ -164,8 +166,7 @@ class Session:
         if verdict is Verdict.CLOSE:
             reason = "message rate limit exceeded"
             self._audit("close", code=CLOSE_POLICY_VIOLATION, rule=rule, reason=reason)
-            self.link.close(CLOSE_POLICY_VIOLATION, reason)
-            raise ConnectionClosed(CLOSE_POLICY_VIOLATION, reason)
+            self.link.close_for_cause(CLOSE_POLICY_VIOLATION, reason)
         text = f"message rate limit: at most {self.limiter.rate:g} per second, {self.limiter.burst} at once"
         error = RpcError(ErrorCode.LIMIT_EXCEEDED, text, {"rule": rule}, refused_data=True)
         if started_refusing:
@@ -257,8 +258,10 @@ class Session:
 
     # -- output ---------------------------------------------------------------------
 
-    def attach(self, process: ProcessHandle, offsets: dict[str, int]) -> dict[str, Any]:
-        answer, replay = self.subscriber.attach(process, offsets)
+    def attach(
+        self, process: ProcessHandle, offsets: dict[str, int], output_format: OutputFormat, snapshot: bool
+    ) -> dict[str, Any]:
+        answer, replay = self.subscriber.attach(process, offsets, output_format, snapshot)
         self.after_reply(replay)
         return answer
 

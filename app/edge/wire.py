@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import struct
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from gevent import get_hub
 from gevent.lock import RLock
@@ -32,73 +30,19 @@ from simple_websocket import ConnectionClosed
 from wsproto.events import BytesMessage, Ping, TextMessage
 
 from app import metrics
+from app.edge.frames import (
+    OPCODE_BINARY,
+    OPCODE_CONTINUATION,
+    OPCODE_TEXT,
+    FrameHeader,
+    frame_header,
+    parse_frame_header,
+    unmask,
+)
+from app.edge.linger import linger
 
-OPCODE_CONTINUATION = 0x0
-OPCODE_TEXT = 0x1
-OPCODE_BINARY = 0x2
-FIN = 0x80
 CLOSE_MESSAGE_TOO_BIG = 1009
 GATHER_FROM = 16 * 1024  # a payload this large is sent from where it is (sendmsg), not copied behind its header
-
-
-@dataclass(frozen=True)
-class FrameHeader:
-    """The parsed header of one frame from the client (RFC 6455 section 5.2)."""
-
-    fin: bool
-    rsv: int
-    opcode: int
-    mask: bytes | None
-    payload_start: int
-    payload_length: int
-
-    @property
-    def size(self) -> int:
-        return self.payload_start + self.payload_length
-
-    @property
-    def whole_data_message(self) -> bool:
-        """Unfragmented, uncompressed, masked text or binary: decodable here."""
-        return self.fin and not self.rsv and self.mask is not None and self.opcode in (OPCODE_TEXT, OPCODE_BINARY)
-
-
-def parse_frame_header(buffer: bytes | bytearray) -> FrameHeader | None:
-    """The header at the start of ``buffer``, or None while it is incomplete."""
-    if len(buffer) < 2:
-        return None
-    first, second = buffer[0], buffer[1]
-    length, position = second & 0x7F, 2
-    if length >= 126:
-        width = 2 if length == 126 else 8
-        if len(buffer) < position + width:
-            return None
-        length = int.from_bytes(buffer[position : position + width], "big")
-        position += width
-    mask = None
-    if second & 0x80:
-        if len(buffer) < position + 4:
-            return None
-        mask = bytes(buffer[position : position + 4])
-        position += 4
-    return FrameHeader(bool(first & FIN), first & 0x70, first & 0x0F, mask, position, length)
-
-
-def unmask(payload: bytes, mask: bytes) -> bytes:
-    """XOR the payload with the 4-byte key, as one big-integer operation."""
-    size = len(payload)
-    if not size:
-        return b""
-    key = (mask * (size // 4 + 1))[:size]
-    return (int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")).to_bytes(size, "little")
-
-
-def frame_header(opcode: int, length: int) -> bytes:
-    """The header of a final, unmasked server frame (RFC 6455 section 5.2)."""
-    if length < 126:
-        return struct.pack("!BB", FIN | opcode, length)
-    if length < 1 << 16:
-        return struct.pack("!BBH", FIN | opcode, 126, length)
-    return struct.pack("!BBQ", FIN | opcode, 127, length)
 
 
 class _SerialSocket:
@@ -141,6 +85,7 @@ class Link:
         self._message_bytes = 0  # payload bytes of the fragmented message so far
         self._drained = False  # the last recv took all the socket held: wait before the next, not after an EAGAIN
         self._readable: Any = None  # a watcher of our own on the socket, for that wait
+        self._linger = False  # closed for the client's misbehaviour: drain before the socket closes
         ws.sock = _SerialSocket(ws.sock, self._lock)
 
     def send_text(self, payload: bytes) -> None:
@@ -166,8 +111,7 @@ class Link:
                 raise ConnectionClosed(ws.close_reason, ws.close_message)
             header = parse_frame_header(self._unread)
             if header is not None and self._too_big(header):
-                self.close(CLOSE_MESSAGE_TOO_BIG, "Message is too big")
-                raise ConnectionClosed(CLOSE_MESSAGE_TOO_BIG, "Message is too big")
+                self.close_for_cause(CLOSE_MESSAGE_TOO_BIG, "Message is too big")
             if header is not None and len(self._unread) >= header.size:
                 frame = bytes(self._unread[: header.size])
                 del self._unread[: header.size]
@@ -240,6 +184,22 @@ class Link:
             self.ws.close(code, reason)
         with contextlib.suppress(OSError):
             self.ws.sock.shutdown(socket.SHUT_RD)
+
+    def close_for_cause(self, code: int, reason: str) -> NoReturn:
+        """Close for what the client sent, from the reading greenlet: send the Close frame
+        and end the session, leaving the socket readable for :meth:`linger`."""
+        with contextlib.suppress(ConnectionClosed, OSError), self._lock:
+            self.ws.close(code, reason)
+        self._linger = True
+        raise ConnectionClosed(code, reason)
+
+    def linger(self) -> None:
+        """After a :meth:`close_for_cause`, once the session is cleaned up: read and drop
+        what the client still sends (app.edge.linger) so that the socket closes without a reset."""
+        if self._linger:
+            self._linger = False
+            linger(self.ws.sock, self._unread)
+            self._unread.clear()
 
     def _send(self, opcode: int, payload: bytes, prefix: bytes = b"") -> None:
         if not self.ws.connected:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import signal
 import time
 from collections.abc import Callable
@@ -72,6 +73,7 @@ class Options:
 
     owner: str = ""
     name: str | None = None
+    command: str | None = None  # the command line as the client shows it; None: argv, shell-quoted
     encoding: Literal["text", "base64"] = "text"
     binary: bool = False
     timeout: float | None = None
@@ -97,6 +99,7 @@ class Process:
         self.cwd = spec.cwd or server_directory()
         self.options = options
         self.pty = spec.pty is not None
+        self.window = spec.pty  # (rows, cols) of the terminal, kept through resizes
         self._sinks: list[OutputSink] = [sink]
         self._uncounted: list[OutputSink] = []  # sinks that are no client (a cluster's mirror)
         self._limits = limits
@@ -171,11 +174,13 @@ class Process:
             "pgid": self.pgid,
             "name": self.options.name,
             "argv": self.argv,
+            "command": self.options.command or shlex.join(self.argv),
             "cwd": self.cwd,
             "state": "running" if self.running else "exited",
             "started_at": self.started_at,
             "exit": self.status,
             "pty": self.pty,
+            "size": {"rows": self.window[0], "cols": self.window[1]} if self.window else None,
             "on_disconnect": "keep" if self.options.keep else "kill",
             "attached": self.subscribers,
             "offsets": dict(self.offsets),
@@ -248,6 +253,7 @@ class Process:
         if self.reaped or self._terminal is None:
             raise RpcError(ErrorCode.PROCESS_EXITED, "the process has exited")
         set_window_size(self._terminal, rows, cols)  # the kernel sends SIGWINCH
+        self.window = (rows, cols)
         return {}
 
     def send_signal(self, signum: int, group: bool = True) -> dict[str, Any]:

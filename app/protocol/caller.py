@@ -16,6 +16,7 @@ from app.security.start_gate import Requester
 
 if TYPE_CHECKING:
     from app.processes.process import Limits, Process
+    from app.protocol.output import OutputFormat
     from app.registry.base import ProcessHandle
     from config import Settings
 
@@ -40,7 +41,9 @@ class Caller(Requester, Protocol):
 
     def lookup(self, proc: int) -> ProcessHandle: ...
 
-    def attach(self, process: ProcessHandle, offsets: dict[str, int]) -> dict[str, Any]: ...
+    def attach(
+        self, process: ProcessHandle, offsets: dict[str, int], output_format: OutputFormat, snapshot: bool
+    ) -> dict[str, Any]: ...
 
     def detach(self, process: ProcessHandle) -> None: ...
 

@@ -27,6 +27,7 @@ from app.processes.environment import child_environment, server_environment
 from app.processes.launcher import NOT_IN_PATH, LaunchSpec, lookpath
 from app.processes.process import Options, Process, Source
 from app.protocol import params as P
+from app.protocol.output import OutputFormat
 from app.security.start_gate import admitted, record_signal, record_start
 
 if TYPE_CHECKING:
@@ -147,20 +148,25 @@ def checked_cwd(cwd: str | None) -> str | None:
 @method("start", P.StartParams)
 def _start(caller: Caller, params: P.StartParams) -> dict[str, Any]:
     keep = params.on_disconnect == "keep"
-    options = Options(
-        owner=caller.client.owner,
-        name=params.name,
-        encoding=params.encoding,
-        binary=params.binary,
-        timeout=params.timeout,
-        keep=keep,
-        history_bytes=_history_bytes(caller, params.buffer, keep),
-    )
+    history_bytes = _history_bytes(caller, params.buffer, keep)
+    options = spawn_options(caller, params, binary=params.binary, keep=keep, history_bytes=history_bytes)
     pty = (params.pty.rows, params.pty.cols) if params.pty else None
     process = spawn(caller, params, caller.subscriber, options, pty)
     caller.subscriber.subscribed(process)
     caller.after_reply(process.begin_output)
     return {"proc": process.id, "pid": process.pid, "pgid": process.pgid}
+
+
+def spawn_options(caller: Caller, params: P.SpawnParams, **more: Any) -> Options:
+    """What ``start`` and ``run`` tell a process about itself; ``more`` is start's own."""
+    return Options(
+        owner=caller.client.owner,
+        name=params.name,
+        command=params.command,
+        encoding=params.encoding,
+        timeout=params.timeout,
+        **more,
+    )
 
 
 def _history_bytes(caller: Caller, requested: int | None, keep: bool) -> int:
@@ -180,7 +186,9 @@ def _resize(caller: Caller, params: P.ResizeParams) -> dict[str, Any]:
 
 @method("attach", P.AttachParams)
 def _attach(caller: Caller, params: P.AttachParams) -> dict[str, Any]:
-    return caller.attach(caller.lookup(params.proc), params.offsets())
+    process = caller.lookup(params.proc)
+    output_format = OutputFormat.chosen(process, params.binary, params.encoding)
+    return caller.attach(process, params.offsets(), output_format, params.snapshot)
 
 
 @method("detach", P.ProcParams)
@@ -335,8 +343,7 @@ def _run(caller: Caller, params: P.RunParams) -> Any:
         raise RpcError(ErrorCode.INVALID_PARAMS, "Invalid params: input: cannot be given with stdin: null")
     data = P.decode_data(params.input, params.input_encoding, "input") if params.input is not None else b""
     collector = Collector(params.max_output)
-    options = Options(owner=caller.client.owner, name=params.name, encoding=params.encoding, timeout=params.timeout)
-    process = spawn(caller, params, collector, options)
+    process = spawn(caller, params, collector, spawn_options(caller, params))
     process.begin_output()
     return deferred(_finish_run, caller, process, collector, data, params.encoding)
 

@@ -11,7 +11,11 @@ Anything else goes out base64.  Every byte is sent exactly once, and
 from __future__ import annotations
 
 import base64
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from app.processes.process import Source
 
 Encoding = Literal["text", "base64"]
 Params = dict[str, Any]
@@ -70,3 +74,17 @@ class OutputEncoder:
         params["data"] = base64.b64encode(chunk).decode("ascii")
         params["encoding"] = "base64"
         return [params]
+
+
+@dataclass(frozen=True)
+class OutputFormat:
+    """How one connection receives one process's output."""
+
+    binary: bool = False
+    encoding: Encoding = "text"
+
+    @classmethod
+    def chosen(cls, process: Source, binary: bool | None = None, encoding: Encoding | None = None) -> OutputFormat:
+        """What the attach asked for; what it left out is what the process's starter chose."""
+        options = process.options
+        return cls(options.binary if binary is None else binary, encoding or options.encoding)

@@ -30,6 +30,7 @@ from app.errors import ErrorCode, RpcError
 ProcId = Annotated[StrictInt, Field(gt=0)]
 Seconds = Annotated[StrictInt | StrictFloat, Field(gt=0, le=10**9)]
 GraceSeconds = Annotated[StrictInt | StrictFloat, Field(ge=0, le=10**9)]
+MAX_COMMAND_CHARS = 4096  # a command line shown in process info
 
 
 def no_nul(value: str) -> str:
@@ -94,6 +95,7 @@ class SpawnParams(Params):
     timeout: Seconds | None = None
     encoding: Literal["text", "base64"] = "text"
     name: StrictStr | None = None
+    command: Annotated[StrictStr, Field(min_length=1, max_length=MAX_COMMAND_CHARS)] | None = None
 
 
 class PtySize(Params):
@@ -148,6 +150,9 @@ class StreamOffsets(Params):
 
 class AttachParams(ProcParams):
     offset: Annotated[StrictInt, Field(ge=0)] | StreamOffsets | None = None
+    binary: StrictBool | None = None  # None: as the process's starter chose
+    encoding: Literal["text", "base64"] | None = None
+    snapshot: StrictBool = False
 
     def offsets(self) -> dict[str, int]:
         """A lone number is stdout's offset."""

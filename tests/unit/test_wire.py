@@ -13,7 +13,7 @@ from wsproto.events import BytesMessage, TextMessage
 from wsproto.frame_protocol import FrameProtocol, Opcode
 
 from app.edge import wire
-from app.edge.wire import FIN, OPCODE_BINARY, OPCODE_TEXT, frame_header
+from app.edge.frames import FIN, OPCODE_BINARY, OPCODE_TEXT, frame_header
 
 LENGTHS = [0, 1, 125, 126, 127, 65535, 65536, 1 << 20]
 
