@@ -1,5 +1,9 @@
-"""The fixtures of tests/test_console*.py (loaded there with ``pytest_plugins``): a browser per
-module, a console page per test that cleans up after itself, and where screenshots go."""
+"""The fixtures of tests/test_console*.py (loaded there with ``pytest_plugins``): a server and a
+browser per module, a console page per test that cleans up after itself, where screenshots go.
+
+The server runs with an empty HOME: the terminals' shells read no ~/.bashrc of whoever runs the
+tests (a slow one delays every prompt; one SIGKILLed in the middle of pyenv's rehash leaves a lock
+that stalls every later shell on the machine for a minute)."""
 
 from __future__ import annotations
 
@@ -10,7 +14,16 @@ from typing import Any
 
 import pytest
 
-from tests.console_page import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, Console, clean_up, expect, playwright_api
+from tests.console_page import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    TIMEOUT_MS,
+    Console,
+    clean_up,
+    console_env,
+    expect,
+    playwright_api,
+)
 from tests.server import Server
 
 
@@ -34,13 +47,22 @@ def screenshots(tmp_path: Path) -> Path:
     return folder
 
 
+@pytest.fixture(scope="module")
+def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    running = Server(env=console_env(tmp_path_factory.mktemp("home"))).start()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
 @pytest.fixture
-def console(browser: Any, server: Server) -> Iterator[Console]:
-    opened = Console(browser, server.http).open()
+def console(browser: Any, console_server: Server) -> Iterator[Console]:
+    opened = Console(browser, console_server.http).open()
     try:
         yield opened
     finally:
         try:
             opened.close()
         finally:
-            clean_up(server)
+            clean_up(console_server)

@@ -49,6 +49,12 @@ needs_chromium = pytest.mark.skipif(
 T = TypeVar("T")
 
 
+def console_env(home: Path) -> dict[str, str]:
+    """A server's settings for console tests: HOME empty (no user's shell start-up files), a
+    short kill grace, and a stdin chunk limit small enough that uploads take several writes."""
+    return {"HOME": str(home), "PROCWIRE_KILL_GRACE": "1", "PROCWIRE_MAX_STDIN_CHUNK": "65536"}
+
+
 def eventually(probe: Callable[[], T], what: str, timeout: float = TIMEOUT_MS / 1000) -> T:
     """Poll ``probe`` until it returns something true; fail naming ``what`` after ``timeout``."""
     deadline = time.monotonic() + timeout

@@ -36,24 +36,26 @@ pytest_plugins = ["tests.console_fixtures"]  # its fixtures: browser, console, s
 # -- the page and its assets ---------------------------------------------------------
 
 
-def test_the_page_and_its_assets_need_no_token_but_everything_else_does(console: Console, server: Server) -> None:
+def test_the_page_and_its_assets_need_no_token_but_everything_else_does(
+    console: Console, console_server: Server
+) -> None:
     request = console.context.request
     for path in ["/", "/vendor/xterm.js", "/vendor/xterm.css", *(f"/console/{name}" for name in MODULES)]:
-        assert request.get(server.http + path).status == 200, path
-    assert "javascript" in request.get(server.http + "/console/main.js").headers["content-type"]
-    assert request.get(server.http + "/vendor/addon-fit.js").status == 200
-    assert request.get(server.http + "/vendor/package.json").status == 404
-    assert request.get(server.http + "/api/clients").status == 401
-    assert request.post(server.http + "/").status == 401
-    page = request.get(server.http + "/")
+        assert request.get(console_server.http + path).status == 200, path
+    assert "javascript" in request.get(console_server.http + "/console/main.js").headers["content-type"]
+    assert request.get(console_server.http + "/vendor/addon-fit.js").status == 200
+    assert request.get(console_server.http + "/vendor/package.json").status == 404
+    assert request.get(console_server.http + "/api/clients").status == 401
+    assert request.post(console_server.http + "/").status == 401
+    page = request.get(console_server.http + "/")
     assert "script-src 'self'" in page.headers["content-security-policy"]
 
 
-def test_log_in_keeps_the_token_in_session_storage_not_in_the_url(console: Console, server: Server) -> None:
-    console.log_in(server.token)
+def test_log_in_keeps_the_token_in_session_storage_not_in_the_url(console: Console, console_server: Server) -> None:
+    console.log_in(console_server.token)
     page = console.page
     assert "token" not in page.url
-    assert page.evaluate("sessionStorage.getItem('procwire.token')") == server.token
+    assert page.evaluate("sessionStorage.getItem('procwire.token')") == console_server.token
     page.reload()  # still logged in, without asking again
     console.wait_up()
     expect(page.locator("#login")).to_be_hidden()

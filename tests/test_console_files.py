@@ -24,10 +24,10 @@ def in_directory(console: Console, directory: Path) -> None:
 
 
 def test_upload_writes_the_exact_bytes_into_the_sessions_directory(
-    console: Console, server: Server, tmp_path: Path
+    console: Console, console_server: Server, tmp_path: Path
 ) -> None:
     page = console.page
-    console.log_in(server.token)
+    console.log_in(console_server.token)
     in_directory(console, tmp_path)
     page.set_input_files(
         "#upload-file", files=[{"name": "blob.bin", "mimeType": "application/octet-stream", "buffer": PAYLOAD}]
@@ -37,11 +37,11 @@ def test_upload_writes_the_exact_bytes_into_the_sessions_directory(
 
 
 def test_download_saves_the_exact_bytes_of_a_file_in_the_session(
-    console: Console, server: Server, tmp_path: Path
+    console: Console, console_server: Server, tmp_path: Path
 ) -> None:
     page = console.page
     (tmp_path / "data.bin").write_bytes(PAYLOAD)
-    console.log_in(server.token)
+    console.log_in(console_server.token)
     in_directory(console, tmp_path)
     page.click("#download")
     page.fill("#download-path", "data.bin")
@@ -52,9 +52,9 @@ def test_download_saves_the_exact_bytes_of_a_file_in_the_session(
     expect(page.locator("#transfer-status")).to_have_text(f"downloaded data.bin ({len(PAYLOAD)} bytes)")
 
 
-def test_transfers_that_fail_say_why(console: Console, server: Server, tmp_path: Path) -> None:
+def test_transfers_that_fail_say_why(console: Console, console_server: Server, tmp_path: Path) -> None:
     page = console.page
-    console.log_in(server.token)
+    console.log_in(console_server.token)
     (tmp_path / "taken").mkdir()
     in_directory(console, tmp_path)
     page.click("#download")

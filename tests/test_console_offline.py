@@ -1,7 +1,7 @@
-"""The console without its server, in a real browser: it says so everywhere, and comes back by
+"""The console without its console_server, in a real browser: it says so everywhere, and comes back by
 itself, following again what it showed without losing or repeating output.
 
-Two ways to lose the server, both real: the server stopped, then a new one started on the same
+Two ways to lose the console_server, both real: the server stopped, then a new one started on the same
 port (kept processes die with their worker, so the page must tell that they are gone); and the
 server closing the page's connection while it stays up (``DELETE /api/clients/<id>``, as an
 operator or a proxy restart would), where kept processes live on and the page must continue
@@ -14,25 +14,25 @@ import os
 import re
 import signal
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.client import RpcClient
-from tests.console_page import Console, admin_request, eventually, expect, needs_chromium
+from tests.console_page import Console, admin_request, console_env, eventually, expect, needs_chromium
 from tests.server import Server
 
 pytestmark = needs_chromium
 pytest_plugins = ["tests.console_fixtures"]
 
-ENV = {"PROCWIRE_KILL_GRACE": "1"}
 TICKS = 300
 
 
 @pytest.fixture
-def own_server() -> Iterator[Server]:
+def own_server(tmp_path: Path) -> Iterator[Server]:
     """A server this test may stop and start again on the same port."""
-    running = Server(env=ENV).start()
+    running = Server(env=console_env(tmp_path)).start()
     try:
         yield running
     finally:
@@ -119,12 +119,14 @@ def test_a_server_stopped_and_started_again_is_found_again(browser: Any, own_ser
         console.close()
 
 
-def test_a_connection_closed_by_the_server_is_replaced_without_losing_output(console: Console, server: Server) -> None:
+def test_a_connection_closed_by_the_server_is_replaced_without_losing_output(
+    console: Console, console_server: Server
+) -> None:
     page = console.page
     ticker = f"for i in $(seq 1 {TICKS}); do echo $i; sleep 0.02; done"
-    with RpcClient(server.url, server.token) as cli:
+    with RpcClient(console_server.url, console_server.token) as cli:
         proc = cli.call("start", argv=["sh", "-c", ticker], on_disconnect="keep", name="ticker")["proc"]
-    console.log_in(server.token)
+    console.log_in(console_server.token)
     console.tab("terminal")
     console.running_terminal()
     console.type_in_terminal("echo mark-$((2*3))")
@@ -135,7 +137,7 @@ def test_a_connection_closed_by_the_server_is_replaced_without_losing_output(con
     eventually(lambda: stdout.inner_text().count("\n") >= 20, "the ticker followed")
 
     first = console.client_id()
-    assert admin_request(server, "DELETE", f"/api/clients/{first}") == {"closed": first}
+    assert admin_request(console_server, "DELETE", f"/api/clients/{first}") == {"closed": first}
     eventually(lambda: console.client_id() not in (None, first), "a new connection", timeout=15)
     expect(stdout).to_have_text("".join(f"{n}\n" for n in range(1, TICKS + 1)), timeout=20_000)  # no gap, no repeat
     expect(page.locator("#current-state")).to_have_text("exit 0")

@@ -17,8 +17,8 @@ ACTIONS = ["#stdin", "#send-stdin", "#close-stdin", "#signal", "#send-signal", "
 TIME = r"\d\d:\d\d:\d\d\.\d\d\d"
 
 
-def test_echo_hello_shows_hello_and_exit_code_0_in_the_list(console: Console, server: Server) -> None:
-    console.log_in(server.token)
+def test_echo_hello_shows_hello_and_exit_code_0_in_the_list(console: Console, console_server: Server) -> None:
+    console.log_in(console_server.token)
     proc = console.run("echo hello")
     expect(console.page.locator("#stdout")).to_have_text("hello\n")
     expect(console.page.locator("#current-state")).to_have_text("exit 0")
@@ -29,8 +29,8 @@ def test_echo_hello_shows_hello_and_exit_code_0_in_the_list(console: Console, se
     expect(row.locator(".command")).to_have_text("echo hello")
 
 
-def test_stdout_and_stderr_are_shown_apart(console: Console, server: Server) -> None:
-    console.log_in(server.token)
+def test_stdout_and_stderr_are_shown_apart(console: Console, console_server: Server) -> None:
+    console.log_in(console_server.token)
     console.run('sh -c \'echo hello; echo oops >&2; printf "%s\\n" "a b" c; exit 3\'')
     page = console.page
     expect(page.locator("#current-state")).to_have_text("exit 3")
@@ -38,14 +38,14 @@ def test_stdout_and_stderr_are_shown_apart(console: Console, server: Server) -> 
     expect(page.locator("#stderr")).to_have_text("oops\n")
 
 
-def test_a_json_array_is_taken_as_argv(console: Console, server: Server) -> None:
-    console.log_in(server.token)
+def test_a_json_array_is_taken_as_argv(console: Console, console_server: Server) -> None:
+    console.log_in(console_server.token)
     console.run('["printf", "%s|", "two words", "$HOME"]')
     expect(console.page.locator("#stdout")).to_have_text("two words|$HOME|")
 
 
-def test_stdin_lines_close_stdin_and_signals(console: Console, server: Server) -> None:
-    console.log_in(server.token)
+def test_stdin_lines_close_stdin_and_signals(console: Console, console_server: Server) -> None:
+    console.log_in(console_server.token)
     page = console.page
     console.run("cat")
     page.fill("#stdin", "typed line")
@@ -65,8 +65,8 @@ def test_stdin_lines_close_stdin_and_signals(console: Console, server: Server) -
     expect(page.locator("#current-state")).to_have_text("killed by SIGKILL")
 
 
-def test_send_signal_and_kill_are_disabled_once_the_process_exits(console: Console, server: Server) -> None:
-    console.log_in(server.token)
+def test_send_signal_and_kill_are_disabled_once_the_process_exits(console: Console, console_server: Server) -> None:
+    console.log_in(console_server.token)
     page = console.page
     console.run("sleep 60")
     for selector in ACTIONS:
@@ -77,8 +77,8 @@ def test_send_signal_and_kill_are_disabled_once_the_process_exits(console: Conso
         expect(page.locator(selector)).to_be_disabled()
 
 
-def test_the_process_list_shows_state_and_exit_status(console: Console, server: Server) -> None:
-    console.log_in(server.token)
+def test_the_process_list_shows_state_and_exit_status(console: Console, console_server: Server) -> None:
+    console.log_in(console_server.token)
     page = console.page
     done = console.run("echo hello")
     expect(page.locator("#current-state")).to_have_text("exit 0")
@@ -94,8 +94,10 @@ def test_the_process_list_shows_state_and_exit_status(console: Console, server: 
     expect(console.row(sleeper).locator(".exit")).to_have_text("killed by SIGKILL")
 
 
-def test_a_failed_start_is_shown_with_that_start_and_cleared_by_the_next(console: Console, server: Server) -> None:
-    console.log_in(server.token)
+def test_a_failed_start_is_shown_with_that_start_and_cleared_by_the_next(
+    console: Console, console_server: Server
+) -> None:
+    console.log_in(console_server.token)
     page = console.page
     console.run("sh -c 'echo before; echo before-err >&2'")
     expect(page.locator("#stdout")).to_have_text("before\n")
@@ -116,8 +118,8 @@ def test_a_failed_start_is_shown_with_that_start_and_cleared_by_the_next(console
     expect(page.locator("#stdout")).to_have_text("after\n")
 
 
-def test_ansi_colours_are_rendered_not_shown_as_codes(console: Console, server: Server) -> None:
-    console.log_in(server.token)
+def test_ansi_colours_are_rendered_not_shown_as_codes(console: Console, console_server: Server) -> None:
+    console.log_in(console_server.token)
     page = console.page
     console.run(r"""printf '\033[01;34mblue\033[0m plain \033[38;5;196mred\033[0m\n'""")
     expect(page.locator("#stdout")).to_have_text("blue plain red\n")
@@ -127,8 +129,8 @@ def test_ansi_colours_are_rendered_not_shown_as_codes(console: Console, server: 
     expect(page.locator("#stdout span", has_text="red")).to_have_css("color", "rgb(255, 0, 0)")
 
 
-def test_interleaved_mode_shows_both_streams_in_order_with_times(console: Console, server: Server) -> None:
-    console.log_in(server.token)
+def test_interleaved_mode_shows_both_streams_in_order_with_times(console: Console, console_server: Server) -> None:
+    console.log_in(console_server.token)
     page = console.page
     console.run("sh -c 'echo one; sleep 0.3; echo two >&2; sleep 0.3; echo three'")
     expect(page.locator("#current-state")).to_have_text("exit 0")
@@ -149,8 +151,8 @@ def test_interleaved_mode_shows_both_streams_in_order_with_times(console: Consol
     expect(page.locator("#stdout")).to_be_visible()
 
 
-def test_search_counts_highlights_and_steps_through_matches(console: Console, server: Server) -> None:
-    console.log_in(server.token)
+def test_search_counts_highlights_and_steps_through_matches(console: Console, console_server: Server) -> None:
+    console.log_in(console_server.token)
     page = console.page
     console.run("seq 1 300")
     expect(page.locator("#current-state")).to_have_text("exit 0")
@@ -169,9 +171,9 @@ def test_search_counts_highlights_and_steps_through_matches(console: Console, se
 
 
 def test_the_output_downloads_as_the_exact_bytes_or_as_a_transcript(
-    console: Console, server: Server, tmp_path: Path
+    console: Console, console_server: Server, tmp_path: Path
 ) -> None:
-    console.log_in(server.token)
+    console.log_in(console_server.token)
     page = console.page
     console.run(r"""sh -c 'printf "a\377b\033[31mred\n"; echo err >&2'""")
     expect(page.locator("#current-state")).to_have_text("exit 0")
@@ -185,13 +187,13 @@ def test_the_output_downloads_as_the_exact_bytes_or_as_a_transcript(
     assert sorted(re.sub(TIME, "T", line) for line in lines) == ["T err err", "T out a\ufffdbred"], lines
 
 
-def test_attach_to_a_kept_process_replays_its_output_then_follows_it(console: Console, server: Server) -> None:
-    with RpcClient(server.url, server.token) as other:
+def test_attach_to_a_kept_process_replays_its_output_then_follows_it(console: Console, console_server: Server) -> None:
+    with RpcClient(console_server.url, console_server.token) as other:
         started = other.call(
             "start", argv=["sh", "-c", "echo early; read line; echo got $line"], on_disconnect="keep", name="kept"
         )
     proc = started["proc"]
-    console.log_in(server.token)
+    console.log_in(console_server.token)
     console.tab("processes")
     row = console.row(proc)
     expect(row.locator(".on-disconnect")).to_have_text("keep")
@@ -205,13 +207,15 @@ def test_attach_to_a_kept_process_replays_its_output_then_follows_it(console: Co
     expect(page.locator("#current-state")).to_have_text("exit 0")
 
 
-def test_a_process_the_cli_started_with_binary_output_shows_its_output_live(console: Console, server: Server) -> None:
+def test_a_process_the_cli_started_with_binary_output_shows_its_output_live(
+    console: Console, console_server: Server
+) -> None:
     """The CLI asks for binary frames; the page gets its own format (or decodes the frames)."""
     script = "i=0; while [ $i -lt 3 ]; do i=$((i+1)); echo tick-$i; done; echo oops >&2; read line; echo got-$line"
-    with RpcClient(server.url, server.token) as cli:
+    with RpcClient(console_server.url, console_server.token) as cli:
         proc = cli.call("start", argv=["sh", "-c", script], binary=True, on_disconnect="keep")["proc"]
         cli.call("detach", proc=proc)
-    console.log_in(server.token)
+    console.log_in(console_server.token)
     console.tab("processes")
     console.row(proc).locator("button[data-action=attach]").click()
     page = console.page

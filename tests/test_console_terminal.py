@@ -14,13 +14,13 @@ pytestmark = needs_chromium
 pytest_plugins = ["tests.console_fixtures"]
 
 
-def processes(server: Server) -> list[dict[str, Any]]:
-    with RpcClient(server.url, server.token) as client:
+def processes(console_server: Server) -> list[dict[str, Any]]:
+    with RpcClient(console_server.url, console_server.token) as client:
         return list(client.call("list")["processes"])
 
 
-def running_ptys(server: Server) -> list[dict[str, Any]]:
-    return [info for info in processes(server) if info["pty"] and info["state"] == "running"]
+def running_ptys(console_server: Server) -> list[dict[str, Any]]:
+    return [info for info in processes(console_server) if info["pty"] and info["state"] == "running"]
 
 
 def open_terminal_view(console: Console) -> int:
@@ -28,23 +28,23 @@ def open_terminal_view(console: Console) -> int:
     return console.running_terminal()
 
 
-def test_the_terminal_view_opens_a_focused_shell_at_once(console: Console, server: Server) -> None:
-    console.log_in(server.token)
+def test_the_terminal_view_opens_a_focused_shell_at_once(console: Console, console_server: Server) -> None:
+    console.log_in(console_server.token)
     proc = open_terminal_view(console)  # nothing clicked but the view's tab
     eventually(console.terminal_focused, "the keyboard in the terminal")
     expect(console.page.locator(".term-pane:not([hidden]) .xterm.focus")).to_have_count(1)  # a solid cursor
     console.type_in_terminal("echo term-$((6*7))")
     console.wait_for_line("term-42")
-    [info] = running_ptys(server)
+    [info] = running_ptys(console_server)
     assert info["proc"] == proc and info["on_disconnect"] == "keep"
     expect(console.page.locator(f"#term-tabs .term-tab[data-proc='{proc}'].active")).to_be_visible()
 
 
 def test_typing_right_after_a_reload_reaches_the_same_shell_which_shows_its_screen(
-    console: Console, server: Server
+    console: Console, console_server: Server
 ) -> None:
     page = console.page
-    console.log_in(server.token)
+    console.log_in(console_server.token)
     proc = open_terminal_view(console)
     console.type_in_terminal("echo before-$((1+1))")
     console.wait_for_line("before-2")
@@ -55,12 +55,12 @@ def test_typing_right_after_a_reload_reaches_the_same_shell_which_shows_its_scre
     assert console.terminal_proc() == proc
     assert console.count_lines("before-2") == 1  # the screen as it was, not a replay on top of it
     assert console.terminal_focused()
-    assert [info["proc"] for info in running_ptys(server)] == [proc]  # no second shell
+    assert [info["proc"] for info in running_ptys(console_server)] == [proc]  # no second shell
 
 
-def test_the_terminal_follows_the_window_size(console: Console, server: Server) -> None:
+def test_the_terminal_follows_the_window_size(console: Console, console_server: Server) -> None:
     page = console.page
-    console.log_in(server.token)
+    console.log_in(console_server.token)
     open_terminal_view(console)
     size = console.terminal_size()
     assert console.remote_size("size1") == size
@@ -70,9 +70,9 @@ def test_the_terminal_follows_the_window_size(console: Console, server: Server) 
     assert console.remote_size("size2") == smaller
 
 
-def test_tabs_hold_several_terminals_each_kept_or_ended_with_its_tab(console: Console, server: Server) -> None:
+def test_tabs_hold_several_terminals_each_kept_or_ended_with_its_tab(console: Console, console_server: Server) -> None:
     page = console.page
-    console.log_in(server.token)
+    console.log_in(console_server.token)
     first = open_terminal_view(console)
     console.type_in_terminal("echo one-$((1*1))")
     console.wait_for_line("one-1")
@@ -86,7 +86,7 @@ def test_tabs_hold_several_terminals_each_kept_or_ended_with_its_tab(console: Co
     console.wait_for_line("two-2")
     assert console.count_lines("one-1") == 0
     assert console.count_lines("one-1", index=0) == 1  # every tab readable through the hook
-    modes = {info["proc"]: info["on_disconnect"] for info in running_ptys(server)}
+    modes = {info["proc"]: info["on_disconnect"] for info in running_ptys(console_server)}
     assert modes == {first: "keep", second: "kill"}
     expect(page.locator("#terminal-status")).to_contain_text("ends with the tab")
 
@@ -97,10 +97,12 @@ def test_tabs_hold_several_terminals_each_kept_or_ended_with_its_tab(console: Co
     console.wait_for_line("again-3")
 
     page.locator(f".term-tab[data-proc='{second}'] .term-close").click()  # ends that one
-    eventually(lambda: [info["proc"] for info in running_ptys(server)] == [first], "the second shell ended")
+    eventually(lambda: [info["proc"] for info in running_ptys(console_server)] == [first], "the second shell ended")
     page.locator(f".term-tab[data-proc='{first}'] .term-close").click()  # keeps that one, detached
     expect(page.locator(".term-tab")).to_have_count(0)
-    eventually(lambda: [(i["proc"], i["attached"]) for i in running_ptys(server)] == [(first, 0)], "kept, detached")
+    eventually(
+        lambda: [(i["proc"], i["attached"]) for i in running_ptys(console_server)] == [(first, 0)], "kept, detached"
+    )
     row = page.locator(f"#sessions tr[data-proc='{first}']")
     expect(row.locator(".state")).to_have_text("running · 0 attached")
     row.locator("button[data-action=open]").click()
@@ -108,36 +110,36 @@ def test_tabs_hold_several_terminals_each_kept_or_ended_with_its_tab(console: Co
 
 
 def test_opening_the_terminal_again_takes_the_kept_shell_instead_of_starting_another(
-    browser: Any, console: Console, server: Server
+    browser: Any, console: Console, console_server: Server
 ) -> None:
-    console.log_in(server.token)
+    console.log_in(console_server.token)
     proc = open_terminal_view(console)
     console.type_in_terminal("echo mine-$((4*4))")
     console.wait_for_line("mine-16")
     console.page.close()  # the page goes: its kept shell stays, detached
-    eventually(lambda: [(i["proc"], i["attached"]) for i in running_ptys(server)] == [(proc, 0)], "detached")
+    eventually(lambda: [(i["proc"], i["attached"]) for i in running_ptys(console_server)] == [(proc, 0)], "detached")
 
-    later = Console(browser, server.http).open()
+    later = Console(browser, console_server.http).open()
     try:
-        later.log_in(server.token)
+        later.log_in(console_server.token)
         assert open_terminal_view(later) == proc
         later.wait_for_line("mine-16")
-        assert [info["proc"] for info in running_ptys(server)] == [proc]
+        assert [info["proc"] for info in running_ptys(console_server)] == [proc]
     finally:
         later.close()
 
 
 def test_another_browser_finds_the_sessions_and_shares_one_with_its_screen(
-    browser: Any, console: Console, server: Server
+    browser: Any, console: Console, console_server: Server
 ) -> None:
-    console.log_in(server.token)
+    console.log_in(console_server.token)
     proc = open_terminal_view(console)
     console.type_in_terminal("echo mark-$((3*4))")
     console.wait_for_line("mark-12")
 
-    other = Console(browser, server.http).open()  # another browser profile: its own session storage
+    other = Console(browser, console_server.http).open()  # another browser profile: its own session storage
     try:
-        other.log_in(server.token)
+        other.log_in(console_server.token)
         own = open_terminal_view(other)
         assert own != proc  # that session is in use: this one gets its own shell
         row = other.page.locator(f"#sessions tr[data-proc='{proc}']")
@@ -158,14 +160,14 @@ def test_another_browser_finds_the_sessions_and_shares_one_with_its_screen(
 
 
 def test_a_shell_the_cli_started_with_binary_output_can_be_opened_and_typed_into(
-    console: Console, server: Server
+    console: Console, console_server: Server
 ) -> None:
-    with RpcClient(server.url, server.token) as cli:
+    with RpcClient(console_server.url, console_server.token) as cli:
         pty = {"rows": 24, "cols": 80}
         started = cli.call("start", argv=["bash", "--norc"], pty=pty, binary=True, on_disconnect="keep", name="cli")
         proc = started["proc"]
         cli.call("write", proc=proc, data="echo cli-$((5*5))\r")
-    console.log_in(server.token)
+    console.log_in(console_server.token)
     console.tab("terminal")
     console.running_terminal()
     row = console.page.locator(f"#sessions tr[data-proc='{proc}']")
@@ -177,9 +179,9 @@ def test_a_shell_the_cli_started_with_binary_output_can_be_opened_and_typed_into
     console.wait_for_line("web-36")
 
 
-def test_ending_a_terminal_says_so_and_disables_end(console: Console, server: Server) -> None:
+def test_ending_a_terminal_says_so_and_disables_end(console: Console, console_server: Server) -> None:
     page = console.page
-    console.log_in(server.token)
+    console.log_in(console_server.token)
     proc = open_terminal_view(console)
     expect(page.locator("#end-terminal")).to_be_enabled()
     page.click("#end-terminal")
@@ -189,9 +191,9 @@ def test_ending_a_terminal_says_so_and_disables_end(console: Console, server: Se
     expect(page.locator("#terminal-status")).to_contain_text("ended: killed by SIGKILL")
 
 
-def test_no_strip_of_another_colour_under_the_terminal(console: Console, server: Server) -> None:
+def test_no_strip_of_another_colour_under_the_terminal(console: Console, console_server: Server) -> None:
     page = console.page
-    console.log_in(server.token)
+    console.log_in(console_server.token)
     open_terminal_view(console)
     for height in (700, 703, 707, 711):  # the rows never fill the box exactly: a strip is left
         page.set_viewport_size({"width": 1000, "height": height})
