@@ -64,7 +64,7 @@ def test_the_terminal_follows_the_window_size(console: Console, console_server: 
     open_terminal_view(console)
     size = console.terminal_size()
     assert console.remote_size("size1") == size
-    page.set_viewport_size({"width": 760, "height": 480})
+    page.set_viewport_size({"width": 1000, "height": 480})
     smaller = eventually(lambda: console.terminal_size() != size and console.terminal_size(), "a smaller xterm")
     assert smaller[0] < size[0] and smaller[1] < size[1]
     assert console.remote_size("size2") == smaller

@@ -71,7 +71,7 @@ export class ProcessesView {
       ['mode', info.pty ? 'pty' : 'pipes'],
       ['on-disconnect', info.on_disconnect],
       ['attached', String(info.attached)],
-      ['started', new Date(info.started_at * 1000).toLocaleTimeString()],
+      ['started', new Date(info.started_at * 1000).toLocaleTimeString([], { hour12: false })],
       ['node', info.node],
     ];
     for (const [name, text] of cells) {

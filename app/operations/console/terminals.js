@@ -248,22 +248,20 @@ export class Terminals {
       const row = body.insertRow();
       row.dataset.proc = info.proc;
       row.classList.toggle('here', this.has(info.proc));
-      const cells = [
-        ['name', info.name || `proc ${info.proc}`],
-        ['command', commandOf(info)],
-        ['age', age(info.started_at)],
-        ['state', info.exit ? describeExit(info.exit) : `running · ${info.attached} attached`],
-      ];
-      for (const [name, text] of cells) {
-        const cell = row.insertCell();
-        cell.className = name;
-        cell.textContent = text;
-      }
+      const part = (cls, text) => {
+        const span = document.createElement('span');
+        span.className = cls;
+        span.textContent = text;
+        return span;
+      };
+      row.insertCell().append(part('name', info.name || `proc ${info.proc}`), part('command', commandOf(info)));
+      const state = info.exit ? describeExit(info.exit) : `running · ${info.attached} attached`;
+      row.insertCell().append(part('state', state), part('age', age(info.started_at)));
       row.insertCell().append(...this.sessionActions(info));
     }
     if (!this.kept.length) {
       const cell = body.insertRow().insertCell();
-      cell.colSpan = 5;
+      cell.colSpan = 3;
       cell.className = 'hint';
       cell.textContent = this.app.link.up ? 'No kept sessions.' : 'Not connected.';
     }
