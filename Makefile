@@ -15,7 +15,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) $(NODE_STAMP)
 
+# A development server on BIND (127.0.0.1:9999; PROCWIRE_BIND=... to move it).
+# It prints, last, a one-time console link and the CLI's two export lines;
+# its token is kept in ~/.local/state/procwire (docs/deploy.md, "make run").
+# NEW_TOKEN=1 replaces that token first.
 run: install
+	$(if $(NEW_TOKEN),$(BIN)/procwire-token --new-dev-token)
 	$(BIN)/gunicorn -c gunicorn.conf.py
 
 test: install install-nginx install-redis chromium

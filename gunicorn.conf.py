@@ -11,7 +11,6 @@ import gc
 import hashlib
 import os
 import re
-import secrets
 import shutil
 import signal
 import socket
@@ -22,16 +21,20 @@ import time
 from gunicorn.util import parse_address
 
 from config import ConfigError, load_settings
+from config.login_codes import CodeStore
+from config.startup import (
+    Announcement,
+    create_private_file,
+    resolve_access,
+    stderr_is_journal,
+    terminal_audit_file,
+)
+from config.state import StateError
 
 try:
     _settings = load_settings()
 except ConfigError as _error:
     sys.exit(f"procwire: bad configuration: {_error}")
-
-_token_generated = not _settings.TOKEN and not _settings.TOKENS  # no identity at all: make an admin
-if _token_generated:
-    # Generated once here, inherited by every worker.
-    os.environ["PROCWIRE_TOKEN"] = secrets.token_urlsafe(32)
 
 bind = [_settings.BIND]
 worker_class = "gevent"
@@ -109,10 +112,39 @@ def on_starting(server):
     """Make the master a child subreaper: the processes of a worker that dies
     (even by SIGKILL, when no worker code runs) are adopted by the master,
     and ``child_exit`` stops them.  With ``reuse_port`` the master binds
-    nothing, so check here that no other server holds the address."""
+    nothing, so check here that no other server holds the address.  Then
+    settle the admin token and the audit log (config/startup.py): set in the
+    environment here, they reach every worker."""
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     if reuse_port:
         _refuse_an_address_in_use(_address)
+    _settle_access_and_audit()
+
+
+# What when_ready prints, once the server listens; set in the master before
+# any worker is forked, so each worker has its copy (post_worker_init).
+_announcement = None
+_announcement_text = ""
+_codes = CodeStore.of(_settings.STATE_DIR, _settings.BIND)
+
+
+def _settle_access_and_audit():
+    """Before any worker: a state file procwire must not use stops the start with one line."""
+    global _announcement
+    try:
+        access = resolve_access(_settings)
+        audit_file = terminal_audit_file(_settings, sys.stderr.isatty())
+        if audit_file is not None:
+            create_private_file(audit_file)
+        _codes.reset()
+    except (StateError, OSError) as error:
+        sys.exit(f"procwire: {error}")
+    atexit.register(_remove_in_master, str(_codes.directory), os.getpid())
+    if access.token is not None and not _settings.TOKEN:
+        os.environ["PROCWIRE_TOKEN"] = access.token  # the development token, for every worker
+    if audit_file is not None:
+        os.environ["PROCWIRE_AUDIT_LOG"] = str(audit_file)
+    _announcement = Announcement(_settings, access, audit_file=audit_file, journal=stderr_is_journal(os.environ))
 
 
 def _refuse_an_address_in_use(address):
@@ -215,6 +247,7 @@ def post_worker_init(worker):
     from app.operations.lifecycle import close_sessions_when_stopping
 
     gevent.spawn(close_sessions_when_stopping, worker)
+    _announce(worker)
     # The app is loaded: leave its long-lived objects out of every future
     # collection, so the collector only walks what requests create, and
     # collect the youngest generation less often (each spawn makes a few
@@ -245,13 +278,20 @@ def worker_exit(server, worker):
 
 
 def when_ready(server):
-    """Print a ready-to-use line, as Jupyter does, when the token was generated."""
-    if not _token_generated:
+    """The server listens: issue the one-time login code and write the block
+    that the last worker of the first batch prints (post_worker_init)."""
+    global _announcement_text
+    if _announcement is None:
         return
-    token = os.environ["PROCWIRE_TOKEN"]
-    address = _settings.BIND
-    print(
-        f"procwire is ready: ws://{address}/ws?token={token}\n  or send the header 'Authorization: Bearer {token}'",
-        file=sys.stderr,
-        flush=True,
-    )
+    if _announcement.access.token is not None and not _announcement.journal:
+        _announcement.code = _codes.issue()
+    _announcement_text = _announcement.render()
+
+
+def _announce(worker):
+    """Printed last, after every worker's boot line and the master's own:
+    by the last worker forked at start, once its app is loaded.  One write,
+    so that no other line cuts through it."""
+    if _announcement_text and worker.age == _settings.WORKERS:
+        sys.stderr.flush()
+        os.write(sys.stderr.fileno(), _announcement_text.encode("utf-8", "replace"))

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,12 +51,18 @@ class Server(LoopbackAddress):
     process: subprocess.Popen | None = None
     stderr: Any = None  # where gunicorn's log goes (a file object), or inherited
 
+    def __post_init__(self) -> None:
+        """A state directory of its own (login codes, id marks), never the user's, gone with the object."""
+        self.state_dir = tempfile.mkdtemp(prefix="procwire-test-state-")
+        weakref.finalize(self, shutil.rmtree, self.state_dir, True)
+
     def start(self) -> Server:
         env = dict(os.environ)
         env.update(
             PROCWIRE_BIND=f"127.0.0.1:{self.port}",
             PROCWIRE_TOKEN=self.token,
             PROCWIRE_LOG_LEVEL="warning",
+            PROCWIRE_STATE_DIR=self.state_dir,
         )
         env.update(self.env)
         self.process = subprocess.Popen(

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -77,7 +78,9 @@ def deploy(tmp_path: Path) -> Iterator[Callable[..., Deployment]]:
     """Start gunicorn and nginx in front of it; everything started is stopped at the end."""
     with contextlib.ExitStack() as stack:
 
-        def start(*, env: dict[str, str] | None = None, unix: bool = False, **render: str) -> Deployment:
+        def start(
+            *, env: dict[str, str] | None = None, unix: bool = False, log: Any = None, **render: str
+        ) -> Deployment:
             server_env = {**BASE_ENV, **(env or {})}
             nginx = Nginx(tmp_path)
             if unix:
@@ -93,7 +96,7 @@ def deploy(tmp_path: Path) -> Iterator[Callable[..., Deployment]]:
                 stack.callback(server.stop)
                 server.start()
             else:
-                server = Server(env=server_env)
+                server = Server(env=server_env, stderr=log)
                 stack.callback(server.stop)
                 server.start()
                 conf = render_nginx_conf(
@@ -222,6 +225,47 @@ def test_a_browser_on_the_proxy_origin_is_same_origin_and_others_are_refused(
     with pytest.raises(websocket.WebSocketBadStatusException) as refused:
         websocket.create_connection(target, origin="https://evil.example", timeout=10)
     assert refused.value.status_code == 403
+
+
+def fetch(url: str, **request: Any) -> tuple[int, dict[str, str], bytes]:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, **request), timeout=10) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+def test_the_console_and_its_one_time_link_through_nginx(deploy: Callable[..., Deployment], tmp_path: Path) -> None:
+    """``location /`` serves the page, its files and xterm.js (installed by ``npm ci``: without it
+    /vendor/ answers 503 and the Terminal tab stays blank); the link's code works on nginx's address."""
+    log_path = tmp_path / "gunicorn.log"
+    with log_path.open("wb") as log:
+        deployment = deploy(env={"PROCWIRE_STATE_DIR": str(tmp_path / "state")}, log=log)
+        assert wait_until(lambda: "?code=" in log_path.read_text(errors="replace"))
+    (code,) = re.findall(r"/\?code=(\S+)", log_path.read_text())
+    front = deployment.nginx.http
+    status, headers, page = fetch(f"{front}/?code={code}")
+    assert status == 200 and b"<html" in page.lower() and "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+    status, headers, _ = fetch(f"{front}/vendor/xterm.js")
+    assert status == 200 and "javascript" in headers["Content-Type"], "run `npm ci` (make install) first"
+    assert fetch(f"{front}/console/console.js")[0] == 200
+    # What the page does with the code: POST it, same origin (nginx passes the browser's Host).
+    redeem = {
+        "data": json.dumps({"code": code}).encode(),
+        "headers": {"Content-Type": "application/json", "Origin": front},
+        "method": "POST",
+    }
+    status, _, body = fetch(f"{front}/console/redeem", **redeem)
+    assert (status, json.loads(body)) == (200, {"token": deployment.server.token})
+    assert fetch(f"{front}/console/redeem", **redeem)[0] == 403  # once only
+    origin = f"http://127.0.0.1:{deployment.nginx.port}"
+    same_origin = websocket.create_connection(
+        f"{deployment.nginx.url}?token={json.loads(body)['token']}", origin=origin
+    )
+    try:
+        assert json.loads(same_origin.recv())["method"] == "hello"
+    finally:
+        same_origin.close()
 
 
 def test_an_idle_session_outlives_proxy_read_timeout_thanks_to_pings(deploy: Callable[..., Deployment]) -> None:

@@ -649,3 +649,26 @@ def test_total_process_cap_of_a_role(limited: Server) -> None:
                 admin.collect(started["proc"])
         done = bob.run_to_exit(["true"], cwd="/")
         assert done.exit is not None and done.exit["code"] == 0
+
+
+# -- a role without any policy ------------------------------------------------------------------------------------
+
+
+def test_a_role_without_any_policy_is_refused_for_that_reason(tmp_path: Path) -> None:
+    """Not for the first rule its empty defaults fail ("cwd ... is not inside the cwd_roots of role user")."""
+    config = tmp_path / "procwire.toml"
+    config.write_text(f'[[tokens]]\nname = "alice"\nrole = "user"\nsha256 = "{digest(token_of("alice"))}"\n')
+    server = start_server({"PROCWIRE_CONFIG": str(config), "PROCWIRE_AUDIT_LOG": ""})
+    try:
+        with RpcClient(server.url, token_of("alice")) as alice:
+            failure = alice.error_of("start", argv=["echo", "x"], cwd="/tmp")
+        assert failure.code == DENIED and failure.data == {"rule": "policy"}
+        assert failure.message == (
+            "policy: role user has no policy, so nothing may be started with this token; the server's operator "
+            "adds a [policies.user] table (allow, cwd_roots) to its TOML file (PROCWIRE_CONFIG): "
+            "see docs/security.md#policy"
+        )
+        with RpcClient(server.url, ADMIN_TOKEN) as admin:  # the admin's defaults still allow everything
+            assert admin.run_to_exit(["echo", "x"], cwd="/tmp").stdout == b"x\n"
+    finally:
+        stop_server(server)

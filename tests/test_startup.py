@@ -1,10 +1,12 @@
-"""Start-up behaviour of the real service: generated token, proxy addresses."""
+"""Start-up behaviour of the real service: proxy addresses, stops, a second server.
+
+What ``make run`` prints and the development token: tests/test_first_run.py.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -12,33 +14,7 @@ import time
 import urllib.request
 
 from tests.client import RpcClient
-from tests.server import ROOT, Server, free_port, pid_exists, wait_until
-
-
-def test_without_a_token_one_is_generated_and_printed_ready_to_use() -> None:
-    port = free_port()
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PROCWIRE_")}
-    env.update(PROCWIRE_BIND=f"127.0.0.1:{port}", PROCWIRE_LOG_LEVEL="warning")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--no-control-socket"],
-        cwd=ROOT,
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        line = ""
-        while time.monotonic() < deadline and "token=" not in line:
-            line = process.stderr.readline()
-        match = re.search(rf"ws://127\.0\.0\.1:{port}/ws\?token=(\S+)", line)
-        assert match, line
-        with RpcClient(f"ws://127.0.0.1:{port}/ws", match.group(1)) as client:
-            assert client.call("ping")["time"] > 0
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=15)
+from tests.server import ROOT, Server, pid_exists, wait_until
 
 
 def registered_address(server: Server, client: RpcClient) -> str:

@@ -18,6 +18,9 @@ PUBLIC_PATHS = frozenset({"/healthz"})
 # The web console's page and its static files, by endpoint (app/operations/console.py):
 # GET and HEAD only, so that a browser can load the page that asks for the token.
 PUBLIC_PAGE_ENDPOINTS = frozenset({"console.page", "console.static", "console.vendor"})
+# Trades a one-time code for the token (app/operations/login.py): no token yet,
+# but a browser on another site is refused as anywhere else.
+TOKENLESS_POST_ENDPOINTS = frozenset({"console_login.redeem"})
 IDENTITIES_KEY = "PROCWIRE_IDENTITIES"  # app.config: the app.identity.Identities
 
 
@@ -33,6 +36,8 @@ def check_access() -> Response | None:
     settings = current_app.config["PROCWIRE"]
     if request.path == "/metrics" and settings.METRICS_OPEN:
         return None
+    if request.method == "POST" and request.endpoint in TOKENLESS_POST_ENDPOINTS:
+        return refused_origin(settings.ALLOWED_ORIGINS, None)
     identity = current_app.config[IDENTITIES_KEY].lookup(presented_token())
     if identity is None:
         refused_http(401, "token", "missing or wrong token")
@@ -40,13 +45,21 @@ def check_access() -> Response | None:
         response.status_code = 401
         response.headers["WWW-Authenticate"] = 'Bearer realm="procwire"'
         return response
-    if not origin_allowed(request.headers.get("Origin"), request.host, settings.ALLOWED_ORIGINS):
-        refused_http(403, "origin", f"origin not allowed: {request.headers.get('Origin')}", identity.name)
-        response = jsonify(error=f"origin not allowed: {request.headers.get('Origin')}")
-        response.status_code = 403
-        return response
-    g.identity = identity
-    return None
+    refusal = refused_origin(settings.ALLOWED_ORIGINS, identity.name)
+    if refusal is None:
+        g.identity = identity
+    return refusal
+
+
+def refused_origin(allowed: list[str], token: str | None) -> Response | None:
+    """A 403 for a browser on another site (audited), or None."""
+    origin = request.headers.get("Origin")
+    if origin_allowed(origin, request.host, allowed):
+        return None
+    refused_http(403, "origin", f"origin not allowed: {origin}", token)
+    response = jsonify(error=f"origin not allowed: {origin}")
+    response.status_code = 403
+    return response
 
 
 def refused_http(status: int, rule: str, message: str, token: str | None = None) -> None:

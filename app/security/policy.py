@@ -127,6 +127,7 @@ class Policy:
     user: str | None = None
     group: str | None = None
     sources: dict[str, str] = field(default_factory=dict)
+    written: bool = False  # a role or token table says something: not the role's defaults alone
 
     @classmethod
     def build(
@@ -152,7 +153,8 @@ class Policy:
         for key in ("allow", "cwd_roots", "env"):
             values[key] = tuple(values.get(key, ()))
         values["rlimits"] = dict(values.get("rlimits") or {})
-        return cls(role=role, deny=deny, sources=sources, **values)
+        written = any(table for table, _source in layers[1:])
+        return cls(role=role, deny=deny, sources=sources, written=written, **values)
 
     def source(self, key: str) -> str:
         return self.sources.get(key, f"role {self.role} (by default)")
@@ -168,6 +170,7 @@ def check_start(policy: Policy, request: StartRequest, running_own: int = 0, run
     ``running_own`` counts the processes this token runs now, ``running_total``
     those of every token, both in this worker.
     """
+    _check_written(policy)
     _check_switches(policy, request)
     _check_environment(policy, request)
     _check_cwd(policy, request.cwd)
@@ -187,6 +190,18 @@ def check_start(policy: Policy, request: StartRequest, running_own: int = 0, run
             ErrorCode.LIMIT_EXCEEDED,
         )
     return Grant(timeout, dict(policy.rlimits), policy.user, policy.group)
+
+
+def _check_written(policy: Policy) -> None:
+    """A role that may run nothing because no policy was written for it: say
+    that, rather than the first rule its empty defaults fail."""
+    if not policy.written and not policy.allow:
+        raise Refused(
+            "policy",
+            f"policy: role {policy.role} has no policy, so nothing may be started with this token; "
+            f"the server's operator adds a [policies.{policy.role}] table (allow, cwd_roots) to its TOML file "
+            "(PROCWIRE_CONFIG): see docs/security.md#policy",
+        )
 
 
 def _check_switches(policy: Policy, request: StartRequest) -> None:

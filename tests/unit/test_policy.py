@@ -60,8 +60,9 @@ def test_without_a_policy_admins_may_run_everything_anywhere() -> None:
 def test_without_a_policy_users_may_run_nothing() -> None:
     refused = refusal(Policy.build(USER), StartRequest("/usr/bin/true", "/"))
     assert refused.code == ErrorCode.PERMISSION_DENIED
-    assert refused.rule == "cwd_roots"
-    assert "role user (by default)" in refused.message
+    assert refused.rule == "policy"  # not the first rule its empty defaults fail (cwd_roots)
+    assert refused.message.startswith("policy: role user has no policy, so nothing may be started")
+    assert "[policies.user]" in refused.message and "docs/security.md#policy" in refused.message
     roots_only = policy(cwd_roots=["/"])
     refused = refusal(roots_only, StartRequest("/usr/bin/true", "/"))
     assert refused.rule == "allow"
