@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from config.login_codes import CodeStore
 from tests.client import RpcClient
 from tests.console_page import Console, expect, needs_chromium
 from tests.redis_server import RedisServer
@@ -62,6 +63,27 @@ def test_log_in_keeps_the_token_in_session_storage_not_in_the_url(console: Conso
     page.click("#logout")
     expect(page.locator("#login")).to_be_visible()
     assert page.evaluate("sessionStorage.getItem('procwire.token')") is None
+
+
+def test_a_one_time_login_link_logs_in_once_without_leaving_the_code_in_the_address(
+    browser: Any, console_server: Server
+) -> None:
+    """The link `make run` prints: the page trades the code for the token (POST console/redeem)."""
+    code = CodeStore.of(console_server.state_dir, f"127.0.0.1:{console_server.port}").issue()
+    first = Console(browser, console_server.http).open(f"/?code={code}&view=1")
+    second = Console(browser, console_server.http)
+    try:
+        first.wait_up()
+        assert first.page.url == console_server.http + "/?view=1"  # replaced: not in the history either
+        assert first.page.evaluate("sessionStorage.getItem('procwire.token')") == console_server.token
+        second.open(f"/?code={code}")  # a code works once
+        expect(second.page.locator("#login")).to_be_visible()
+        expect(second.page.locator("#login-error")).to_contain_text("this login link is not valid")
+        assert second.page.url == console_server.http + "/"
+        assert second.page.evaluate("sessionStorage.getItem('procwire.token')") is None
+    finally:
+        first.close()
+        second.close()
 
 
 def test_a_wrong_token_is_refused_and_asked_again(console: Console) -> None:

@@ -181,7 +181,10 @@ async function init() {
   app.processes = new ProcessesView(app);
   app.terminals = new Terminals(app);
   $('login-form').addEventListener('submit', logIn);
-  $('logout').addEventListener('click', () => logOut());
+  $('logout').addEventListener('click', () => {
+    sessionStorage.clear(); // the token and what the page showed: nothing is restored for the next login
+    location.reload();
+  });
   $('offline-now').addEventListener('click', () => app.link.retryNow());
   for (const tab of document.querySelectorAll('.tab')) tab.addEventListener('click', () => showView(tab.dataset.view));
   const code = new URLSearchParams(location.search).get('code');

@@ -64,11 +64,14 @@ export class Terminals {
     clearInterval(this.listTimer);
   }
 
-  openFirst() {
+  // This page's sessions again (after a reload), else (`start`) a shell: adopted or new.
+  openFirst({ start = true } = {}) {
     this.opened = true;
     const stored = JSON.parse(sessionStorage.getItem(TABS_KEY) || '[]');
     for (const { proc, name } of stored) this.add({ plan: { attach: proc }, keep: true, name });
-    if (!stored.length) this.add({ plan: { start: this.shell(), adopt: true }, keep: this.keepChosen(), name: this.nextName() });
+    if (!stored.length && start) {
+      this.add({ plan: { start: this.shell(), adopt: true }, keep: this.keepChosen(), name: this.nextName() });
+    }
     const active = Number(sessionStorage.getItem(ACTIVE_KEY));
     this.activate(this.sessions.find((session) => session.proc === active) || this.sessions.at(-1));
   }
@@ -86,13 +89,13 @@ export class Terminals {
 
   // Open session `proc` here: its tab when it has one, else a new tab attached to it.
   open(proc) {
+    if (!this.opened) this.openFirst({ start: false });
     let session = this.sessions.find((candidate) => candidate.proc === proc);
     if (!session) {
       const info = this.kept.find((candidate) => candidate.proc === proc) || this.app.infoOf(proc) || {};
       session = this.add({ plan: { attach: proc }, keep: info.on_disconnect !== 'kill', name: info.name || null });
       session.info = info;
     }
-    this.opened = true;
     this.app.showView('terminal');
     this.activate(session);
   }
