@@ -58,6 +58,21 @@ def test_typing_right_after_a_reload_reaches_the_same_shell_which_shows_its_scre
     assert [info["proc"] for info in running_ptys(console_server)] == [proc]  # no second shell
 
 
+def test_reattaching_paints_the_current_screen_not_a_replay_of_the_history(
+    console: Console, console_server: Server
+) -> None:
+    console.log_in(console_server.token)
+    open_terminal_view(console)
+    console.type_in_terminal("seq 1 300")
+    console.wait_for_line("300")
+    assert console.count_lines("50") == 1  # scrolled off the screen, still in this terminal's scrollback
+    rows, _ = console.terminal_size()
+    console.page.reload()
+    console.wait_for_line("300")
+    numbers = [int(line) for line in console.terminal_lines() if line.strip().isdigit()]
+    assert numbers == list(range(numbers[0], 301)) and len(numbers) < rows, numbers  # the screen, nothing older
+
+
 def test_the_terminal_follows_the_window_size(console: Console, console_server: Server) -> None:
     page = console.page
     console.log_in(console_server.token)
