@@ -1,8 +1,8 @@
 // The page's link to the server: JSON-RPC over one WebSocket (docs/protocol.md), binary output
 // frames decoded, and a new connection by itself after a loss, with backoff and jitter.
 
-export const RETRY_FIRST_MS = 500;
-export const RETRY_MAX_MS = 10000;
+const RETRY_FIRST_MS = 500;
+const RETRY_MAX_MS = 10000;
 // A connection not greeted by then is given up (an unresponsive server may accept and say nothing).
 const CONNECT_TIMEOUT_MS = 10000;
 const BINARY_STREAMS = { 1: 'stdout', 2: 'stderr' };
@@ -140,7 +140,6 @@ export class Link {
     this.token = null;
     this.attempt = 0;
     this.retryTimer = null;
-    this.everUp = false;
   }
 
   get up() {
@@ -209,7 +208,6 @@ export class Link {
   greeted(connection) {
     if (connection !== this.connection) return;
     this.attempt = 0;
-    this.everUp = true;
     this.events.onState({ state: 'up', hello: connection.hello });
     this.events.onUp(connection.hello);
   }

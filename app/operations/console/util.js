@@ -45,7 +45,7 @@ export function splitArgs(text) {
   return argv;
 }
 
-export function quoteArg(arg) {
+function quoteArg(arg) {
   return /^[\w@%+=:,./-]+$/.test(arg) ? arg : "'" + arg.replaceAll("'", "'\\''") + "'";
 }
 
@@ -83,7 +83,7 @@ export function clockTime(date) {
 
 // -- bytes ----------------------------------------------------------------------------
 
-export function base64ToBytes(text) {
+function base64ToBytes(text) {
   const binary = atob(text);
   const bytes = new Uint8Array(binary.length);
   for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
