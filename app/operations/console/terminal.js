@@ -1,0 +1,261 @@
+// One terminal tab: an xterm.js terminal bound to one process on a pseudo-terminal.  Keystrokes are
+// never dropped: typed before the process is known or while connecting, they wait and go in order.
+// A fresh attach asks for the current screen (a `screen` notification) instead of a replay of the
+// whole history; after a lost connection the tab attaches again from the last offset it received.
+
+import { OfflineError, RpcError } from './link.js';
+import { describeExit, freshBytes } from './util.js';
+
+const THEME_BACKGROUND = '#14161b';
+const MAX_QUEUED = 64 * 1024; // characters typed while the process cannot take them yet
+const dim = (text) => `\r\n\x1b[2m[${text}]\x1b[0m\r\n`;
+
+export class TerminalSession {
+  /**
+   * `plan`: what to run once connected: {attach: proc} or {start: argv, name, adopt: bool}.
+   * `keep`: the process outlives this page (on_disconnect "keep") or ends with it ("kill").
+   */
+  constructor(app, { pane, plan, keep, name = null, onChange }) {
+    this.app = app;
+    this.pane = pane;
+    this.plan = plan;
+    this.keep = keep;
+    this.name = name;
+    this.onChange = onChange;
+    this.proc = plan.attach ?? null;
+    this.info = null;
+    this.state = 'connecting'; // connecting, starting, attaching, running, exited, gone, failed
+    this.exit = null;
+    this.attached = false;
+    this.received = false; // whether the screen shows this process's output
+    this.stream = { next: 0 };
+    this.queue = [];
+    this.queued = 0;
+    this.busy = false;
+    this.term = this.createTerminal();
+  }
+
+  createTerminal() {
+    const term = new window.Terminal({
+      cursorBlink: true,
+      fontFamily: 'ui-monospace, "DejaVu Sans Mono", Menlo, monospace',
+      fontSize: 14,
+      scrollback: 5000,
+      theme: { background: THEME_BACKGROUND },
+    });
+    this.fitter = new window.FitAddon.FitAddon();
+    term.loadAddon(this.fitter);
+    term.open(this.pane);
+    term.onData((data) => this.input({ data }));
+    term.onBinary((data) => this.input({ data: btoa(data), encoding: 'base64' }));
+    term.onResize(({ rows, cols }) => {
+      if (this.live) this.app.link.call('resize', { proc: this.proc, rows, cols }).catch(() => {});
+      this.onChange(this);
+    });
+    new ResizeObserver(() => requestAnimationFrame(() => this.fit())).observe(this.pane);
+    return term;
+  }
+
+  get live() {
+    return this.proc !== null && this.state === 'running' && this.app.link.up;
+  }
+
+  get visible() {
+    return !this.pane.hidden && this.pane.offsetParent !== null;
+  }
+
+  fit() {
+    if (this.visible) this.fitter.fit();
+  }
+
+  focus() {
+    this.fit();
+    this.term.focus();
+  }
+
+  text() {
+    const buffer = this.term.buffer.active;
+    const lines = [];
+    for (let i = 0; i < buffer.length; i++) lines.push(buffer.getLine(i).translateToString(true));
+    return lines.join('\n');
+  }
+
+  // -- keystrokes ---------------------------------------------------------------------
+
+  input(params) {
+    if (['exited', 'gone', 'failed'].includes(this.state)) return;
+    if (this.queued + params.data.length > MAX_QUEUED) return;
+    this.queue.push(params);
+    this.queued += params.data.length;
+    this.flush();
+  }
+
+  // Typed text goes out in order, one write at a time, once the process can take it.
+  async flush() {
+    if (this.busy) return;
+    this.busy = true;
+    try {
+      while (this.queue.length && this.live) {
+        const params = this.queue[0];
+        try {
+          await this.app.link.call('write', { proc: this.proc, ...params });
+        } catch (error) {
+          if (error instanceof OfflineError) break; // sent again on the next connection
+          this.term.write(dim(`typing failed: ${error.message}`));
+        }
+        this.queue.shift();
+        this.queued -= params.data.length;
+      }
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  // -- the process --------------------------------------------------------------------
+
+  // Connected: run the plan, or follow the process again from where the screen stopped.
+  async up() {
+    if (this.proc === null) {
+      if (this.state === 'connecting') await this.open();
+    } else if (['connecting', 'running', 'attaching'].includes(this.state)) {
+      await this.attach({ snapshot: !this.received });
+    }
+  }
+
+  down() {
+    this.attached = false;
+    this.onChange(this);
+  }
+
+  async open() {
+    const adopt = this.plan.adopt ? this.app.adoptable() : null;
+    if (adopt) {
+      this.proc = adopt.proc;
+      this.name = adopt.name;
+      this.app.claim(this);
+      await this.attach({ snapshot: true });
+    } else {
+      await this.start();
+    }
+  }
+
+  async start() {
+    this.state = 'starting';
+    this.onChange(this);
+    const { rows, cols } = this.term;
+    const params = { argv: this.plan.start, pty: { rows, cols }, on_disconnect: this.keep ? 'keep' : 'kill' };
+    if (this.name) params.name = this.name;
+    try {
+      const result = await this.app.link.call('start', params);
+      this.proc = result.proc;
+      this.info = { proc: result.proc, pid: result.pid, argv: this.plan.start, cwd: null, node: null };
+      Object.assign(this, { state: 'running', attached: true, received: true });
+      this.app.claim(this);
+      this.app.listChanged();
+      this.flush();
+    } catch (error) {
+      if (error instanceof OfflineError) {
+        this.state = 'connecting'; // started again on the next connection
+      } else {
+        this.state = 'failed';
+        this.term.write(dim(`cannot start ${this.plan.start.join(' ')}: ${error.message}`));
+      }
+    }
+    this.onChange(this);
+  }
+
+  async attach({ snapshot }) {
+    const { link } = this.app;
+    const proc = this.proc;
+    this.state = 'attaching';
+    this.onChange(this);
+    try {
+      const { rows, cols } = this.term;
+      await link.call('resize', { proc, rows, cols }).catch((error) => {
+        if (!(error instanceof RpcError && error.code === -32005)) throw error; // -32005: exited
+      });
+      if (snapshot) {
+        this.term.write('\x1bc'); // a full reset, in order with what is written next
+        this.stream.next = 0;
+      }
+      const answer = await link.attach({ proc, offset: this.stream.next }, { snapshot });
+      if (!snapshot && answer.truncated) {
+        await this.attach({ snapshot: true });
+        return;
+      }
+      this.attached = answer.state === 'running';
+      this.received = true;
+      if (answer.exit) this.exited(answer.exit);
+      else this.state = 'running';
+      if (!answer.screen && answer.replay_from.stdout > this.stream.next) this.stream.next = answer.replay_from.stdout;
+      this.app.listChanged();
+      this.flush();
+    } catch (error) {
+      if (error instanceof OfflineError) {
+        this.state = 'connecting';
+      } else if (error instanceof RpcError && error.code === -32002) {
+        this.gone(`cannot attach to proc ${proc}: ${error.message}`);
+      } else {
+        this.state = 'failed';
+        this.term.write(dim(`cannot attach to proc ${proc}: ${error.message}`));
+      }
+    }
+    this.onChange(this);
+  }
+
+  // The server does not know this process (any more): its id may now be another process's.
+  gone(reason) {
+    Object.assign(this, { state: 'gone', attached: false, queue: [], queued: 0 });
+    this.term.write(dim(reason));
+    this.app.unclaim(this);
+    this.onChange(this);
+  }
+
+  // The current screen, as ANSI that repaints it: then the live output from its offset.
+  screen(params) {
+    this.term.write('\x1bc' + params.data);
+    this.stream.next = params.offset;
+    this.received = true;
+  }
+
+  output(params) {
+    const { bytes, gap } = freshBytes(this.stream, params);
+    if (bytes === null) return;
+    if (gap) this.term.write(dim(`${gap} bytes no longer held by the server`));
+    this.term.write(bytes);
+  }
+
+  exited(status) {
+    if (this.exit) return;
+    Object.assign(this, { exit: status, state: 'exited', attached: false, queue: [], queued: 0 });
+    this.term.write(dim(`process ${status.proc} ended: ${describeExit(status)}`));
+    this.onChange(this);
+  }
+
+  kill() {
+    if (this.proc === null || this.exit) return Promise.resolve();
+    return this.app.link.call('kill', { proc: this.proc });
+  }
+
+  // Closing the tab: a kept session stays for later (detached), the other one ends now.
+  async close() {
+    try {
+      if (this.keep && this.attached) await this.app.link.call('detach', { proc: this.proc });
+      else if (!this.keep) await this.kill();
+    } catch {
+      // gone already, or offline: a kept session stays anyway, the other ends with the connection
+    }
+    this.term.dispose();
+    this.pane.remove();
+  }
+
+  statusText() {
+    const size = `${this.term.rows}×${this.term.cols}`;
+    const mode = this.keep ? 'kept when the tab closes' : 'ends with the tab';
+    if (this.proc === null) return `${this.state === 'failed' ? 'not started' : this.state + '…'} · ${size}`;
+    let state = this.state;
+    if (this.exit) state = `ended: ${describeExit(this.exit)}`;
+    else if (!this.app.link.up && this.state !== 'gone') state = 'offline';
+    return `proc ${this.proc} · ${state} · ${mode} · ${size}`;
+  }
+}
