@@ -53,7 +53,8 @@ def vendor(name: str) -> Response:
         abort(404)
     path = NODE_MODULES / relative
     if not path.is_file():
-        return Response(f"{name} is not installed: run `make install`\n", status=503, mimetype="text/plain")
+        message = f"{name} is not installed: run `npm ci` in the server's directory (`make install` does)\n"
+        return Response(message, status=503, mimetype="text/plain")
     response = send_file(path, max_age=3600)
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response
