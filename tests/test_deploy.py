@@ -248,7 +248,7 @@ def test_the_console_and_its_one_time_link_through_nginx(deploy: Callable[..., D
     assert status == 200 and b"<html" in page.lower() and "frame-ancestors 'none'" in headers["Content-Security-Policy"]
     status, headers, _ = fetch(f"{front}/vendor/xterm.js")
     assert status == 200 and "javascript" in headers["Content-Type"], "run `npm ci` (make install) first"
-    assert fetch(f"{front}/console/console.js")[0] == 200
+    assert fetch(f"{front}/console/main.js")[0] == 200  # the page's entry module
     # What the page does with the code: POST it, same origin (nginx passes the browser's Host).
     redeem = {
         "data": json.dumps({"code": code}).encode(),
