@@ -1,0 +1,241 @@
+// Types of procwire.js, procwire's JavaScript client (docs/protocol.md has every method and field).
+
+export type Stream = 'stdout' | 'stderr';
+export type Encoding = 'text' | 'base64';
+export type Signal = string | number;
+
+/** What the server says first on every connection (docs/protocol.md §2). */
+export interface Hello {
+  server: 'procwire';
+  version: string;
+  protocol: number;
+  client_id: string;
+  node: string;
+  identity: { name: string; role: 'admin' | 'user' };
+  limits: {
+    max_message_bytes: number;
+    max_stdin_chunk: number;
+    max_procs: number;
+    kill_grace: number;
+    drain_timeout: number;
+    ping_interval: number;
+  };
+}
+
+/** An exit status: the `exit` notification, the answer of `wait` and `stop` (§8). */
+export interface ExitStatus {
+  proc: number;
+  pid: number;
+  code: number | null;
+  signal: string | null;
+  core_dumped: boolean;
+  timed_out: boolean;
+  duration: number;
+  output_incomplete: boolean;
+  rusage: { utime: number; stime: number; maxrss_kb: number };
+  lost?: true;
+  node?: string;
+}
+
+/** One piece of output: its bytes and the offset of the first one in its stream. */
+export interface Chunk {
+  stream: Stream;
+  data: Uint8Array;
+  offset: number;
+}
+
+/** An `output` notification as the onNotification hook receives it (offset null: unknown). */
+export interface OutputParams {
+  proc: number;
+  stream: Stream;
+  offset: number | null;
+  data: Uint8Array;
+}
+
+export interface ScreenParams {
+  proc: number;
+  data: string;
+  offset: number;
+  rows: number;
+  cols: number;
+}
+
+export interface ProcessInfo {
+  proc: number;
+  pid: number;
+  pgid: number;
+  name: string | null;
+  argv: string[];
+  command: string;
+  cwd: string;
+  state: 'running' | 'exited';
+  started_at: number;
+  exit: ExitStatus | null;
+  pty: boolean;
+  size: { rows: number; cols: number } | null;
+  on_disconnect: 'kill' | 'keep';
+  attached: number;
+  owner: string;
+  offsets: Partial<Record<Stream, number>>;
+  node: string;
+}
+
+export interface AttachAnswer {
+  proc: number;
+  offsets: Partial<Record<Stream, number>>;
+  replay_from: Partial<Record<Stream, number>>;
+  truncated: boolean;
+  state: 'running' | 'exited';
+  exit: ExitStatus | null;
+  screen?: boolean;
+}
+
+/** The params of `start` other than `argv` (§6, start). */
+export interface StartOptions {
+  env?: Record<string, string | null>;
+  clear_env?: boolean;
+  cwd?: string | null;
+  stdin?: 'pipe' | 'null';
+  stderr?: 'pipe' | 'stdout' | 'null';
+  timeout?: number | null;
+  encoding?: Encoding;
+  binary?: boolean;
+  name?: string | null;
+  command?: string | null;
+  pty?: { rows: number; cols: number } | null;
+  on_disconnect?: 'kill' | 'keep';
+  buffer?: number | null;
+}
+
+export interface RunOptions {
+  env?: Record<string, string | null>;
+  clear_env?: boolean;
+  cwd?: string | null;
+  stdin?: 'pipe' | 'null';
+  stderr?: 'pipe' | 'stdout' | 'null';
+  timeout?: number | null;
+  encoding?: Encoding;
+  name?: string | null;
+  /** Bytes for stdin: a string as its UTF-8 bytes, bytes as they are. */
+  input?: string | Uint8Array | null;
+  max_output?: number;
+}
+
+export interface RunResult extends ExitStatus {
+  stdout: Uint8Array;
+  stderr: Uint8Array;
+  encoding: Encoding;
+  truncated: Record<Stream, boolean>;
+}
+
+export interface AttachOptions {
+  /** A number is the stdout offset; default 0. */
+  offset?: number | Partial<Record<Stream, number>> | null;
+  binary?: boolean | null;
+  encoding?: Encoding | null;
+  snapshot?: boolean;
+}
+
+export interface ReconnectPolicy {
+  /** First wait in ms (default 500), doubling up to `max` (10000), each ±20 %. */
+  first?: number;
+  max?: number;
+  /** Give up this many ms after the loss (default 60000). */
+  deadline?: number | null;
+}
+
+/** A WebSocket constructor: the browser's, Node 22's, or the `ws` package's. */
+export type WebSocketConstructor = new (url: string, protocols?: string | string[], options?: object) => any;
+
+export interface ClientOptions {
+  WebSocket?: WebSocketConstructor;
+  /** "query" (default): `?token=`; "header": `Authorization: Bearer`, for implementations taking `{headers}`. */
+  auth?: 'query' | 'header';
+  connectTimeout?: number;
+  /** Reconnect after a loss and resume the kept processes followed (default false). */
+  reconnect?: boolean | ReconnectPolicy;
+  onNotification?: (method: string, params: any) => void;
+  /** Errors answered with id null: a refused write notification or binary stdin frame. */
+  onError?: (error: RpcError) => void;
+  onClose?: (error: ConnectionError) => void;
+  onReconnect?: (hello: Hello) => void;
+}
+
+export class RpcError extends Error {
+  code: number;
+  data: any;
+  method: string | null;
+  constructor(error: { code: number; message: string; data?: any }, method?: string | null);
+}
+
+export class ConnectionError extends Error {
+  /** The WebSocket close code, when there was one. */
+  code: number | null;
+  reason: string;
+  constructor(message: string, event?: { code?: number | null; reason?: string });
+}
+
+export class ProcessLost extends ConnectionError {
+  proc: number;
+  constructor(proc: number, message: string);
+}
+
+export class Process implements AsyncIterable<Chunk> {
+  readonly client: Client;
+  readonly proc: number;
+  readonly pid: number | null;
+  readonly pgid: number | null;
+  /** Attached again after a reconnect: kept (on_disconnect "keep") or attached to. */
+  resumable: boolean;
+  /** Per stream, the offset of the next byte expected. */
+  offsets: Partial<Record<Stream, number>>;
+  /** Some bytes asked for were no longer held by the server. */
+  truncated: boolean;
+  /** The last `screen` notification (an attach with `snapshot`). */
+  screen: ScreenParams | null;
+  /** The answer of the last attach, for a process followed with `attach`. */
+  info?: AttachAnswer;
+  /** The exit status once it came. */
+  status: ExitStatus | null;
+  /** Resolves with the exit status; rejects with ConnectionError or ProcessLost. */
+  readonly exit: Promise<ExitStatus>;
+  on(event: 'output', listener: (chunk: Chunk) => void): this;
+  on(event: 'exit', listener: (status: ExitStatus) => void): this;
+  on(event: 'screen', listener: (params: ScreenParams) => void): this;
+  [Symbol.asyncIterator](): AsyncIterator<Chunk>;
+  call(method: string, params?: Record<string, unknown>): Promise<any>;
+  write(data: string | Uint8Array): Promise<{ written: number }>;
+  send(data: string | Uint8Array): void;
+  closeStdin(): Promise<{ written?: number }>;
+  resize(rows: number, cols: number): Promise<{}>;
+  signal(signal: Signal, options?: { group?: boolean }): Promise<{}>;
+  kill(): Promise<{}>;
+  stop(options?: { signal?: Signal; grace?: number | null }): Promise<ExitStatus>;
+  wait(timeout?: number | null): Promise<ExitStatus>;
+  detach(): Promise<void>;
+  release(): Promise<{}>;
+}
+
+export class Client {
+  constructor(url: string, token: string | null, options?: ClientOptions);
+  static connect(url: string, token: string | null, options?: ClientOptions): Promise<Client>;
+  readonly url: string;
+  readonly hello: Hello | null;
+  readonly connected: boolean;
+  readonly closed: boolean;
+  /** The processes followed, by proc. */
+  readonly processes: Map<number, Process>;
+  connect(): Promise<Hello>;
+  close(): void;
+  call(method: string, params?: Record<string, unknown>): Promise<any>;
+  start(argv: string[], options?: StartOptions): Promise<Process>;
+  attach(proc: number, options?: AttachOptions): Promise<Process>;
+  run(argv: string[], options?: RunOptions): Promise<RunResult>;
+  list(): Promise<ProcessInfo[]>;
+  ping(): Promise<{ time: number }>;
+}
+
+export function backoff(attempt: number, policy?: { first?: number; max?: number }): number;
+export function base64ToBytes(text: string): Uint8Array;
+export function bytesToBase64(bytes: Uint8Array): string;
+export function decodeData(data: string, encoding?: Encoding): Uint8Array;

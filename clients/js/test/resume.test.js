@@ -1,0 +1,55 @@
+// Reconnect and resume: the connection is cut for real by the server (DELETE /api/clients/<id>)
+// while kept processes write a known byte sequence; the iterators go on with every byte once.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+
+import { ProcessLost } from '../procwire.js';
+import { collect, connect, cut, until } from './helpers.js';
+
+// 600 numbered lines of 12 bytes with a non-UTF-8 byte in each, written over about 3 s.
+const WRITER = `i=0; while [ $i -lt 600 ]; do printf '%04d \\377 line\\n' $i; i=$((i+1)); [ $((i % 20)) = 0 ] && sleep 0.1; done`;
+const EXPECTED = Buffer.concat(
+  Array.from({ length: 600 }, (_, i) => Buffer.concat([Buffer.from(`${String(i).padStart(4, '0')} `), Buffer.from([0xff]), Buffer.from(' line\n')])),
+);
+const FAST = { first: 50, max: 200, deadline: 10000 };
+
+for (const [mode, options] of [
+  ['text', {}],
+  ['binary frames', { binary: true }],
+]) {
+  test(`cut twice mid-stream in ${mode}: every byte arrives exactly once, offsets contiguous`, async (t) => {
+    const reconnects = [];
+    const client = await connect(t, { reconnect: FAST, onReconnect: (hello) => reconnects.push(hello.client_id) });
+    const kept = await client.start(['sh', '-c', WRITER], { on_disconnect: 'keep', ...options });
+    const lost = await client.start(['sleep', '30']);
+    const received = collect(kept);
+    const firstId = client.hello.client_id;
+    await until(() => kept.offsets.stdout > 1500);
+    await cut(firstId);
+    await assert.rejects(lost.exit, (error) => error instanceof ProcessLost && /not kept/.test(error.message));
+    await until(() => reconnects.length === 1);
+    await until(() => kept.offsets.stdout > 4500);
+    await cut(client.hello.client_id);
+    const { stdout } = await received;
+    assert.deepEqual(stdout, EXPECTED);
+    assert.equal((await kept.exit).code, 0);
+    assert.equal(reconnects.length, 2);
+    assert.notEqual(reconnects[0], firstId);
+    await client.call('release', { proc: kept.proc });
+  });
+}
+
+test('calls made while reconnecting fail clearly; a process gone meanwhile is reported lost', async (t) => {
+  const client = await connect(t, { reconnect: { first: 300, max: 300, deadline: 10000 } });
+  const kept = await client.start(['sleep', '30'], { on_disconnect: 'keep' });
+  const other = await connect(t);
+  await cut(client.hello.client_id);
+  await until(() => !client.connected);
+  await assert.rejects(client.ping(), { name: 'ConnectionError', message: 'not connected' });
+  await other.call('kill', { proc: kept.proc });
+  await other.call('wait', { proc: kept.proc });
+  await other.call('release', { proc: kept.proc });
+  await assert.rejects(kept.exit, (error) => error instanceof ProcessLost && /no longer knows it/.test(error.message));
+  assert.ok(client.connected);
+});
