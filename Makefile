@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
+JS_CLIENT_STAMP := clients/js/node_modules/.installed
 
 .PHONY: install run test lint clean
 
@@ -13,7 +14,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-install: $(STAMP) $(NODE_STAMP)
+install: $(STAMP) $(NODE_STAMP) $(JS_CLIENT_STAMP)
 
 # A development server on BIND (127.0.0.1:9999; PROCWIRE_BIND=... to move it).
 # It prints, last, a one-time console link and the CLI's two export lines;
@@ -85,6 +86,11 @@ clean:
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $(NODE_STAMP)
+
+# The JavaScript client's dev dependencies (ws, for its Node tests; tests/test_js_client.py runs them).
+$(JS_CLIENT_STAMP): clients/js/package.json clients/js/package-lock.json
+	cd clients/js && npm ci --no-audit --no-fund
+	touch $(JS_CLIENT_STAMP)
 
 # The browser for tests/test_console.py: Debian's chromium, driven by Playwright (never `playwright install`).
 .PHONY: chromium

@@ -21,7 +21,7 @@ JSON_FIELDS = "%(asctime)s %(levelname)s %(name)s %(message)s"
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the Flask app from ``settings`` (loaded from config/ when omitted)."""
     from app.edge import endpoint
-    from app.operations import console, http_api, login
+    from app.operations import console, http_api, js_client, login
     from app.registry import EXTENSION
     from app.security import audit, auth
     from app.security.identity import Identities
@@ -42,6 +42,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     endpoint.init_app(app)
     app.register_blueprint(http_api.bp)
     app.register_blueprint(console.bp)
+    app.register_blueprint(js_client.bp)
     app.register_blueprint(login.bp)
     return app
 

@@ -15,9 +15,10 @@ from flask import Flask, Response, current_app, g, jsonify, request
 from app.security import audit
 
 PUBLIC_PATHS = frozenset({"/healthz"})
-# The web console's page and its static files, by endpoint (app/operations/console.py):
-# GET and HEAD only, so that a browser can load the page that asks for the token.
-PUBLIC_PAGE_ENDPOINTS = frozenset({"console.page", "console.static", "console.vendor"})
+# The web console's page and its static files, by endpoint (app/operations/console.py), and the
+# JavaScript client it imports (app/operations/js_client.py): GET and HEAD only, so that a browser
+# can load the page that asks for the token.
+PUBLIC_PAGE_ENDPOINTS = frozenset({"console.page", "console.static", "console.vendor", "js_client.client_file"})
 # Trades a one-time code for the token (app/operations/login.py): no token yet,
 # but a browser on another site is refused as anywhere else.
 TOKENLESS_POST_ENDPOINTS = frozenset({"console_login.redeem"})

@@ -1,0 +1,77 @@
+"""The JavaScript client (clients/js/): served without a token beside its types, and its own Node
+tests (``node --test``) run against a real server started here, their result asserted."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.server import ROOT, Server
+
+CLIENT = ROOT / "clients" / "js"
+NODE_TIMEOUT = 240  # seconds for the whole Node suite (it takes about 15 on a quiet machine)
+
+
+@pytest.fixture(scope="module")
+def js_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server of its own: the Node tests cut its connections (DELETE /api/clients/<id>)."""
+    home = tmp_path_factory.mktemp("home")
+    running = Server(env={"PROCWIRE_KILL_GRACE": "1", "HOME": str(home)}).start()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def fetch(url: str) -> tuple[int, dict[str, str], bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+def test_the_client_and_its_types_are_served_without_a_token(js_server: Server) -> None:
+    status, headers, body = fetch(f"{js_server.http}/client/procwire.js")
+    assert status == 200
+    assert headers["Content-Type"].startswith("text/javascript")
+    assert body == (CLIENT / "procwire.js").read_bytes()
+    status, _, body = fetch(f"{js_server.http}/client/procwire.d.ts")
+    assert status == 200
+    assert body == (CLIENT / "procwire.d.ts").read_bytes()
+    assert fetch(f"{js_server.http}/client/package.json")[0] == 404
+    assert fetch(f"{js_server.http}/client/helpers.js")[0] == 404
+    assert fetch(f"{js_server.http}/api/clients")[0] == 401  # the rest still needs the token
+
+
+def test_the_node_suite_passes_against_the_real_server(js_server: Server, tmp_path: Path) -> None:
+    node = shutil.which("node")
+    assert node, "the JavaScript client's tests need Node.js 20 or later"
+    assert (CLIENT / "node_modules" / "ws").is_dir(), "run `make install` (npm ci in clients/js)"
+    files = sorted(str(path.relative_to(CLIENT)) for path in (CLIENT / "test").glob("*.test.js"))
+    assert len(files) >= 2
+    env = dict(os.environ)
+    env.update(PROCWIRE_URL=js_server.url, PROCWIRE_HTTP=js_server.http, PROCWIRE_TOKEN=js_server.token)
+    try:
+        run = subprocess.run(
+            [node, "--test", *files],
+            cwd=CLIENT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=NODE_TIMEOUT,
+        )
+    except subprocess.TimeoutExpired as expired:
+        pytest.fail(f"node --test did not finish in {NODE_TIMEOUT} s:\n{expired.stdout}")
+    report = run.stdout + run.stderr
+    assert run.returncode == 0, report
+    assert "# fail 0" in report and "# pass " in report, report
+    passed = int(report.split("# pass ")[1].split()[0])
+    assert passed >= 16, report
