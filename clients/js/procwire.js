@@ -10,10 +10,11 @@ const BINARY_STREAMS = { 1: 'stdout', 2: 'stderr' };
 const CONNECT_TIMEOUT_MS = 10000;
 const RESUME = { first: 500, max: 10000, deadline: 60000 };
 
-/** An error answer of the server: `code`, `message` and `data` as in docs/protocol.md §9. */
+/** An error answer of the server: `code`, `message` and `data` as in docs/protocol.md §9, and the
+ * `method` called (null for an error answered with id null). */
 export class RpcError extends Error {
   constructor(error, method = null) {
-    super(method ? `${method}: ${error.message}` : error.message);
+    super(error.message);
     this.name = 'RpcError';
     this.code = error.code;
     this.data = error.data ?? null;

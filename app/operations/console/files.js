@@ -3,8 +3,8 @@
 // session's current directory (read from /proc/<pid>/cwd when the session runs on this server's
 // host; else in the directory it was started in), and move the exact bytes (base64 on the wire).
 
-import { OfflineError } from './link.js';
-import { bytesToBase64, chunkBytes, describeExit, saveFile } from './util.js';
+import { ConnectionError, bytesToBase64 } from './link.js';
+import { describeExit, saveFile } from './util.js';
 
 const IN_SESSION_DIR = 'd=$(readlink "/proc/$1/cwd" 2>/dev/null) && cd -- "$d";';
 const UPLOAD = `${IN_SESSION_DIR} cat > "$2" && pwd`;
@@ -40,7 +40,7 @@ export class Transfers {
       this.running.set(result.proc, { fail: reject });
       this.app.claimProc(result.proc, {
         output: (chunk) => {
-          const bytes = chunkBytes(chunk);
+          const bytes = chunk.data;
           collected[chunk.stream].push(bytes);
           if (chunk.stream === 'stdout') onStdout((collected.size += bytes.length));
         },
@@ -65,7 +65,7 @@ export class Transfers {
   down() {
     for (const [proc, { fail }] of this.running) {
       this.app.unclaimProc(proc);
-      fail(new OfflineError('the connection was lost'));
+      fail(new ConnectionError('the connection was lost'));
     }
     this.running.clear();
   }
@@ -88,7 +88,7 @@ export class Transfers {
       await Promise.all(inFlight);
       await link.call('close_stdin', { proc });
     } catch (error) {
-      if (error instanceof OfflineError) throw error;
+      if (error instanceof ConnectionError) throw error;
       // Refused input: the process has ended, and its exit says why.
     } finally {
       await Promise.allSettled(inFlight);

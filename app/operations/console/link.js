@@ -1,111 +1,19 @@
-// The page's link to the server: JSON-RPC over one WebSocket (docs/protocol.md), binary output
-// frames decoded, and a new connection by itself after a loss, with backoff and jitter.
+// The page's link to the server, on procwire's JavaScript client (served at /client/procwire.js:
+// the very module third parties get): a new connection by itself after a loss, with backoff and
+// jitter, and the reason for a refused connection found out for the page.
 
-const RETRY_FIRST_MS = 500;
-const RETRY_MAX_MS = 10000;
+import { Client, ConnectionError, RpcError, backoff, bytesToBase64 } from '../client/procwire.js';
+
+export { ConnectionError, RpcError, backoff, bytesToBase64 };
+
 // A connection not greeted by then is given up (an unresponsive server may accept and say nothing).
 const CONNECT_TIMEOUT_MS = 10000;
-const BINARY_STREAMS = { 1: 'stdout', 2: 'stderr' };
 
-export class RpcError extends Error {
-  constructor(error) {
-    super(error.message);
-    this.code = error.code;
-    this.data = error.data;
-  }
-}
-
-// A call that could not get an answer because the connection is gone: not the call's fault.
-export class OfflineError extends Error {}
-
-class Connection {
-  constructor(url, handlers) {
-    this.handlers = handlers;
-    this.ws = new WebSocket(url);
-    this.ws.binaryType = 'arraybuffer';
-    this.nextId = 1;
-    this.pending = new Map();
-    this.hello = null;
-    this.ws.onmessage = (event) => this.receive(event.data);
-    this.ws.onclose = (event) => {
-      for (const { reject } of this.pending.values()) reject(new OfflineError('the connection closed'));
-      this.pending.clear();
-      handlers.onClose(this, event);
-    };
-  }
-
-  receive(data) {
-    if (typeof data !== 'string') {
-      this.receiveBinary(new Uint8Array(data));
-      return;
-    }
-    const message = JSON.parse(data);
-    for (const item of Array.isArray(message) ? message : [message]) this.dispatch(item);
-  }
-
-  // Binary output (a server that still sends this process's output in the starting client's
-  // format): the same as an `output` notification whose offset is "right after the last chunk".
-  receiveBinary(frame) {
-    const stream = BINARY_STREAMS[frame[0]];
-    if (frame.length < 5 || !stream) return;
-    const proc = new DataView(frame.buffer, frame.byteOffset, 5).getUint32(1);
-    this.handlers.onNotification('output', { proc, stream, offset: null, bytes: frame.subarray(5) });
-  }
-
-  dispatch(message) {
-    if (message.method !== undefined && message.id === undefined) {
-      if (message.method === 'hello') {
-        this.hello = message.params || {};
-        this.handlers.onHello(this);
-      } else {
-        this.handlers.onNotification(message.method, message.params || {});
-      }
-      return;
-    }
-    const waiting = this.pending.get(message.id);
-    if (waiting === undefined) {
-      // id null: a refused write sent without id, or a frame the server could not read.
-      if (message.error) this.handlers.onStrayError(message.error);
-      return;
-    }
-    this.pending.delete(message.id);
-    if (message.error) waiting.reject(new RpcError(message.error));
-    else waiting.resolve(message.result);
-  }
-
-  call(method, params) {
-    return new Promise((resolve, reject) => {
-      if (this.ws.readyState !== WebSocket.OPEN) {
-        reject(new OfflineError('not connected'));
-        return;
-      }
-      const id = this.nextId++;
-      this.pending.set(id, { resolve, reject });
-      this.ws.send(JSON.stringify({ jsonrpc: '2.0', id, method, params }));
-    });
-  }
-
-  close() {
-    this.ws.onclose = null;
-    this.ws.onmessage = null;
-    for (const { reject } of this.pending.values()) reject(new OfflineError('logged out'));
-    this.ws.close(1000);
-  }
-}
-
-function socketUrl(token) {
-  // Relative to the page, so that /some/prefix/ connects to /some/prefix/ws.
+// Relative to the page, so that /some/prefix/ connects to /some/prefix/ws (the client adds ?token=).
+function socketUrl() {
   const url = new URL('ws', location.href);
   url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
-  url.search = '?token=' + encodeURIComponent(token);
   return url.href;
-}
-
-// The next wait before connecting again: doubling from RETRY_FIRST_MS up to RETRY_MAX_MS,
-// each spread by ±20 % so that many pages do not all come back at the same instant.
-export function backoff(attempt) {
-  const base = Math.min(RETRY_FIRST_MS * 2 ** attempt, RETRY_MAX_MS);
-  return Math.round(base * (0.8 + 0.4 * Math.random()));
 }
 
 // GET /ws without the upgrade: 401 for a wrong token, 400 once the token passed.
@@ -136,18 +44,18 @@ async function refusalReason(token) {
 export class Link {
   constructor(events) {
     this.events = events;
-    this.connection = null;
+    this.client = null;
     this.token = null;
     this.attempt = 0;
     this.retryTimer = null;
   }
 
   get up() {
-    return Boolean(this.connection && this.connection.hello);
+    return Boolean(this.client && this.client.connected);
   }
 
   get hello() {
-    return this.connection ? this.connection.hello : null;
+    return this.client ? this.client.hello : null;
   }
 
   start(token) {
@@ -157,18 +65,19 @@ export class Link {
 
   stop() {
     clearTimeout(this.retryTimer);
-    if (this.connection) this.connection.close();
-    this.connection = null;
+    const client = this.client;
+    this.client = null;
     this.token = null;
+    if (client) client.close();
   }
 
   retryNow() {
-    if (this.token && !this.connection) this.connect();
+    if (this.token && !this.client) this.connect();
   }
 
   call(method, params = {}) {
-    if (!this.up) return Promise.reject(new OfflineError('not connected'));
-    return this.connection.call(method, params);
+    if (!this.up) return Promise.reject(new ConnectionError('not connected'));
+    return this.client.call(method, params);
   }
 
   /**
@@ -193,29 +102,27 @@ export class Link {
   connect() {
     clearTimeout(this.retryTimer);
     this.events.onState({ state: 'connecting' });
-    const connection = new Connection(socketUrl(this.token), {
-      onHello: (connection) => this.greeted(connection),
-      onClose: (connection, event) => this.closed(connection, event),
+    const client = new Client(socketUrl(), this.token, {
+      connectTimeout: CONNECT_TIMEOUT_MS,
       onNotification: (method, params) => this.events.onNotification(method, params),
-      onStrayError: (error) => this.events.onStrayError(error),
+      onError: (error) => this.events.onStrayError(error),
+      onClose: (error) => this.closed(client, error, true),
     });
-    this.connection = connection;
-    setTimeout(() => {
-      if (this.connection === connection && !connection.hello) connection.ws.close();
-    }, CONNECT_TIMEOUT_MS);
+    this.client = client;
+    client.connect().then(() => this.greeted(client), (error) => this.closed(client, error, false));
   }
 
-  greeted(connection) {
-    if (connection !== this.connection) return;
+  greeted(client) {
+    if (client !== this.client) return;
     this.attempt = 0;
-    this.events.onState({ state: 'up', hello: connection.hello });
-    this.events.onUp(connection.hello);
+    this.events.onState({ state: 'up', hello: client.hello });
+    this.events.onUp(client.hello);
   }
 
-  async closed(connection, event) {
-    if (connection !== this.connection) return;
-    this.connection = null;
-    const wasUp = Boolean(connection.hello);
+  // `event`: the client's ConnectionError, with the close `code` and `reason` when there were some.
+  async closed(client, event, wasUp) {
+    if (client !== this.client) return;
+    this.client = null;
     if (wasUp) this.events.onDown();
     let why = event.reason ? `closed by the server: ${event.reason}` : 'the server cannot be reached';
     if (!wasUp) {

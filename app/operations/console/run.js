@@ -3,7 +3,7 @@
 // shown with that start (and gone with the next one), and output followed again after a reconnect
 // from the last offset received, so that nothing is lost or shown twice.
 
-import { OfflineError, RpcError } from './link.js';
+import { ConnectionError, RpcError } from './link.js';
 import { OutputLog, OutputView } from './outputview.js';
 import { OutputSearch } from './search.js';
 import { $, commandOf, describeExit, exitClass, freshBytes, splitArgs } from './util.js';
@@ -210,7 +210,7 @@ export class RunView {
       const answer = await this.app.link.attach({ proc, offset });
       this.attached(entry, answer);
     } catch (error) {
-      if (error instanceof OfflineError) return; // the next connection attaches again
+      if (error instanceof ConnectionError) return; // the next connection attaches again
       if (error instanceof RpcError && error.code === -32002) {
         entry.gone = entry.info && entry.info.on_disconnect === 'kill'
           ? 'ended with the lost connection (not kept)'

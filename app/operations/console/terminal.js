@@ -3,7 +3,7 @@
 // A fresh attach asks for the current screen (a `screen` notification) instead of a replay of the
 // whole history; after a lost connection the tab attaches again from the last offset it received.
 
-import { OfflineError, RpcError } from './link.js';
+import { ConnectionError, RpcError } from './link.js';
 import { describeExit, freshBytes } from './util.js';
 
 const THEME_BACKGROUND = '#14161b';
@@ -100,7 +100,7 @@ export class TerminalSession {
         try {
           await this.app.link.call('write', { proc: this.proc, ...params });
         } catch (error) {
-          if (error instanceof OfflineError) break; // sent again on the next connection
+          if (error instanceof ConnectionError) break; // sent again on the next connection
           this.term.write(dim(`typing failed: ${error.message}`));
         }
         this.queue.shift();
@@ -154,7 +154,7 @@ export class TerminalSession {
       this.app.listChanged();
       this.flush();
     } catch (error) {
-      if (error instanceof OfflineError) {
+      if (error instanceof ConnectionError) {
         this.state = 'connecting'; // started again on the next connection
       } else {
         this.state = 'failed';
@@ -191,7 +191,7 @@ export class TerminalSession {
       this.app.listChanged();
       this.flush();
     } catch (error) {
-      if (error instanceof OfflineError) {
+      if (error instanceof ConnectionError) {
         this.state = 'connecting';
       } else if (error instanceof RpcError && error.code === -32002) {
         this.gone(`cannot attach to proc ${proc}: ${error.message}`);

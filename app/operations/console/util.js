@@ -2,8 +2,6 @@
 
 export const $ = (id) => document.getElementById(id);
 
-const encoder = new TextEncoder();
-
 // A command line as argv: a JSON array of strings, or shell-like words
 // (blanks separate words; '...' is literal; "..." and \ escape; no expansion).
 export function splitArgs(text) {
@@ -83,30 +81,11 @@ export function clockTime(date) {
 
 // -- bytes ----------------------------------------------------------------------------
 
-function base64ToBytes(text) {
-  const binary = atob(text);
-  const bytes = new Uint8Array(binary.length);
-  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
-  return bytes;
-}
-
-export function bytesToBase64(bytes) {
-  let binary = '';
-  for (let i = 0; i < bytes.length; i += 0x8000) binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-  return btoa(binary);
-}
-
-// The bytes of an `output` notification, or of a binary frame (already bytes).
-export function chunkBytes(params) {
-  if (params.bytes) return params.bytes;
-  if (params.encoding === 'base64') return base64ToBytes(params.data);
-  return encoder.encode(params.data);
-}
-
-// The part of an output chunk not seen yet on a stream whose next expected offset is `stream.next`:
-// a replay may overlap what arrived live. A binary frame has no offset: it continues the stream.
+// The part of an output chunk (its bytes as the client decoded them) not seen yet on a stream whose
+// next expected offset is `stream.next`: a replay may overlap what arrived live. A binary frame of a
+// process the client does not follow has no offset: it continues the stream.
 export function freshBytes(stream, params) {
-  const bytes = chunkBytes(params);
+  const bytes = params.data;
   const offset = params.offset ?? stream.next;
   const end = offset + bytes.length;
   if (end <= stream.next) return { bytes: null, gap: 0 };

@@ -117,6 +117,7 @@ test('errors carry code, message and data', async (t) => {
     assert.ok(error instanceof RpcError);
     assert.equal(error.code, -32001);
     assert.equal(error.data.errno, 2);
+    assert.equal(error.method, 'start');
     assert.match(error.message, /executable not found/);
     return true;
   });
