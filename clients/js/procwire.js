@@ -262,6 +262,11 @@ export class Client {
       }, this.options.connectTimeout ?? CONNECT_TIMEOUT_MS);
       this.greet = (hello) => {
         clearTimeout(timer);
+        if (this.closed) {
+          failure = 'the client was closed meanwhile';
+          ws.close(1000);
+          return;
+        }
         this.ws = ws;
         this.hello = hello;
         resolve(hello);
@@ -435,7 +440,7 @@ export class Client {
     const error = new ConnectionError(`the connection to ${this.url} was lost${closeText(event)}`, event);
     for (const { reject } of this.pending.values()) reject(error);
     this.pending.clear();
-    if (this.options.onClose) this.options.onClose(error);
+    if (this.options.onClose && !this.closed) this.options.onClose(error);
     if (this.policy && !this.closed) {
       this.resume(error);
       return;
