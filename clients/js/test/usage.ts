@@ -1,0 +1,45 @@
+// Compiled (never run) by types.test.js: the declarations in procwire.d.ts allow the README's uses
+// and refuse wrong ones (each @ts-expect-error must be an error).
+
+import { Client, ConnectionError, ProcessLost, RpcError, type Chunk, type ExitStatus, type Hello } from '../procwire.js';
+
+export async function uses(WebSocket: new (url: string) => unknown): Promise<void> {
+  const client = await Client.connect('ws://127.0.0.1:9999/ws', 'token', {
+    WebSocket,
+    auth: 'header',
+    reconnect: { first: 100, max: 1000, deadline: 5000 },
+    onReconnect: (hello: Hello) => hello.client_id,
+    onError: (error) => error.code,
+  });
+  const result = await client.run(['sh', '-c', 'exit 3'], { input: new Uint8Array([1]), max_output: 10 });
+  const stdout: Uint8Array = result.stdout;
+  const status: number | null = result.code;
+  const cat = await client.start(['cat'], { binary: true, on_disconnect: 'keep', pty: { rows: 24, cols: 80 } });
+  for await (const chunk of cat) {
+    const { stream, data, offset }: Chunk = chunk;
+    void [stream, data.byteLength, offset + 1];
+  }
+  await cat.write('text');
+  await cat.write(stdout);
+  cat.send(new Uint8Array([0]));
+  await cat.resize(40, 120);
+  await cat.signal('INT', { group: false });
+  const exit: ExitStatus = await cat.exit;
+  cat.on('screen', (params) => params.rows).on('exit', (done) => done.signal);
+  const attached = await client.attach(exit.proc, { offset: { stdout: 4 }, snapshot: true, binary: false });
+  void [attached.screen?.data, attached.info?.replay_from.stdout, status];
+  try {
+    await client.call('ping');
+  } catch (error) {
+    if (error instanceof RpcError) void [error.code, error.data, error.method];
+    if (error instanceof ProcessLost) void error.proc;
+    if (error instanceof ConnectionError) void [error.code, error.reason];
+  }
+  // @ts-expect-error argv is an array of strings
+  await client.start('ls');
+  // @ts-expect-error no such stream
+  void (await cat.exit).rusage.nothing;
+  // @ts-expect-error `on_disconnect` is "kill" or "keep"
+  await client.start(['ls'], { on_disconnect: 'detach' });
+  client.close();
+}
