@@ -235,6 +235,8 @@ export class Client {
   ping(): Promise<{ time: number }>;
 }
 
+/** The methods sent again after a reconnect when they were in flight: they change nothing. */
+export const SAFE_TO_RETRY: ReadonlySet<string>;
 export function backoff(attempt: number, policy?: { first?: number; max?: number }): number;
 export function base64ToBytes(text: string): Uint8Array;
 export function bytesToBase64(bytes: Uint8Array): string;

@@ -9,6 +9,9 @@ const encoder = new TextEncoder();
 const BINARY_STREAMS = { 1: 'stdout', 2: 'stderr' };
 const CONNECT_TIMEOUT_MS = 10000;
 const RESUME = { first: 500, max: 10000, deadline: 60000 };
+// Calls that change nothing on the server: in flight when a connection drops, they are sent again
+// on the next one (with `reconnect`); any other call fails, as it may have been carried out.
+export const SAFE_TO_RETRY = new Set(['ping', 'list', 'find', 'lookpath', 'wait']);
 
 /** An error answer of the server: `code`, `message` and `data` as in docs/protocol.md §9, and the
  * `method` called (null for an error answered with id null). */
@@ -377,7 +380,7 @@ export class Client {
         return;
       }
       const id = this.nextId++;
-      this.pending.set(id, { resolve, reject, method, adopt });
+      this.pending.set(id, { resolve, reject, method, params, adopt });
       this.ws.send(JSON.stringify({ jsonrpc: '2.0', id, method, params }));
     });
   }
@@ -438,29 +441,32 @@ export class Client {
     this.ws = null;
     this.hello = null;
     const error = new ConnectionError(`the connection to ${this.url} was lost${closeText(event)}`, event);
-    for (const { reject } of this.pending.values()) reject(error);
+    const resuming = this.policy !== null && !this.closed;
+    const retry = [...this.pending.values()].filter((call) => resuming && SAFE_TO_RETRY.has(call.method));
+    for (const call of this.pending.values()) if (!retry.includes(call)) call.reject(error);
     this.pending.clear();
     if (this.options.onClose && !this.closed) this.options.onClose(error);
-    if (this.policy && !this.closed) {
-      this.resume(error);
+    if (resuming) {
+      this.resume(error, retry);
       return;
     }
     for (const process of this.processes.values()) process.fail(error);
     this.processes.clear();
   }
 
-  // Connect again with backoff until the deadline, then attach again every kept process followed
-  // from the offsets received.  A process that was not kept ended with the lost connection.
-  async resume(error) {
+  // Connect again with backoff until the deadline, attach again every kept process followed from
+  // the offsets received, then send the `retry` calls again.  A process that was not kept ended
+  // with the lost connection.
+  async resume(error, retry) {
     for (const process of [...this.processes.values()]) {
       if (!process.resumable) this.drop(process, 'it was not kept (on_disconnect "keep"), so it ended with the lost connection');
     }
     const deadline = Date.now() + (this.policy.deadline ?? Infinity);
     for (let attempt = 0; !this.closed; attempt++) {
       await sleep(Math.min(backoff(attempt, this.policy), Math.max(0, deadline - Date.now())));
-      if (this.closed) return;
-      if (Date.now() >= deadline) {
+      if (this.closed || Date.now() >= deadline) {
         this.closed = true;
+        for (const call of retry) call.reject(error);
         for (const process of this.processes.values()) process.fail(error);
         this.processes.clear();
         return;
@@ -472,6 +478,7 @@ export class Client {
       }
       if (this.options.onReconnect) this.options.onReconnect(this.hello);
       for (const process of [...this.processes.values()]) await this.reattach(process);
+      for (const call of retry) this.request(call.method, call.params, call.adopt).then(call.resolve, call.reject);
       return;
     }
   }

@@ -24,6 +24,7 @@ for (const [mode, options] of [
     const kept = await client.start(['sh', '-c', WRITER], { on_disconnect: 'keep', ...options });
     const lost = await client.start(['sleep', '30']);
     const received = collect(kept);
+    const waited = kept.wait(); // in flight through both cuts: sent again, as it changes nothing
     const firstId = client.hello.client_id;
     await until(() => kept.offsets.stdout > 1500);
     await cut(firstId);
@@ -34,17 +35,23 @@ for (const [mode, options] of [
     const { stdout } = await received;
     assert.deepEqual(stdout, EXPECTED);
     assert.equal((await kept.exit).code, 0);
+    assert.deepEqual(await waited, await kept.exit);
     assert.equal(reconnects.length, 2);
     assert.notEqual(reconnects[0], firstId);
     await client.call('release', { proc: kept.proc });
   });
 }
 
-test('calls made while reconnecting fail clearly; a process gone meanwhile is reported lost', async (t) => {
+test('a write in flight and calls made while reconnecting fail clearly; a process gone meanwhile is lost', async (t) => {
   const client = await connect(t, { reconnect: { first: 300, max: 300, deadline: 10000 } });
   const kept = await client.start(['sleep', '30'], { on_disconnect: 'keep' });
   const other = await connect(t);
+  // `sleep` never reads: the last of these writes waits for room in its pipe (at most 1 MiB), in flight.
+  const writes = [1, 2, 3].map(() => kept.write(new Uint8Array(512 << 10)));
+  for (const write of writes) write.catch(() => {});
+  const writing = writes[2]; // it may have been partly carried out, so it fails rather than being sent again
   await cut(client.hello.client_id);
+  await assert.rejects(writing, { name: 'ConnectionError' });
   await until(() => !client.connected);
   await assert.rejects(client.ping(), { name: 'ConnectionError', message: 'not connected' });
   await other.call('kill', { proc: kept.proc });
