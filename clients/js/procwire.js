@@ -302,6 +302,7 @@ export class Client {
     this.lost({ code: 1000, reason: 'closed by the client' });
     if (ws) {
       ws.onclose = null;
+      ws.onmessage = null;
       ws.close(1000);
     }
   }
@@ -440,7 +441,7 @@ export class Client {
   lost(event) {
     this.ws = null;
     this.hello = null;
-    const error = new ConnectionError(`the connection to ${this.url} was lost${closeText(event)}`, event);
+    const error = new ConnectionError(`the connection to ${this.url} was ${this.closed ? 'closed' : 'lost'}${closeText(event)}`, event);
     const resuming = this.policy !== null && !this.closed;
     const retry = [...this.pending.values()].filter((call) => resuming && SAFE_TO_RETRY.has(call.method));
     for (const call of this.pending.values()) if (!retry.includes(call)) call.reject(error);

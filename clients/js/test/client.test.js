@@ -180,3 +180,14 @@ test('a snapshot attach to a terminal delivers its screen to the process, then t
   assert.deepEqual(stdout, Buffer.from('bye\r\nbye'));
   await second.call('release', { proc: shell.proc });
 });
+
+test('close ends pending calls and followed processes, and refuses later calls', async (t) => {
+  const client = await connect(t);
+  const process = await client.start(['sleep', '30']);
+  const waiting = process.wait();
+  client.close();
+  await assert.rejects(waiting, { name: 'ConnectionError', message: /was closed \(1000 closed by the client\)/ });
+  await assert.rejects(process.exit, ConnectionError);
+  await assert.rejects(client.ping(), { message: 'the client is closed' });
+  assert.equal(client.connected, false);
+});
