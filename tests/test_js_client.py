@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.server import ROOT, Server
+from tests.server import ROOT, Server, children_of, wait_until
 
 CLIENT = ROOT / "clients" / "js"
 NODE_TIMEOUT = 240  # seconds for the whole Node suite (it takes about 15 on a quiet machine)
@@ -75,3 +75,5 @@ def test_the_node_suite_passes_against_the_real_server(js_server: Server, tmp_pa
     assert "# fail 0" in report and "# pass " in report, report
     passed = int(report.split("# pass ")[1].split()[0])
     assert passed >= 18, report
+    worker = js_server.worker_pids()[0]
+    assert wait_until(lambda: children_of(worker) == []), f"left running by the Node tests: {children_of(worker)}"
