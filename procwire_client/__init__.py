@@ -15,15 +15,7 @@
 Only ``websocket-client`` is needed (no Flask, no gevent).
 """
 
-from procwire_client.client import (
-    DEFAULT_URL,
-    Attachment,
-    Client,
-    ExitStatus,
-    Process,
-    ProcessInfo,
-    Result,
-)
+from procwire_client.connection import DEFAULT_URL
 from procwire_client.errors import (
     AuthenticationError,
     ClusterUnavailable,
@@ -34,6 +26,7 @@ from procwire_client.errors import (
     MethodNotFound,
     NoSuchProcess,
     NotFound,
+    OutputTruncated,
     ParseError,
     PermissionDenied,
     ProcessExited,
@@ -43,6 +36,9 @@ from procwire_client.errors import (
     SpawnFailed,
     Timeout,
 )
+from procwire_client.process import Process
+from procwire_client.results import Attachment, ExitStatus, ProcessInfo, Result
+from procwire_client.sync_client import Client
 
 __version__ = "0.1.0"
 
@@ -60,6 +56,7 @@ __all__ = [
     "MethodNotFound",
     "NoSuchProcess",
     "NotFound",
+    "OutputTruncated",
     "ParseError",
     "PermissionDenied",
     "Process",
