@@ -12,9 +12,14 @@
                 print(stream, data)
             print(process.wait().code)
 
-Only ``websocket-client`` is needed (no Flask, no gevent).
+The asyncio client has the same shape (``async with AsyncClient(url, token)
+as client``, ``await client.run(...)``, ``async with client.start(...) as
+process``, ``async for stream, data in process``); see docs/clients.md.
+Only ``websocket-client`` and ``websockets`` are needed (no Flask, no gevent).
 """
 
+from procwire_client.async_process import AsyncProcess
+from procwire_client.asyncio_client import AsyncClient
 from procwire_client.connection import DEFAULT_URL
 from procwire_client.errors import (
     AuthenticationError,
@@ -44,6 +49,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_URL",
+    "AsyncClient",
+    "AsyncProcess",
     "Attachment",
     "AuthenticationError",
     "Client",
