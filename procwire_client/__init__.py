@@ -21,6 +21,7 @@ Only ``websocket-client`` and ``websockets`` are needed (no Flask, no gevent).
 from procwire_client.async_process import AsyncProcess
 from procwire_client.asyncio_client import AsyncClient
 from procwire_client.connection import DEFAULT_URL
+from procwire_client.core.resume import Reconnect
 from procwire_client.errors import (
     AuthenticationError,
     ClusterUnavailable,
@@ -72,6 +73,7 @@ __all__ = [
     "ProcessRunning",
     "ProcwireConnectionError",
     "ProcwireError",
+    "Reconnect",
     "Result",
     "SpawnFailed",
     "Timeout",

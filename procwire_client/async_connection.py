@@ -21,6 +21,7 @@ from procwire_client.async_process import AsyncProcess
 from procwire_client.connection import close_message, resolve_url_and_token
 from procwire_client.core import Answered, Event, Exited, Failed, Output, Protocol, Screen, StrayError
 from procwire_client.core.protocol import ProtocolError, copy_connection_error
+from procwire_client.core.resume import Reconnect
 from procwire_client.errors import AuthenticationError, ProcwireConnectionError, ProcwireError
 
 Callback = Callable[[Any], None]
@@ -36,10 +37,15 @@ class AsyncConnection:
         *,
         connect_timeout: float = 10.0,
         headers: Sequence[tuple[str, str]] = (),
+        reconnect: bool | Reconnect = False,
     ) -> None:
         self.url, self._token = resolve_url_and_token(url, token)
         self._connect_timeout = connect_timeout
         self._headers = list(headers)
+        self.reconnect = Reconnect.from_option(reconnect)
+        self.reconnects = 0  # how many times the connection was made again
+        self._reconnecting = False
+        self._resuming: set[asyncio.Task[None]] = set()  # re-attaches in flight (kept referenced)
         self._protocol = Protocol()
         self._calls: dict[int, tuple[asyncio.Future[Any], Callback | None]] = {}
         self._procs: dict[int, AsyncProcess] = {}
@@ -59,11 +65,18 @@ class AsyncConnection:
         Raises :class:`AuthenticationError` (wrong token),
         :class:`ProcwireConnectionError` (refused, unreachable, not procwire).
         """
+        self._ws = await self._open(self._protocol)
+        self.hello = self._protocol.hello or {}
+        self._reader = asyncio.create_task(self._read_loop(), name="procwire-reader")
+        return self
+
+    async def _open(self, protocol: Protocol) -> ClientConnection:
+        """A new connection whose hello ``protocol`` has read."""
         headers = list(self._headers)
         if self._token:
             headers.append(("Authorization", f"Bearer {self._token}"))
         try:
-            self._ws = await connect(
+            ws = await connect(
                 self.url,
                 additional_headers=headers,
                 open_timeout=self._connect_timeout,
@@ -77,12 +90,11 @@ class AsyncConnection:
             detail = str(error) or type(error).__name__
             raise ProcwireConnectionError(f"cannot connect to {self.url}: {detail}") from None
         try:
-            await self._read_hello(self._ws)
+            await self._read_hello(ws, protocol)
         except BaseException:
-            await self._ws.close()
+            await ws.close()
             raise
-        self._reader = asyncio.create_task(self._read_loop(self._ws), name="procwire-reader")
-        return self
+        return ws
 
     def _refused(self, error: websockets.exceptions.InvalidStatus) -> ProcwireConnectionError:
         status = error.response.status_code
@@ -93,7 +105,7 @@ class AsyncConnection:
         cls = AuthenticationError if status == 401 else ProcwireConnectionError
         return cls(f"{self.url} refused the connection: HTTP {status}: {detail}", status=status)
 
-    async def _read_hello(self, ws: ClientConnection) -> None:
+    async def _read_hello(self, ws: ClientConnection, protocol: Protocol) -> None:
         try:
             first = await asyncio.wait_for(ws.recv(), self._connect_timeout)
         except (TimeoutError, websockets.exceptions.WebSocketException) as error:
@@ -101,10 +113,9 @@ class AsyncConnection:
         try:
             if not isinstance(first, str):
                 raise ProtocolError("binary first")
-            self._protocol.receive_text(first)
+            protocol.receive_text(first)
         except ProtocolError:
             raise ProcwireConnectionError(f"{self.url} is not a procwire server (no hello)") from None
-        self.hello = self._protocol.hello or {}
 
     @property
     def client_id(self) -> str | None:
@@ -140,6 +151,8 @@ class AsyncConnection:
         self._shutdown(ProcwireConnectionError("the connection is closed"))
 
     def _lost(self) -> ProcwireConnectionError:
+        if self._closed is None and self._reconnecting:
+            return ProcwireConnectionError(f"the connection to {self.url} dropped; reconnecting")
         return copy_connection_error(self._closed or ProcwireConnectionError("the connection is closed"))
 
     def _shutdown(self, reason: ProcwireConnectionError) -> None:
@@ -153,7 +166,21 @@ class AsyncConnection:
 
     # -- reading ----------------------------------------------------------------------
 
-    async def _read_loop(self, ws: ClientConnection) -> None:
+    async def _read_loop(self) -> None:
+        """Read until the connection ends; then resume on a new one when ``reconnect`` says so."""
+        while True:
+            assert self._ws is not None
+            reason = await self._read_frames(self._ws)
+            if self._closing or not await self._resume(reason):
+                self._shutdown(reason)
+                return
+
+    async def _resume(self, reason: ProcwireConnectionError) -> bool:
+        """Overridden where reconnecting is implemented: whether the connection is back."""
+        return False
+
+    async def _read_frames(self, ws: ClientConnection) -> ProcwireConnectionError:
+        """Read and handle frames until the connection ends; why it ended."""
         reason = ProcwireConnectionError("the connection is closed")
         try:
             async for message in ws:
@@ -169,7 +196,7 @@ class AsyncConnection:
             text = received.reason if received is not None else ""
             message = close_message(code, text) if received is not None else f"connection to {self.url} lost"
             reason = ProcwireConnectionError(message, close_code=code, close_reason=text)
-        self._shutdown(reason)
+        return reason
 
     def _dispatch(self, events: list[Event]) -> None:
         for event in events:
@@ -199,7 +226,7 @@ class AsyncConnection:
     # -- sending ----------------------------------------------------------------------
 
     async def _send(self, frame: str | bytes) -> None:
-        if self._closed is not None or self._closing or self._ws is None:
+        if self._closed is not None or self._closing or self._reconnecting or self._ws is None:
             raise self._lost()
         try:
             await self._ws.send(frame)
@@ -214,7 +241,7 @@ class AsyncConnection:
     ) -> Awaitable[Any]:
         """Send a request; an awaitable of its result.  ``callback(result)`` runs in the
         reader task before any later frame is handled (a ``start`` routes its process)."""
-        if self._closed is not None:
+        if self._closed is not None or self._reconnecting:
             raise self._lost()
         request_id, frame = self._protocol.request(method, params)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()

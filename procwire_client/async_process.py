@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from procwire_client.core.params import as_bytes, data_param
-from procwire_client.core.protocol import BINARY_HEADER
+from procwire_client.core.protocol import BINARY_HEADER, copy_connection_error
 from procwire_client.errors import ProcessExited, ProcwireConnectionError, ProcwireError, Timeout
 from procwire_client.results import Attachment, ExitStatus
 
@@ -29,10 +29,20 @@ class AsyncProcess:
     """
 
     def __init__(
-        self, client: AsyncClient, proc: int, *, pid: int | None = None, pgid: int | None = None, pty: bool = False
+        self,
+        client: AsyncClient,
+        proc: int,
+        *,
+        pid: int | None = None,
+        pgid: int | None = None,
+        pty: bool = False,
+        kept: bool = False,
+        output_format: dict[str, Any] | None = None,
     ) -> None:
         self.client = client
         self.proc = proc
+        self._kept = kept  # outlives a dropped connection: resumed by a reconnecting client
+        self._output_format = output_format or {}  # binary/encoding asked for, asked again on resume
         self.pid = pid
         self.pgid = pgid
         self.pty = pty
@@ -122,7 +132,7 @@ class AsyncProcess:
                 break
             yield item
         if self._lost is not None:
-            raise self.client._lost()
+            raise copy_connection_error(self._lost)
 
     async def communicate(self, input: bytes | str | None = None, timeout: float | None = None) -> tuple[bytes, bytes]:
         """Write ``input`` (if any) and close stdin, then collect all output until the exit."""
@@ -161,7 +171,7 @@ class AsyncProcess:
         if self._status is None:
             if self._is_detached:
                 return await self.client.wait(self.proc, timeout)
-            raise self.client._lost()
+            raise copy_connection_error(self._lost) if self._lost else self.client._lost()
         return self._status
 
     # -- stdin ------------------------------------------------------------------------

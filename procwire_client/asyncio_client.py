@@ -18,8 +18,8 @@ import os
 from collections.abc import Awaitable, Generator, Mapping, Sequence
 from typing import Any
 
-from procwire_client.async_connection import AsyncConnection
 from procwire_client.async_process import AsyncProcess
+from procwire_client.async_resuming import AsyncResumingConnection
 from procwire_client.core.params import (
     DEFAULT_RUN_MAX_OUTPUT,
     as_bytes,
@@ -28,6 +28,7 @@ from procwire_client.core.params import (
     spawn_params,
     start_params,
 )
+from procwire_client.core.resume import output_format
 from procwire_client.errors import ProcwireError
 from procwire_client.results import (
     Attachment,
@@ -40,7 +41,7 @@ from procwire_client.results import (
 )
 
 
-class AsyncClient(AsyncConnection):
+class AsyncClient(AsyncResumingConnection):
     """One connection to a procwire server, for asyncio.
 
     ``async with AsyncClient(url, token) as client:`` connects (or ``await
@@ -49,6 +50,9 @@ class AsyncClient(AsyncConnection):
     ``$PROCWIRE_TOKEN``.  Every method raises :class:`ProcwireConnectionError`
     when the connection is gone; each method raises the same server errors as
     the :class:`~procwire_client.Client` method of the same name.
+
+    ``reconnect=True`` (or a :class:`Reconnect` policy) resumes kept processes
+    after a dropped connection, as for :class:`~procwire_client.Client`.
     """
 
     async def __aenter__(self) -> AsyncClient:
@@ -138,7 +142,13 @@ class AsyncClient(AsyncConnection):
 
         def route(result: Any) -> None:  # in the reader task, before any output of it
             process = AsyncProcess(
-                self, result["proc"], pid=result.get("pid"), pgid=result.get("pgid"), pty="pty" in params
+                self,
+                result["proc"],
+                pid=result.get("pid"),
+                pgid=result.get("pgid"),
+                pty="pty" in params,
+                kept=on_disconnect == "keep",
+                output_format=output_format(params),
             )
             self._route(process)
             started["process"] = process
@@ -195,7 +205,7 @@ class AsyncClient(AsyncConnection):
         Raises :class:`NoSuchProcess`, :class:`InvalidParams` (a bad ``offset``).
         """
         params = attach_params(proc, offset, binary, encoding, snapshot)
-        process = AsyncProcess(self, proc)
+        process = AsyncProcess(self, proc, kept=True, output_format=output_format(params))
         previous = self._route(process)
 
         def attached(result: Any) -> None:  # in the reader task, before the replay

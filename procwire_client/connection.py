@@ -24,6 +24,7 @@ from websocket import ABNF
 
 from procwire_client.core import Answered, Event, Exited, Failed, Output, Protocol, Screen, StrayError
 from procwire_client.core.protocol import ProtocolError, copy_connection_error
+from procwire_client.core.resume import Reconnect
 from procwire_client.errors import AuthenticationError, ProcwireConnectionError, ProcwireError, Timeout
 
 if TYPE_CHECKING:
@@ -88,8 +89,14 @@ class Connection:
         *,
         connect_timeout: float = 10.0,
         headers: Sequence[str] = (),
+        reconnect: bool | Reconnect = False,
     ) -> None:
         self.url, token = resolve_url_and_token(url, token)
+        self._token, self._connect_timeout, self._headers = token, connect_timeout, list(headers)
+        self.reconnect = Reconnect.from_option(reconnect)
+        self.reconnects = 0  # how many times the connection was made again
+        self._reconnecting = False
+        self._closing_event = threading.Event()  # wakes a reconnect's pause when closing
         self._lock = threading.RLock()  # the protocol state, pending calls, routed processes
         self._send_lock = threading.Lock()  # every frame written to the socket
         self._protocol = Protocol()
@@ -99,17 +106,8 @@ class Connection:
         self._closed: ProcwireConnectionError | None = None
         self._closing = False
         self.stray_errors: list[ProcwireError] = []  # id-null errors no process could be blamed for
-        self._ws = self._connect(token, connect_timeout, list(headers))
-        try:
-            self.hello: dict[str, Any] = self._read_hello()
-        except BaseException:
-            self._ws.shutdown()
-            raise
-        limits = self._protocol.limits
-        self.max_message_bytes = limits.max_message_bytes
-        self.write_chunk = limits.write_chunk
-        self.write_window = limits.write_window
-        self._ws.settimeout(None)
+        self._ws = self._open(self._protocol)
+        self._set_hello()
         self._reader = threading.Thread(target=self._read_loop, name="procwire-reader", daemon=True)
         self._reader.start()
 
@@ -137,18 +135,35 @@ class Connection:
         cls = AuthenticationError if status == 401 else ProcwireConnectionError
         return cls(f"{self.url} refused the connection: HTTP {status}: {detail}", status=status)
 
-    def _read_hello(self) -> dict[str, Any]:
+    def _open(self, protocol: Protocol) -> websocket.WebSocket:
+        """A new socket whose hello ``protocol`` has read."""
+        ws = self._connect(self._token, self._connect_timeout, list(self._headers))
         try:
-            opcode, data = self._ws.recv_data()
+            self._read_hello(ws, protocol)
+        except BaseException:
+            ws.shutdown()
+            raise
+        ws.settimeout(None)
+        return ws
+
+    def _read_hello(self, ws: websocket.WebSocket, protocol: Protocol) -> None:
+        try:
+            opcode, data = ws.recv_data()
         except (OSError, websocket.WebSocketException) as error:
             raise ProcwireConnectionError(f"no hello from {self.url}: {error or type(error).__name__}") from None
         try:
             if opcode != ABNF.OPCODE_TEXT:
                 raise ProtocolError("binary first")
-            self._protocol.receive_text(data)
+            protocol.receive_text(data)
         except ProtocolError:
             raise ProcwireConnectionError(f"{self.url} is not a procwire server (no hello)") from None
-        return self._protocol.hello or {}
+
+    def _set_hello(self) -> None:
+        self.hello: dict[str, Any] = self._protocol.hello or {}
+        limits = self._protocol.limits
+        self.max_message_bytes = limits.max_message_bytes
+        self.write_chunk = limits.write_chunk
+        self.write_window = limits.write_window
 
     @property
     def client_id(self) -> str | None:
@@ -164,6 +179,7 @@ class Connection:
             if self._closing:
                 return
             self._closing = True
+        self._closing_event.set()
         in_reader = threading.current_thread() is self._reader
         if self._closed is None:
             with contextlib.suppress(OSError, websocket.WebSocketException), self._send_lock:
@@ -178,6 +194,8 @@ class Connection:
 
     def _lost(self) -> ProcwireConnectionError:
         """A fresh exception saying why the connection is gone."""
+        if self._closed is None and self._reconnecting:
+            return ProcwireConnectionError(f"the connection to {self.url} dropped; reconnecting")
         return copy_connection_error(self._closed or ProcwireConnectionError("the connection is closed"))
 
     def _shutdown(self, reason: ProcwireConnectionError) -> None:
@@ -196,7 +214,7 @@ class Connection:
 
     def _send_frame(self, payload: str | bytes, opcode: int) -> None:
         with self._send_lock:
-            if self._closed is not None or self._closing:
+            if self._closed is not None or self._closing or self._reconnecting:
                 raise self._lost()
             try:
                 self._ws.send(payload, opcode)
@@ -208,7 +226,7 @@ class Connection:
     ) -> Call:
         call = Call(method, callback)
         with self._lock:
-            if self._closed is not None:
+            if self._closed is not None or self._reconnecting:
                 raise self._lost()
             request_id, frame = self._protocol.request(method, params)
             self._calls[request_id] = call
@@ -246,7 +264,19 @@ class Connection:
     # -- reading --------------------------------------------------------------------
 
     def _read_loop(self) -> None:
-        ws = self._ws
+        """Read until the connection ends; then resume on a new one when ``reconnect`` says so."""
+        while True:
+            reason = self._read_frames(self._ws)
+            if self._closing or not self._resume(reason):
+                self._shutdown(reason)
+                return
+
+    def _resume(self, reason: ProcwireConnectionError) -> bool:
+        """Overridden where reconnecting is implemented: whether the connection is back."""
+        return False
+
+    def _read_frames(self, ws: websocket.WebSocket) -> ProcwireConnectionError:
+        """Read and handle frames until the connection ends; why it ended."""
         reason: ProcwireConnectionError | None = None
         try:
             while True:
@@ -262,16 +292,14 @@ class Connection:
                     with self._send_lock:
                         ws.send(frame.data, ABNF.OPCODE_PONG)
                 elif opcode == ABNF.OPCODE_CLOSE:
-                    reason = self._on_close(bytes(frame.data))
-                    return
+                    return self._on_close(bytes(frame.data))
         except Exception as error:
             if self._closing:
                 reason = ProcwireConnectionError("the connection is closed")
             else:
                 detail = str(error) or type(error).__name__
                 reason = ProcwireConnectionError(f"connection to {self.url} lost: {detail}")
-        finally:
-            self._shutdown(reason or ProcwireConnectionError("the connection is closed"))
+        return reason or ProcwireConnectionError("the connection is closed")
 
     def _receive(self, opcode: int, data: bytes) -> None:
         with self._lock:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from procwire_client.core.params import as_bytes, data_param
-from procwire_client.core.protocol import BINARY_HEADER
+from procwire_client.core.protocol import BINARY_HEADER, copy_connection_error
 from procwire_client.errors import ProcessExited, ProcwireConnectionError, ProcwireError, Timeout
 from procwire_client.results import Attachment, ExitStatus
 
@@ -43,10 +43,20 @@ class Process:
     """
 
     def __init__(
-        self, client: Client, proc: int, *, pid: int | None = None, pgid: int | None = None, pty: bool = False
+        self,
+        client: Client,
+        proc: int,
+        *,
+        pid: int | None = None,
+        pgid: int | None = None,
+        pty: bool = False,
+        kept: bool = False,
+        output_format: dict[str, Any] | None = None,
     ) -> None:
         self.client = client
         self.proc = proc
+        self._kept = kept  # outlives a dropped connection: resumed by a reconnecting client
+        self._output_format = output_format or {}  # binary/encoding asked for, asked again on resume
         self.pid = pid
         self.pgid = pgid
         self.pty = pty
@@ -153,7 +163,7 @@ class Process:
                 break
             yield item
         if self._lost is not None:
-            raise self.client._lost()
+            raise copy_connection_error(self._lost)
 
     def communicate(self, input: bytes | str | None = None, timeout: float | None = None) -> tuple[bytes, bytes]:
         """Write ``input`` (if any) and close stdin, then collect all output until the exit."""
@@ -183,7 +193,7 @@ class Process:
         if self._status is None:
             if self._is_detached:
                 return self.client.wait(self.proc, timeout)
-            raise self.client._lost()
+            raise copy_connection_error(self._lost) if self._lost else self.client._lost()
         self._raise_stdin_error()
         return self._status
 

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from procwire_client.connection import Call, Connection
+from procwire_client.connection import Call
 from procwire_client.core.params import (
     DEFAULT_RUN_MAX_OUTPUT,
     as_bytes,
@@ -17,6 +17,7 @@ from procwire_client.core.params import (
     spawn_params,
     start_params,
 )
+from procwire_client.core.resume import output_format
 from procwire_client.errors import ProcwireError
 from procwire_client.process import Process, _feed
 from procwire_client.results import (
@@ -28,9 +29,10 @@ from procwire_client.results import (
     checked_run_result,
     signal_param,
 )
+from procwire_client.resuming import ResumingConnection
 
 
-class Client(Connection):
+class Client(ResumingConnection):
     """One connection to a procwire server.
 
     ``url`` and ``token`` default to ``$PROCWIRE_URL`` (else
@@ -38,6 +40,11 @@ class Client(Connection):
     ``Authorization: Bearer``.  Use it as a context manager, or call
     :meth:`close`; closing the connection makes the server stop the processes
     it started (except those started with ``on_disconnect="keep"``).
+
+    ``reconnect=True`` (or a :class:`Reconnect` policy) makes it survive a
+    dropped connection: it reconnects and resumes every kept process it was
+    following (started with ``on_disconnect="keep"``, or attached) exactly
+    where its output stopped; see :mod:`procwire_client.resuming`.
 
     Every method raises :class:`ProcwireConnectionError` when the connection
     is gone (and :class:`AuthenticationError`, one of them, from the
@@ -168,7 +175,13 @@ class Client(Connection):
             if call.error is None:
                 result = call.result
                 process = Process(
-                    self, result["proc"], pid=result.get("pid"), pgid=result.get("pgid"), pty="pty" in params
+                    self,
+                    result["proc"],
+                    pid=result.get("pid"),
+                    pgid=result.get("pgid"),
+                    pty="pty" in params,
+                    kept=on_disconnect == "keep",
+                    output_format=output_format(params),
                 )
                 self._route(process)
                 started.append(process)
@@ -252,7 +265,7 @@ class Client(Connection):
         :class:`InvalidParams` (a bad ``offset``).
         """
         params = attach_params(proc, offset, binary, encoding, snapshot)
-        process = Process(self, proc)
+        process = Process(self, proc, kept=True, output_format=output_format(params))
         if isinstance(offset, int):
             process.offsets["stdout"] = offset
         elif offset is not None:

@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import threading
+import time
 import urllib.request
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
@@ -297,3 +298,70 @@ def test_operator_disconnect_is_a_connection_error(new_client: Connect, server: 
         connected.ping()
     assert connected.closed
     assert wait_until(lambda: not pid_exists(process.pid))
+
+
+# -- resume after a dropped connection -----------------------------------------------------------
+
+
+def cut(server: Server, client_id: str) -> None:
+    """Close a connection from the server's side (an operator's disconnect, code 4000)."""
+    request = urllib.request.Request(
+        f"{server.http}/api/clients/{client_id}", method="DELETE", headers={"Authorization": f"Bearer {server.token}"}
+    )
+    with urllib.request.urlopen(request, timeout=BOUND) as answer:
+        assert json.load(answer) == {"closed": client_id}
+
+
+COUNT = 300
+WRITER = f"i=0; while [ $i -lt {COUNT} ]; do echo out-$i; echo err-$i >&2; i=$((i+1)); sleep 0.005; done"
+EXPECTED = {
+    "stdout": b"".join(b"out-%d\n" % i for i in range(COUNT)),
+    "stderr": b"".join(b"err-%d\n" % i for i in range(COUNT)),
+}
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_reconnect_resumes_kept_processes_with_exact_bytes(new_client: Connect, server: Server, binary: bool) -> None:
+    client = new_client(reconnect=True)
+    first_id = client.client_id
+    with client.start(["sh", "-c", WRITER], on_disconnect="keep", binary=binary) as process:
+        received = {"stdout": b"", "stderr": b""}
+        cuts = 0
+        for stream, data in process.iter_output(BOUND):
+            received[stream] += data
+            if cuts < 2 and len(received["stdout"]) > (cuts + 1) * len(EXPECTED["stdout"]) // 3:
+                cut(server, client.client_id)
+                cuts += 1
+        assert cuts == 2
+        assert received == EXPECTED  # no byte lost, none repeated, across two drops
+        assert process.wait(BOUND).ok
+    assert client.reconnects == 2 and client.client_id != first_id
+    assert client.ping() > 0
+
+
+def test_reconnect_reports_processes_not_kept_and_fails_calls_in_flight(new_client: Connect, server: Server) -> None:
+    client = new_client(reconnect=True)
+    kept = client.start(["sleep", "30"], on_disconnect="keep")
+    lost = client.start(["sleep", "30"])
+    failures: list[BaseException] = []
+
+    def wait_on_the_server() -> None:  # a call in flight when the connection drops
+        try:
+            client.wait(kept.proc, 30)
+        except BaseException as error:
+            failures.append(error)
+
+    waiter = threading.Thread(target=wait_on_the_server)
+    try:
+        waiter.start()
+        time.sleep(0.3)
+        cut(server, client.client_id)
+        with pytest.raises(pw.ProcwireConnectionError, match="not kept"):
+            lost.wait(BOUND)
+        waiter.join(BOUND)
+        assert len(failures) == 1 and isinstance(failures[0], pw.ProcwireConnectionError)
+        assert wait_until(lambda: client.reconnects == 1, BOUND)
+        assert kept.running and client.ping() > 0
+    finally:
+        client.kill(kept.proc)
+    assert kept.wait(BOUND).signal == "SIGKILL"
