@@ -15,7 +15,7 @@ from procwire_client.async_connection import AsyncConnection
 from procwire_client.async_process import AsyncProcess
 from procwire_client.core import Protocol
 from procwire_client.core.resume import (
-    history_gap_message,
+    history_gap,
     not_kept_message,
     resume_failed_message,
     resume_params,
@@ -75,10 +75,10 @@ class AsyncResumingConnection(AsyncConnection):
         self._protocol.offsets[proc] = dict(offsets)
 
         def resumed(result: Any) -> None:  # in the reader task, before the replay
-            replay_from: dict[str, Any] = (result or {}).get("replay_from") or {}
-            if any(replay_from.get(stream, 0) > offsets.get(stream, 0) for stream in offsets):
+            gap = history_gap(proc, offsets, result)
+            if gap is not None:
                 self._unroute(process)
-                process._connection_lost(ProcwireConnectionError(history_gap_message(proc, offsets, replay_from)))
+                process._connection_lost(ProcwireConnectionError(gap))
             else:
                 process._attached(Attachment.from_json(result), dict(self._protocol.offsets.get(proc, {})))
 

@@ -12,14 +12,14 @@ processes that were not kept are reported as lost.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import websocket
 
 from procwire_client.connection import Call, Connection
 from procwire_client.core import Protocol
 from procwire_client.core.resume import (
-    history_gap_message,
+    history_gap,
     not_kept_message,
     resume_failed_message,
     resume_params,
@@ -105,7 +105,5 @@ class ResumingConnection(Connection):
         """Why the re-attach did not resume exactly where the output stopped, if it did not."""
         if call.error is not None:
             return ProcwireConnectionError(resume_failed_message(proc, call.error))
-        replay_from: dict[str, Any] = (call.result or {}).get("replay_from") or {}
-        if any(replay_from.get(stream, 0) > offsets.get(stream, 0) for stream in offsets):
-            return ProcwireConnectionError(history_gap_message(proc, offsets, replay_from))
-        return None
+        gap = history_gap(proc, offsets, call.result)
+        return None if gap is None else ProcwireConnectionError(gap)

@@ -63,7 +63,14 @@ def resume_failed_message(proc: int, reason: object) -> str:
     return f"process {proc} could not be resumed after the connection dropped: {reason}"
 
 
-def history_gap_message(proc: int, requested: Mapping[str, int], replay_from: Mapping[str, Any]) -> str:
+def history_gap(proc: int, requested: Mapping[str, int], answer: Any) -> str | None:
+    """Why a resuming ``attach`` answer does not go on exactly from ``requested``, if it does not:
+    the server's history dropped bytes the client never received."""
+    replay_from = (answer or {}).get("replay_from") if isinstance(answer, Mapping) else None
+    if not isinstance(replay_from, Mapping):
+        return None
+    if not any(replay_from.get(stream, 0) > offset for stream, offset in requested.items()):
+        return None
     return (
         f"process {proc}: output was lost while the connection was down (the server's history no longer held "
         f"it: resumed from {dict(replay_from)} instead of {dict(requested)}); use a larger buffer"
