@@ -11,15 +11,14 @@ from typing import TYPE_CHECKING, Any
 from procwire_client.core.params import as_bytes, data_param
 from procwire_client.core.protocol import BINARY_HEADER, copy_connection_error
 from procwire_client.errors import ProcessExited, ProcwireConnectionError, ProcwireError, Timeout
-from procwire_client.results import Attachment, ExitStatus
+from procwire_client.handle import END, ProcessHandle
+from procwire_client.results import ExitStatus
 
 if TYPE_CHECKING:
     from procwire_client.asyncio_client import AsyncClient
 
-_END = object()  # put in the output queue when the stream ends
 
-
-class AsyncProcess:
+class AsyncProcess(ProcessHandle):
     """A process started (or attached to) by an :class:`~procwire_client.AsyncClient`.
 
     ``async for stream, data in process`` yields ``("stdout" | "stderr", bytes)``
@@ -28,84 +27,17 @@ class AsyncProcess:
     server has taken the bytes: a refused write raises at once.
     """
 
-    def __init__(
-        self,
-        client: AsyncClient,
-        proc: int,
-        *,
-        pid: int | None = None,
-        pgid: int | None = None,
-        pty: bool = False,
-        kept: bool = False,
-        output_format: dict[str, Any] | None = None,
-    ) -> None:
+    _ended: asyncio.Event
+
+    def __init__(self, client: AsyncClient, proc: int, **handle: Any) -> None:
+        super().__init__(proc, **handle)
         self.client = client
-        self.proc = proc
-        self._kept = kept  # outlives a dropped connection: resumed by a reconnecting client
-        self._output_format = output_format or {}  # binary/encoding asked for, asked again on resume
-        self.pid = pid
-        self.pgid = pgid
-        self.pty = pty
-        self.attachment: Attachment | None = None
-        self.offsets: dict[str, int] = {"stdout": 0, "stderr": 0}  # end of what arrived, per stream
         self._items: asyncio.Queue[Any] = asyncio.Queue()
         self._ended = asyncio.Event()  # exit, detach or connection lost
-        self._status: ExitStatus | None = None
-        self._lost: ProcwireConnectionError | None = None
-        self._is_detached = False
-        self._drained = False
         self._write_lock = asyncio.Lock()  # one writer at a time: chunks stay in order
 
-    def __repr__(self) -> str:
-        state = "running" if self._status is None else f"exited {self._status.exit_code}"
-        return f"<AsyncProcess proc={self.proc} pid={self.pid} {state}>"
-
-    # -- from the client's reader task ------------------------------------------------
-
-    def _output(self, stream: str, data: bytes, offset: int) -> None:
-        self.offsets[stream] = offset + len(data)
-        self._items.put_nowait((stream, data))
-
-    def _screen(self, data: bytes, offset: int) -> None:
-        self.offsets["stdout"] = offset
-        self._items.put_nowait(("screen", data))
-
-    def _attached(self, attachment: Attachment, offsets: dict[str, int]) -> None:
-        self.attachment = attachment
-        self.offsets.update(offsets)
-
-    def _exited(self, status: ExitStatus) -> None:
-        self._status = status
-        self._finish()
-
-    def _connection_lost(self, error: ProcwireConnectionError) -> None:
-        if not self._ended.is_set():
-            self._lost = error
-        self._finish()
-
-    def _detached(self) -> None:
-        if not self._ended.is_set():
-            self._is_detached = True
-        self._finish()
-
-    def _finish(self) -> None:
-        if not self._ended.is_set():
-            self._ended.set()
-            self._items.put_nowait(_END)
-
-    # -- state ------------------------------------------------------------------------
-
-    @property
-    def exit_status(self) -> ExitStatus | None:
-        return self._status
-
-    @property
-    def returncode(self) -> int | None:
-        return None if self._status is None else self._status.returncode
-
-    @property
-    def running(self) -> bool:
-        return not self._ended.is_set()
+    def _push(self, item: Any) -> None:
+        self._items.put_nowait(item)
 
     # -- output -----------------------------------------------------------------------
 
@@ -127,7 +59,7 @@ class AsyncProcess:
                 item = await asyncio.wait_for(self._items.get(), left)
             except TimeoutError:
                 raise Timeout(f"process {self.proc} did not finish its output within {timeout} s") from None
-            if item is _END:
+            if item is END:
                 self._drained = True
                 break
             yield item

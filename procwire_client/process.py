@@ -12,25 +12,19 @@ from typing import TYPE_CHECKING, Any
 from procwire_client.core.params import as_bytes, data_param
 from procwire_client.core.protocol import BINARY_HEADER, copy_connection_error
 from procwire_client.errors import ProcessExited, ProcwireConnectionError, ProcwireError, Timeout
-from procwire_client.results import Attachment, ExitStatus
+from procwire_client.handle import END, ProcessHandle
+from procwire_client.results import ExitStatus
 
 if TYPE_CHECKING:
     from procwire_client.connection import Call
     from procwire_client.sync_client import Client
 
 
-class _End:
-    """Put in a process's output queue when its stream ends."""
-
-
-_END = _End()
-
-
 def _remaining(deadline: float | None) -> float | None:
     return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
-class Process:
+class Process(ProcessHandle):
     """A process started (or attached to) by a :class:`Client`.
 
     Iterate over it for its output: ``for stream, data in process`` yields
@@ -42,79 +36,25 @@ class Process:
     :meth:`close_stdin` or :meth:`wait`.
     """
 
-    def __init__(
-        self,
-        client: Client,
-        proc: int,
-        *,
-        pid: int | None = None,
-        pgid: int | None = None,
-        pty: bool = False,
-        kept: bool = False,
-        output_format: dict[str, Any] | None = None,
-    ) -> None:
+    _ended: threading.Event
+
+    def __init__(self, client: Client, proc: int, **handle: Any) -> None:
+        super().__init__(proc, **handle)
         self.client = client
-        self.proc = proc
-        self._kept = kept  # outlives a dropped connection: resumed by a reconnecting client
-        self._output_format = output_format or {}  # binary/encoding asked for, asked again on resume
-        self.pid = pid
-        self.pgid = pgid
-        self.pty = pty
-        self.attachment: Attachment | None = None
-        self.offsets: dict[str, int] = {"stdout": 0, "stderr": 0}  # end of what arrived, per stream
         self._items: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._ended = threading.Event()  # exit, detach or connection lost
-        self._status: ExitStatus | None = None
-        self._lost: ProcwireConnectionError | None = None
-        self._is_detached = False
-        self._drained = False
         self._write_lock = threading.Lock()  # one writer at a time: chunks stay in order
         self._flow = threading.Condition()
         self._in_flight = 0
         self._stdin_error: ProcwireError | None = None
         self.stdin_error: ProcwireError | None = None  # the last refused write, kept for inspection
 
-    def __repr__(self) -> str:
-        if self._status is not None:
-            state = f"exited {self._status.exit_code}"
-        else:
-            state = "detached" if self._is_detached else "running"
-        return f"<Process proc={self.proc} pid={self.pid} {state}>"
-
     # -- from the reader thread ---------------------------------------------------
 
-    def _output(self, stream: str, data: bytes, offset: int) -> None:
-        self.offsets[stream] = offset + len(data)
-        self._items.put((stream, data))
+    def _push(self, item: Any) -> None:
+        self._items.put(item)
 
-    def _screen(self, data: bytes, offset: int) -> None:
-        """The current screen of a pty process; the live output goes on from ``offset``."""
-        self.offsets["stdout"] = offset
-        self._items.put(("screen", data))
-
-    def _exited(self, status: ExitStatus) -> None:
-        self._status = status
-        self._finish()
-
-    def _connection_lost(self, error: ProcwireConnectionError) -> None:
-        if not self._ended.is_set():
-            self._lost = error
-        self._finish()
-
-    def _detached(self) -> None:
-        if not self._ended.is_set():
-            self._is_detached = True
-        self._finish()
-
-    def _attached(self, attachment: Attachment, offsets: dict[str, int]) -> None:
-        """The ``attach`` answer; the output goes on from ``offsets`` (its ``replay_from``)."""
-        self.attachment = attachment
-        self.offsets.update(offsets)
-
-    def _finish(self) -> None:
-        if not self._ended.is_set():
-            self._ended.set()
-            self._items.put(_END)
+    def _ended_now(self) -> None:
         with self._flow:
             self._flow.notify_all()
 
@@ -124,21 +64,6 @@ class Process:
             if self._stdin_error is None:
                 self._stdin_error = error
             self._flow.notify_all()
-
-    # -- state --------------------------------------------------------------------------
-
-    @property
-    def exit_status(self) -> ExitStatus | None:
-        """The exit status once the ``exit`` arrived, else ``None``."""
-        return self._status
-
-    @property
-    def returncode(self) -> int | None:
-        return None if self._status is None else self._status.returncode
-
-    @property
-    def running(self) -> bool:
-        return not self._ended.is_set()
 
     # -- output -----------------------------------------------------------------------
 
@@ -158,7 +83,7 @@ class Process:
                 item = self._items.get(timeout=_remaining(deadline))
             except queue.Empty:
                 raise Timeout(f"process {self.proc} did not finish its output within {timeout} s") from None
-            if item is _END:
+            if item is END:
                 self._drained = True
                 break
             yield item
