@@ -7,8 +7,11 @@ client goes through AsyncAsSync below, which only awaits its coroutines.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import socket
+import struct
 import threading
 import time
 import urllib.request
@@ -18,7 +21,7 @@ from typing import Any
 import pytest
 
 import procwire_client as pw
-from tests.server import Server, pid_exists, wait_until
+from tests.server import Server, free_port, pid_exists, wait_until
 
 BOUND = 15.0
 Connect = Callable[..., Any]
@@ -365,3 +368,74 @@ def test_reconnect_reports_processes_not_kept_and_fails_calls_in_flight(new_clie
     finally:
         client.kill(kept.proc)
     assert kept.wait(BOUND).signal == "SIGKILL"
+
+
+class CuttingProxy:
+    """A loopback TCP proxy to the server whose connections can be killed (RST, no Close frame)."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = free_port()
+        self.listener = socket.create_server(("127.0.0.1", self.port))
+        self.sockets: list[socket.socket] = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=BOUND)
+            upstream.settimeout(None)
+            with self.lock:
+                self.sockets += [client, upstream]
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+
+    def cut(self) -> None:
+        """Reset every connection through the proxy, both ways."""
+        with self.lock:
+            sockets, self.sockets = self.sockets, []
+        for sock in sockets:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)  # wakes the pump blocked in recv on it
+            sock.close()
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread
+        self.listener.close()
+        self.cut()
+
+
+def test_reconnect_after_the_tcp_connection_is_killed(new_client: Connect, server: Server) -> None:
+    proxy = CuttingProxy(server.port)
+    try:
+        client = new_client(url=proxy.url, reconnect=True)
+        with client.start(["sh", "-c", WRITER], on_disconnect="keep", binary=True) as process:
+            received = {"stdout": b"", "stderr": b""}
+            for stream, data in process.iter_output(BOUND):
+                received[stream] += data
+                if client.reconnects == 0 and len(received["stdout"]) > len(EXPECTED["stdout"]) // 2:
+                    proxy.cut()
+                    assert wait_until(lambda: client.reconnects == 1, BOUND)
+            assert received == EXPECTED
+            assert process.wait(BOUND).ok
+        client.close()
+    finally:
+        proxy.close()
