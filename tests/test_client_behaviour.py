@@ -400,11 +400,10 @@ class CuttingProxy:
 
     @staticmethod
     def _pump(source: socket.socket, sink: socket.socket) -> None:
-        try:
+        with contextlib.suppress(OSError):
             while data := source.recv(65536):
                 sink.sendall(data)
-        except OSError:
-            pass
+            sink.shutdown(socket.SHUT_WR)  # pass the end of the stream on
 
     def cut(self) -> None:
         """Reset every connection through the proxy, both ways."""
