@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Self
 
@@ -49,7 +50,7 @@ class AsyncConnection:
         self._protocol = Protocol()
         self._calls: dict[int, tuple[asyncio.Future[Any], Callback | None]] = {}
         self._procs: dict[int, AsyncProcess] = {}
-        self._handles: dict[int, AsyncProcess] = {}
+        self._handles: weakref.WeakValueDictionary[int, AsyncProcess] = weakref.WeakValueDictionary()
         self._ws: ClientConnection | None = None
         self._reader: asyncio.Task[None] | None = None
         self._closed: ProcwireConnectionError | None = None
@@ -221,7 +222,15 @@ class AsyncConnection:
                 if process is not None:
                     process._exited(event.status)
             elif isinstance(event, StrayError):
-                self.stray_errors.append(event.error)
+                self._on_stray_error(event)
+
+    def _on_stray_error(self, event: StrayError) -> None:
+        """A refused stdin frame: on the process it names (or the last written to), else kept here."""
+        process = self._handles.get(event.proc) if event.proc is not None else None
+        if process is not None:
+            process._stdin_failed(event.error)
+        else:
+            self.stray_errors.append(event.error)
 
     # -- sending ----------------------------------------------------------------------
 

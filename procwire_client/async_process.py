@@ -35,9 +35,13 @@ class AsyncProcess(ProcessHandle):
         self._items: asyncio.Queue[Any] = asyncio.Queue()
         self._ended = asyncio.Event()  # exit, detach or connection lost
         self._write_lock = asyncio.Lock()  # one writer at a time: chunks stay in order
+        self.stdin_error: ProcwireError | None = None  # the last refused binary stdin frame (id-null error)
 
     def _push(self, item: Any) -> None:
         self._items.put_nowait(item)
+
+    def _stdin_failed(self, error: ProcwireError) -> None:
+        self.stdin_error = error
 
     # -- output -----------------------------------------------------------------------
 
@@ -108,16 +112,31 @@ class AsyncProcess(ProcessHandle):
 
     # -- stdin ------------------------------------------------------------------------
 
-    async def write(self, data: bytes | str, *, binary: bool = False) -> int:
+    async def write(self, data: bytes | str, *, timeout: float | None = None, binary: bool = False) -> int:
         """Send bytes (a ``str`` as UTF-8) to stdin; the number of bytes, once the server took them.
 
         ``binary=True`` sends binary stdin frames (no JSON, no base64), then
         one empty ``write`` per half window to learn that they were taken.
         Raises :class:`ProcessExited` (exited, or stdin closed),
         :class:`LimitExceeded` (stdin buffer full), :class:`NoSuchProcess`,
-        :class:`ProcwireConnectionError`.
+        :class:`Timeout` (not taken within ``timeout``: the bytes sent so far
+        stay sent), :class:`ProcwireConnectionError`.
         """
-        payload = as_bytes(data)
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._write(as_bytes(data), binary)
+        except TimeoutError:
+            raise Timeout(f"process {self.proc} did not read its stdin within {timeout} s") from None
+
+    async def flush(self, timeout: float | None = None) -> None:
+        """Wait until the writes under way are done (each :meth:`write` is answered before it returns)."""
+        try:
+            async with asyncio.timeout(timeout), self._write_lock:
+                pass
+        except TimeoutError:
+            raise Timeout(f"process {self.proc} did not read its stdin within {timeout} s") from None
+
+    async def _write(self, payload: bytes, binary: bool) -> int:
         async with self._write_lock:
             if self._status is not None:
                 raise ProcessExited(f"process {self.proc} has exited: its stdin takes no more bytes")

@@ -262,6 +262,30 @@ def test_typed_errors(any_client: Any) -> None:
     assert any_client.ping() > 0
 
 
+def test_refused_binary_stdin_lands_on_the_process(any_client: Any) -> None:
+    with any_client.start(["sleep", "30"]) as process:
+        process.close_stdin()
+        with pytest.raises(pw.ProcessExited, match="stdin"):
+            process.write(b"x", binary=True)  # sync: sent, refused later; async: refused here
+            process.flush(BOUND)
+        assert wait_until(lambda: process.stdin_error is not None, BOUND)
+        assert isinstance(process.stdin_error, pw.ProcessExited)
+
+
+def test_snapshot_attach_yields_the_screen_first(any_client: Any) -> None:
+    with any_client.start(
+        ["sh", "-c", "printf 'hello screen'; read x; printf ' after'; sleep 30"], pty=(5, 40), buffer=1 << 16
+    ) as first:
+        read_until(first, b"hello screen")
+        again = any_client.attach(first.proc, snapshot=True)
+        assert again.attachment.extra.get("screen") is True
+        stream, screen = next(iter(again.iter_output(BOUND)))
+        assert stream == "screen" and b"hello screen" in screen
+        again.write("go\n")
+        assert b" after" in read_until(again, b" after")
+        assert again.offsets["stdout"] > len(b"hello screen")
+
+
 def test_kept_process_replays_to_a_new_connection(new_client: Connect) -> None:
     first = new_client()
     kept = first.start(["sh", "-c", "echo one; read x; echo two; sleep 30"], on_disconnect="keep")
