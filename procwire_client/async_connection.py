@@ -250,21 +250,33 @@ class AsyncConnection:
     ) -> Awaitable[Any]:
         """Send a request; an awaitable of its result.  ``callback(result)`` runs in the
         reader task before any later frame is handled (a ``start`` routes its process)."""
+        return self._answer_of(self._register(method, params, callback))
+
+    async def _answer_of(self, sending: tuple[int, str, asyncio.Future[Any]]) -> Any:
+        return await (await self._sent(*sending))
+
+    async def _send_request(self, method: str, params: Mapping[str, Any] | None = None) -> asyncio.Future[Any]:
+        """Send a request without waiting for its answer: the future of its result (pipelined writes)."""
+        return await self._sent(*self._register(method, params, None))
+
+    def _register(
+        self, method: str, params: Mapping[str, Any] | None, callback: Callback | None
+    ) -> tuple[int, str, asyncio.Future[Any]]:
         if self._closed is not None or self._reconnecting:
             raise self._lost()
         request_id, frame = self._protocol.request(method, params)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._calls[request_id] = (future, callback)
-        return self._sent_then_answered(request_id, frame, future)
+        return request_id, frame, future
 
-    async def _sent_then_answered(self, request_id: int, frame: str, future: asyncio.Future[Any]) -> Any:
+    async def _sent(self, request_id: int, frame: str, future: asyncio.Future[Any]) -> asyncio.Future[Any]:
         try:
             await self._send(frame)
         except BaseException:
             self._protocol.cancel(request_id)
             self._calls.pop(request_id, None)
             raise
-        return await future
+        return future
 
     async def call(self, method: str, params: Mapping[str, Any] | None = None, *, timeout: float | None = None) -> Any:
         """Send any request and return its result (raises the typed error of an error answer)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 from procwire_client.core.params import as_bytes, data_param
@@ -35,13 +35,16 @@ class AsyncProcess(ProcessHandle):
         self._items: asyncio.Queue[Any] = asyncio.Queue()
         self._ended = asyncio.Event()  # exit, detach or connection lost
         self._write_lock = asyncio.Lock()  # one writer at a time: chunks stay in order
-        self.stdin_error: ProcwireError | None = None  # the last refused binary stdin frame (id-null error)
+        self._flow = asyncio.Event()  # set when a write is answered (or the stream ends)
+        self._in_flight = 0  # unanswered stdin bytes
+        self._stdin_error: ProcwireError | None = None  # refused, not raised yet
+        self.stdin_error: ProcwireError | None = None  # the last refused write, kept for inspection
 
     def _push(self, item: Any) -> None:
         self._items.put_nowait(item)
 
-    def _stdin_failed(self, error: ProcwireError) -> None:
-        self.stdin_error = error
+    def _ended_now(self) -> None:
+        self._flow.set()
 
     # -- output -----------------------------------------------------------------------
 
@@ -98,6 +101,7 @@ class AsyncProcess(ProcessHandle):
         on), :class:`ProcwireConnectionError` when the connection was lost.
         After :meth:`detach` it waits on the server instead.
         """
+        self._raise_stdin_error()
         if self._is_detached:
             return await self.client.wait(self.proc, timeout)
         try:
@@ -108,19 +112,34 @@ class AsyncProcess(ProcessHandle):
             if self._is_detached:
                 return await self.client.wait(self.proc, timeout)
             raise copy_connection_error(self._lost) if self._lost else self.client._lost()
+        self._raise_stdin_error()
         return self._status
 
     # -- stdin ------------------------------------------------------------------------
 
-    async def write(self, data: bytes | str, *, timeout: float | None = None, binary: bool = False) -> int:
-        """Send bytes (a ``str`` as UTF-8) to stdin; the number of bytes, once the server took them.
+    def _raise_stdin_error(self) -> None:
+        error, self._stdin_error = self._stdin_error, None
+        if error is not None:
+            raise error
 
-        ``binary=True`` sends binary stdin frames (no JSON, no base64), then
-        one empty ``write`` per half window to learn that they were taken.
-        Raises :class:`ProcessExited` (exited, or stdin closed),
-        :class:`LimitExceeded` (stdin buffer full), :class:`NoSuchProcess`,
-        :class:`Timeout` (not taken within ``timeout``: the bytes sent so far
-        stay sent), :class:`ProcwireConnectionError`.
+    async def _until(self, condition: Callable[[], bool]) -> None:
+        """Wait until ``condition()`` holds (checked again whenever a write is answered)."""
+        while not condition():
+            self._flow.clear()
+            await self._flow.wait()
+
+    async def write(self, data: bytes | str, *, timeout: float | None = None, binary: bool = False) -> int:
+        """Send bytes (a ``str`` as UTF-8) to stdin; the number of bytes.
+
+        Pipelined as in the sync client: it returns once the bytes are sent,
+        waiting only while more than the server's stdin window is unanswered.
+        ``binary=True`` sends binary stdin frames (no JSON, no base64).
+        Raises :class:`ProcessExited` (its exit arrived, or an earlier write
+        was refused because it exited or its stdin is closed),
+        :class:`LimitExceeded` (an earlier write refused for size),
+        :class:`Timeout` (it did not read within ``timeout``),
+        :class:`ProcwireConnectionError`.  A write refused later is raised by
+        the next :meth:`write`, :meth:`flush`, :meth:`close_stdin` or :meth:`wait`.
         """
         try:
             async with asyncio.timeout(timeout):
@@ -128,16 +147,9 @@ class AsyncProcess(ProcessHandle):
         except TimeoutError:
             raise Timeout(f"process {self.proc} did not read its stdin within {timeout} s") from None
 
-    async def flush(self, timeout: float | None = None) -> None:
-        """Wait until the writes under way are done (each :meth:`write` is answered before it returns)."""
-        try:
-            async with asyncio.timeout(timeout), self._write_lock:
-                pass
-        except TimeoutError:
-            raise Timeout(f"process {self.proc} did not read its stdin within {timeout} s") from None
-
     async def _write(self, payload: bytes, binary: bool) -> int:
         async with self._write_lock:
+            self._raise_stdin_error()
             if self._status is not None:
                 raise ProcessExited(f"process {self.proc} has exited: its stdin takes no more bytes")
             client = self.client
@@ -147,25 +159,74 @@ class AsyncProcess(ProcessHandle):
             unconfirmed = 0
             for start in range(0, len(payload), step):
                 chunk = payload[start : start + step]
+                if binary and unconfirmed and unconfirmed + len(chunk) > client.write_window // 2:
+                    await self._send_write(b"", released=unconfirmed)
+                    unconfirmed = 0
+                await self._reserve(len(chunk))
                 if binary:
                     await client._send_stdin(self.proc, chunk)
                     unconfirmed += len(chunk)
-                    if unconfirmed >= client.write_window // 2:
-                        await client.call("write", {"proc": self.proc, "data": ""})
-                        unconfirmed = 0
                 else:
-                    await client.call("write", {"proc": self.proc, **data_param(chunk, client.max_message_bytes)})
+                    await self._send_write(chunk)
             if unconfirmed:
-                await client.call("write", {"proc": self.proc, "data": ""})
+                await self._send_write(b"", released=unconfirmed)
         return len(payload)
+
+    async def _reserve(self, size: int) -> None:
+        """Wait until ``size`` more unanswered bytes stay within the server's stdin window."""
+        window = self.client.write_window
+        await self._until(
+            lambda: (
+                not self._in_flight
+                or self._in_flight + size <= window
+                or self._stdin_error is not None
+                or self.client.closed
+            )
+        )
+        if self.client.closed:
+            raise self.client._lost()
+        self._raise_stdin_error()
+        self._in_flight += size
+
+    async def _send_write(self, chunk: bytes, released: int = 0) -> None:
+        """A ``write`` request; its answer frees its bytes (and ``released`` earlier ones) from the window."""
+        size = len(chunk) + released
+        params = {"proc": self.proc, **data_param(chunk, self.client.max_message_bytes)}
+        answer = await self.client._send_request("write", params)
+        answer.add_done_callback(lambda done: self._write_answered(done, size))
+
+    def _write_answered(self, answer: asyncio.Future[Any], size: int) -> None:
+        self._in_flight -= size
+        error = None if answer.cancelled() else answer.exception()
+        if isinstance(error, ProcwireError):
+            self._stdin_failed(error)
+        self._flow.set()
+
+    def _stdin_failed(self, error: ProcwireError) -> None:
+        self.stdin_error = error
+        if self._stdin_error is None:
+            self._stdin_error = error
+        self._flow.set()
+
+    async def flush(self, timeout: float | None = None) -> None:
+        """Wait until every write was answered; raise the first refused one."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self._until(lambda: not self._in_flight or self.client.closed)
+        except TimeoutError:
+            raise Timeout(f"process {self.proc} did not read its stdin within {timeout} s") from None
+        self._raise_stdin_error()
 
     async def close_stdin(self) -> None:
         """End of file on stdin, after the bytes written before (on a pty: ^D).
 
-        Raises :class:`ProcessExited` (exited, or closed already).
+        Raises :class:`ProcessExited` (exited, or closed already) and writes refused before.
         """
         async with self._write_lock:
+            self._raise_stdin_error()
             await self.client.call("close_stdin", {"proc": self.proc})
+            with contextlib.suppress(Timeout):
+                await self.flush(timeout=5.0)
 
     # -- control ----------------------------------------------------------------------
 
