@@ -41,6 +41,10 @@ class AsyncResumingConnection(AsyncConnection):
         protocol = await self._reopen()
         if protocol is None:
             return False
+        if self._closing:  # closed while reconnecting: the new connection is not wanted
+            assert self._ws is not None
+            await self._ws.close()
+            return False
         self._protocol = protocol
         self.hello = protocol.hello or {}
         self._reconnecting = False

@@ -52,6 +52,9 @@ class ResumingConnection(Connection):
         if opened is None:
             return False
         ws, protocol = opened
+        if self._closing:  # closed while reconnecting: the new connection is not wanted
+            ws.shutdown()
+            return False
         with self._send_lock:
             old, self._ws = self._ws, ws
         old.shutdown()

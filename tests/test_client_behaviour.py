@@ -462,3 +462,21 @@ def test_reconnect_after_the_tcp_connection_is_killed(new_client: Connect, serve
         client.close()
     finally:
         proxy.close()
+
+
+def test_reconnect_gives_up_at_its_deadline(new_client: Connect, server: Server) -> None:
+    proxy = CuttingProxy(server.port)
+    client = new_client(url=proxy.url, reconnect=pw.Reconnect(delay=0.05, deadline=1.0))
+    process = client.start(["sleep", "30"], on_disconnect="keep")
+    try:
+        proxy.close()  # the connection drops and there is no way back
+        started = time.monotonic()
+        with pytest.raises(pw.ProcwireConnectionError):
+            process.wait(BOUND)
+        assert time.monotonic() - started < 5
+        assert client.closed and client.reconnects == 0
+    finally:
+        with pw.Client(server.url, server.token) as other:  # the kept process outlived it
+            other.kill(process.proc)
+            assert other.wait(process.proc, BOUND).signal == "SIGKILL"
+            other.release(process.proc)
