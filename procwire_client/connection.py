@@ -74,9 +74,9 @@ def close_message(code: int | None, reason: str) -> str:
 
 def resolve_url_and_token(url: str | None, token: str | None) -> tuple[str, str | None]:
     """``url`` and ``token``, defaulting to ``$PROCWIRE_URL`` (else the local server) and ``$PROCWIRE_TOKEN``."""
-    return url or os.environ.get("PROCWIRE_URL") or DEFAULT_URL, token if token is not None else os.environ.get(
-        "PROCWIRE_TOKEN"
-    )
+    if token is None:
+        token = os.environ.get("PROCWIRE_TOKEN")
+    return url or os.environ.get("PROCWIRE_URL") or DEFAULT_URL, token
 
 
 class Connection:

@@ -93,7 +93,7 @@ class Process(ProcessHandle):
     def communicate(self, input: bytes | str | None = None, timeout: float | None = None) -> tuple[bytes, bytes]:
         """Write ``input`` (if any) and close stdin, then collect all output until the exit."""
         if input is not None:
-            feeder = threading.Thread(target=_feed, args=(self, as_bytes(input)), daemon=True)
+            feeder = threading.Thread(target=feed_stdin, args=(self, as_bytes(input)), daemon=True)
             feeder.start()
         elif not self.pty:
             with contextlib.suppress(ProcessExited):
@@ -266,7 +266,7 @@ class Process(ProcessHandle):
             pass
 
 
-def _feed(process: Process, data: bytes) -> None:
+def feed_stdin(process: Process, data: bytes) -> None:
     """Write ``data`` and close stdin; a child that stops reading is not an error."""
     try:
         process.write(data)

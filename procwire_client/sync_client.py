@@ -19,7 +19,7 @@ from procwire_client.core.params import (
 )
 from procwire_client.core.resume import output_format
 from procwire_client.errors import ProcwireError
-from procwire_client.process import Process, _feed
+from procwire_client.process import Process, feed_stdin
 from procwire_client.results import (
     Attachment,
     ExitStatus,
@@ -229,7 +229,7 @@ class Client(ResumingConnection):
     def _run_streamed(self, params: dict[str, Any], data: bytes) -> Result:
         collector = OutputCollector(params.pop("max_output", DEFAULT_RUN_MAX_OUTPUT))
         process = self.start(**params)
-        feeder = threading.Thread(target=_feed, args=(process, data), name="procwire-run-input", daemon=True)
+        feeder = threading.Thread(target=feed_stdin, args=(process, data), name="procwire-run-input", daemon=True)
         feeder.start()
         for stream, chunk in process:
             collector.add(stream, chunk)
