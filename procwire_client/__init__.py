@@ -12,18 +12,16 @@
                 print(stream, data)
             print(process.wait().code)
 
-Only ``websocket-client`` is needed (no Flask, no gevent).
+The asyncio client has the same shape (``async with AsyncClient(url, token)
+as client``, ``await client.run(...)``, ``async with client.start(...) as
+process``, ``async for stream, data in process``); see docs/clients.md.
+Only ``websocket-client`` and ``websockets`` are needed (no Flask, no gevent).
 """
 
-from procwire_client.client import (
-    DEFAULT_URL,
-    Attachment,
-    Client,
-    ExitStatus,
-    Process,
-    ProcessInfo,
-    Result,
-)
+from procwire_client.async_process import AsyncProcess
+from procwire_client.asyncio_client import AsyncClient
+from procwire_client.connection import DEFAULT_URL
+from procwire_client.core.resume import Reconnect
 from procwire_client.errors import (
     AuthenticationError,
     ClusterUnavailable,
@@ -34,6 +32,7 @@ from procwire_client.errors import (
     MethodNotFound,
     NoSuchProcess,
     NotFound,
+    OutputTruncated,
     ParseError,
     PermissionDenied,
     ProcessExited,
@@ -43,11 +42,16 @@ from procwire_client.errors import (
     SpawnFailed,
     Timeout,
 )
+from procwire_client.process import Process
+from procwire_client.results import Attachment, ExitStatus, ProcessInfo, Result
+from procwire_client.sync_client import Client
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_URL",
+    "AsyncClient",
+    "AsyncProcess",
     "Attachment",
     "AuthenticationError",
     "Client",
@@ -60,6 +64,7 @@ __all__ = [
     "MethodNotFound",
     "NoSuchProcess",
     "NotFound",
+    "OutputTruncated",
     "ParseError",
     "PermissionDenied",
     "Process",
@@ -68,6 +73,7 @@ __all__ = [
     "ProcessRunning",
     "ProcwireConnectionError",
     "ProcwireError",
+    "Reconnect",
     "Result",
     "SpawnFailed",
     "Timeout",

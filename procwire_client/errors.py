@@ -157,3 +157,16 @@ class ProcwireConnectionError(ConnectionError):
 
 class AuthenticationError(ProcwireConnectionError):
     """The server refused the token (HTTP 401)."""
+
+
+class OutputTruncated(ProcwireError):
+    """:meth:`~procwire_client.Client.run` kept only ``max_output`` bytes of a stream.
+
+    ``result`` is the partial :class:`~procwire_client.Result` (its
+    ``truncated`` says which streams were cut).  Pass ``on_overflow="truncate"``
+    to get that result returned instead.
+    """
+
+    def __init__(self, message: str, result: Any) -> None:
+        super().__init__(message)
+        self.result = result

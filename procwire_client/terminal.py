@@ -18,7 +18,7 @@ import sys
 import threading
 from typing import Any
 
-from procwire_client.client import Client, ExitStatus, Process
+from procwire_client import Client, ExitStatus, Process
 from procwire_client.commands.common import EXIT_DISCONNECTED, note, read_stdin, thread, write_all
 from procwire_client.errors import ProcwireConnectionError, ProcwireError
 

@@ -108,10 +108,31 @@ def test_run_with_input_env_cwd(lib: pw.Client, tmp_path: os.PathLike[str]) -> N
 
 
 def test_run_binary_output_and_truncation(lib: pw.Client) -> None:
-    result = lib.run(["sh", "-c", "printf 'abc\\377def'; printf '\\000' >&2"], max_output=4)
-    assert result.stdout == b"abc\xff"
-    assert result.stderr == b"\x00"
-    assert result.truncated == {"stdout": True, "stderr": False}
+    """Past max_output run raises OutputTruncated with the partial result, unless told to truncate."""
+    argv = ["sh", "-c", "printf 'abc\\377def'; printf '\\000' >&2"]
+    with pytest.raises(pw.OutputTruncated, match="stdout exceeded max_output") as raised:
+        lib.run(argv, max_output=4)
+    for result in (raised.value.result, lib.run(argv, max_output=4, on_overflow="truncate")):
+        assert result.stdout == b"abc\xff"
+        assert result.stderr == b"\x00"
+        assert result.truncated == {"stdout": True, "stderr": False}
+    assert lib.run(argv, max_output=7).stdout == b"abc\xffdef"
+
+
+def test_streamed_run_past_max_output_raises_too(lib: pw.Client) -> None:
+    data = b"x" * (3 << 20)  # too large for one message: streamed through start
+    with pytest.raises(pw.OutputTruncated) as raised:
+        lib.run(["cat"], input=data, max_output=10)
+    assert raised.value.result.stdout == b"x" * 10 and raised.value.result.ok
+
+
+def test_write_to_an_exited_process_raises_process_exited(lib: pw.Client) -> None:
+    process = lib.start(["true"])
+    process.wait(BOUND)
+    with pytest.raises(pw.ProcessExited):
+        process.write(b"late\n")
+    with pytest.raises(pw.ProcessExited):
+        process.write(b"late\n", binary=True)
 
 
 def test_run_bytes_input_larger_than_one_message(lib: pw.Client) -> None:
@@ -301,9 +322,8 @@ def test_typed_errors_carry_code_message_and_data(lib: pw.Client, server: Server
     with pytest.raises(pw.ProcessExited) as exited:
         process.kill()
     assert exited.value.code == -32005
-    process.write("late")  # pipelined: the refusal is raised by the next call
-    with pytest.raises(pw.ProcessExited):
-        process.flush(BOUND)
+    with pytest.raises(pw.ProcessExited):  # its exit arrived: refused here, not by the next call
+        process.write("late")
     process.release()
     with pytest.raises(pw.NoSuchProcess):
         lib.wait(process.proc)

@@ -9,9 +9,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from procwire_client import settings
+from procwire_client import DEFAULT_URL, Client, ExitStatus, settings
 from procwire_client.address import websocket_url
-from procwire_client.client import DEFAULT_URL, Client, ExitStatus
 
 # Exit codes (docs/cli.md).  run, shell, attach and wait otherwise exit with the remote command's status.
 EXIT_ERROR = 1

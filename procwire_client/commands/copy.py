@@ -21,7 +21,7 @@ import tarfile
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from procwire_client.client import Client, Process
+from procwire_client import Client, Process
 from procwire_client.commands.common import (
     EXIT_CANNOT_EXECUTE,
     EXIT_NO_SUCH_FILE,

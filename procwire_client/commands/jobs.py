@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from procwire_client.client import Process
+from procwire_client import Process
 from procwire_client.commands.common import UsageError, add_command, connect, exit_code, note, write_all
 from procwire_client.commands.running import copy_output
 

@@ -13,8 +13,8 @@ import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
+from procwire_client import ExitStatus
 from procwire_client.address import http_base
-from procwire_client.client import ExitStatus
 from procwire_client.commands.common import add_command, connect, url_and_token
 from procwire_client.errors import ProcwireConnectionError
 

@@ -8,9 +8,8 @@ import os
 import sys
 from typing import Any
 
-from procwire_client import settings
+from procwire_client import Client, settings
 from procwire_client.address import websocket_url
-from procwire_client.client import Client
 from procwire_client.commands.common import CommandError, UsageError, add_command, note
 
 

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from procwire_client.client import Client, ExitStatus, Process
+from procwire_client import Client, ExitStatus, Process
 from procwire_client.commands.common import (
     EXIT_BROKEN_PIPE,
     add_command,
