@@ -1,6 +1,7 @@
-"""The workloads of issues 3 and 10, in the order the table lists them."""
+"""The workloads of issues 3, 10 and 13, in the order the table lists them."""
 
 from bench.workloads.base import Capped, Context, Workload
+from bench.workloads.clients import Clients
 from bench.workloads.compress import Compression
 from bench.workloads.cycle import Cycle
 from bench.workloads.echo import Echo
@@ -15,7 +16,8 @@ from bench.workloads.xstream import CrossStream
 
 ISSUE_3 = (Spawn, Cycle, Echo, Stream, Idle, FanOut, SlowReader, Compression)
 ISSUE_10 = (CrossEcho, CrossStream, Parallel)
-WORKLOADS: dict[str, type[Workload]] = {workload.name: workload for workload in (*ISSUE_3, *ISSUE_10)}
+ISSUE_13 = (Clients,)
+WORKLOADS: dict[str, type[Workload]] = {workload.name: workload for workload in (*ISSUE_3, *ISSUE_10, *ISSUE_13)}
 CLUSTER = tuple(workload.name for workload in ISSUE_10)  # the rows that need a Redis
 
 __all__ = ["CLUSTER", "WORKLOADS", "Capped", "Context", "Workload"]
