@@ -8,10 +8,12 @@ JS_CLIENT_STAMP := clients/js/node_modules/.installed
 
 .PHONY: install run test lint clean
 
-$(STAMP): pyproject.toml
+# Two distributions, both editable: the clients and the CLI (clients/python, procwire-client)
+# and the server (procwire, which depends on it).
+$(STAMP): pyproject.toml clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e clients/python -e '.[test]'
 	touch $(STAMP)
 
 install: $(STAMP) $(NODE_STAMP) $(JS_CLIENT_STAMP)
@@ -24,7 +26,15 @@ run: install
 	$(if $(NEW_TOKEN),$(BIN)/procwire-token --new-dev-token)
 	$(BIN)/gunicorn -c gunicorn.conf.py
 
-test: install install-nginx install-redis chromium
+# The client's wheel, alone (what a user of the clients or the CLI installs): dist/procwire_client-*.whl.
+# tests/test_client_wheel.py builds its own from the same sources and installs it in a clean venv.
+# An old clients/python/build/ would put deleted modules back in the wheel: removed first.
+.PHONY: client-wheel
+client-wheel: $(STAMP)
+	rm -rf dist/procwire_client-*.whl clients/python/build
+	$(BIN)/pip wheel --quiet --no-deps --wheel-dir dist clients/python
+
+test: install client-wheel install-nginx install-redis chromium
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -80,7 +90,7 @@ soak: install
 	$(BIN)/python -m bench.soak $(SOAK_ARGS)
 
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) dist
 
 # The web console's front-end packages (package.json, package-lock.json), served from node_modules/.
 $(NODE_STAMP): package.json package-lock.json

@@ -1,4 +1,4 @@
-"""``login``, ``logout`` and ``token``: credentials, kept here or made for the server."""
+"""``login`` and ``logout``: the server's URL and token, kept here."""
 
 from __future__ import annotations
 
@@ -52,23 +52,6 @@ procwire logout
     )
     logout.set_defaults(handler=cmd_logout)
 
-    token = add_command(
-        commands,
-        "token",
-        [],
-        "make a token and its lines for the server's TOML file",
-        "Make a new random token for NAME and print it with the [[tokens]] table to add to the\n"
-        "server's TOML file (PROCWIRE_CONFIG); the file keeps only its SHA-256.  Runs on the server's\n"
-        "machine, without a connection.",
-        """
-procwire token alice
-procwire token ops --role admin
-""",
-    )
-    token.add_argument("name", help="who holds the token (shown in the audit log and in owner fields)")
-    token.add_argument("--role", choices=("user", "admin"), default="user", help="default: user")
-    token.set_defaults(handler=cmd_token)
-
 
 def _shown(path: Any) -> str:
     home = os.path.expanduser("~")
@@ -108,15 +91,4 @@ def cmd_logout(args: argparse.Namespace) -> int:
         note(f"logged out: {settings.config_path()} removed")
     else:
         note("not logged in")
-    return 0
-
-
-def cmd_token(args: argparse.Namespace) -> int:
-    """Runs on the server's machine; needs no connection (config.token, also ``procwire-token``)."""
-    from config.token import name_problem, print_new_token
-
-    problem = name_problem(args.name)
-    if problem:
-        raise UsageError(problem)
-    print_new_token(args.name, args.role)
     return 0

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable
 
 from procwire_client import __version__, settings
-from procwire_client.commands import copy, jobs, listing, login, running
+from procwire_client.commands import copy, jobs, listing, login, running, server
 from procwire_client.commands.common import (
     EXIT_BAD_CWD,
     EXIT_BROKEN_PIPE,
@@ -109,6 +109,6 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     connection_options(common, argparse.SUPPRESS)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for module in (running, listing, jobs, copy, login):
+    for module in (running, listing, jobs, copy, login, server):
         module.register(commands, [common])
     return parser
