@@ -20,10 +20,11 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from procwire_client.async_process import AsyncProcess
 from procwire_client.connection import close_message, resolve_url_and_token
-from procwire_client.core import Answered, Event, Exited, Failed, Output, Protocol, Screen, StrayError
+from procwire_client.core import Answered, Event, Failed, Protocol
 from procwire_client.core.protocol import ProtocolError, copy_connection_error
 from procwire_client.core.resume import Reconnect
 from procwire_client.errors import AuthenticationError, ProcwireConnectionError, ProcwireError
+from procwire_client.handle import ProcessEvent, deliver
 
 Callback = Callable[[Any], None]
 
@@ -211,26 +212,8 @@ class AsyncConnection:
                     future.set_result(event.result)
                 else:
                     future.set_exception(event.error)
-            elif isinstance(event, Output | Screen):
-                process = self._procs.get(event.proc)
-                if process is not None and isinstance(event, Output):
-                    process._output(event.stream, event.data, event.offset)
-                elif process is not None and isinstance(event, Screen):
-                    process._screen(event.data, event.offset)
-            elif isinstance(event, Exited):
-                process = self._procs.pop(event.proc, None)
-                if process is not None:
-                    process._exited(event.status)
-            elif isinstance(event, StrayError):
-                self._on_stray_error(event)
-
-    def _on_stray_error(self, event: StrayError) -> None:
-        """A refused stdin frame: on the process it names (or the last written to), else kept here."""
-        process = self._handles.get(event.proc) if event.proc is not None else None
-        if process is not None:
-            process._stdin_failed(event.error)
-        else:
-            self.stray_errors.append(event.error)
+            elif isinstance(event, ProcessEvent):
+                deliver(event, self._procs, self._handles, self.stray_errors)
 
     # -- sending ----------------------------------------------------------------------
 

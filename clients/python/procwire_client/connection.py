@@ -22,10 +22,11 @@ from typing import TYPE_CHECKING, Any
 import websocket
 from websocket import ABNF
 
-from procwire_client.core import Answered, Event, Exited, Failed, Output, Protocol, Screen, StrayError
+from procwire_client.core import Answered, Event, Failed, Protocol
 from procwire_client.core.protocol import ProtocolError, copy_connection_error
 from procwire_client.core.resume import Reconnect
 from procwire_client.errors import AuthenticationError, ProcwireConnectionError, ProcwireError, Timeout
+from procwire_client.handle import ProcessEvent, deliver
 
 if TYPE_CHECKING:
     from procwire_client.process import Process
@@ -326,29 +327,8 @@ class Connection:
                     call = self._calls.pop(event.id, None)
                 if call is not None:
                     call.finish(*((event.result, None) if isinstance(event, Answered) else (None, event.error)))
-            elif isinstance(event, Output):
-                process = self._procs.get(event.proc)
-                if process is not None:
-                    process._output(event.stream, event.data, event.offset)
-            elif isinstance(event, Screen):
-                process = self._procs.get(event.proc)
-                if process is not None:
-                    process._screen(event.data, event.offset)
-            elif isinstance(event, Exited):
-                with self._lock:
-                    process = self._procs.pop(event.proc, None)
-                if process is not None:
-                    process._exited(event.status)
-            elif isinstance(event, StrayError):
-                self._on_stray_error(event)
-
-    def _on_stray_error(self, event: StrayError) -> None:
-        """A refused stdin write: on the process it names (or the last written to), else kept here."""
-        process = self._handles.get(event.proc) if event.proc is not None else None
-        if process is not None:
-            process._stdin_failed(event.error)
-        else:
-            self.stray_errors.append(event.error)
+            elif isinstance(event, ProcessEvent):
+                deliver(event, self._procs, self._handles, self.stray_errors, self._lock)
 
     # -- routing --------------------------------------------------------------------
 

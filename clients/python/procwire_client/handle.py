@@ -7,9 +7,13 @@ queue, an asyncio queue) and which event marks the end.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+import contextlib
+from collections.abc import Mapping, MutableMapping
+from contextlib import AbstractContextManager
+from typing import Any, Protocol, TypeVar
 
-from procwire_client.errors import ProcwireConnectionError
+from procwire_client.core import Exited, Output, Screen, StrayError
+from procwire_client.errors import ProcwireConnectionError, ProcwireError
 from procwire_client.results import Attachment, ExitStatus
 
 END = object()  # the last item of a process's output queue
@@ -85,6 +89,10 @@ class ProcessHandle:
         self._status = status
         self._finish()
 
+    def _stdin_failed(self, error: ProcwireError) -> None:
+        """A write the server refused after the fact (an id-null error naming this process)."""
+        raise NotImplementedError
+
     def _connection_lost(self, error: ProcwireConnectionError) -> None:
         if not self._ended.is_set():
             self._lost = error
@@ -115,3 +123,40 @@ class ProcessHandle:
     @property
     def running(self) -> bool:
         return not self._ended.is_set()
+
+
+Handle = TypeVar("Handle", bound=ProcessHandle)
+ProcessEvent = Output | Screen | Exited | StrayError  # the core's events that concern one process
+
+
+def deliver(
+    event: ProcessEvent,
+    following: MutableMapping[int, Handle],
+    handles: Mapping[int, Handle],
+    stray_errors: list[ProcwireError],
+    lock: AbstractContextManager[Any] | None = None,
+) -> None:
+    """Hand one of the core's per-process events to the handle it concerns, as both
+    clients' readers do: ``following`` are the handles receiving output (an exit ends
+    that, under ``lock`` where other threads change the mapping; lookups need none),
+    ``handles`` every live handle (a refused write is blamed on one)."""
+    if isinstance(event, StrayError):
+        blamed = handles.get(event.proc) if event.proc is not None else None
+        if blamed is None:
+            stray_errors.append(event.error)
+        else:
+            blamed._stdin_failed(event.error)
+        return
+    if isinstance(event, Exited):
+        with lock or contextlib.nullcontext():
+            ending = following.pop(event.proc, None)
+        if ending is not None:
+            ending._exited(event.status)
+        return
+    process = following.get(event.proc)
+    if process is None:
+        return
+    if isinstance(event, Output):
+        process._output(event.stream, event.data, event.offset)
+    else:
+        process._screen(event.data, event.offset)
