@@ -1,7 +1,9 @@
-"""One behaviour suite for both Python clients (sync and asyncio) against the real server.
+"""One behaviour suite for the three clients (sync, asyncio and JavaScript) against the real server.
 
 Each test is written once and runs for each client (``kind``): the asyncio
-client goes through AsyncAsSync below, which only awaits its coroutines.
+client goes through AsyncAsSync below, which only awaits its coroutines; the
+JavaScript one (clients/js/procwire.js, in Node) through tests/js_client_adapter.py,
+which only translates.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 import pytest
 
 import procwire_client as pw
+from tests.js_client_adapter import JsClient
 from tests.server import Server, free_port, pid_exists, wait_until
 
 BOUND = 15.0
@@ -99,9 +102,11 @@ class AsyncAsSync:
 
 
 def connect(kind: str, url: str, token: str | None, loop: LoopThread, **options: Any) -> Any:
-    """A connected client of ``kind`` ("sync" or "async"), with the sync client's shape."""
+    """A connected client of ``kind`` ("sync", "async" or "js"), with the sync client's shape."""
     if kind == "sync":
         return pw.Client(url, token, **options)
+    if kind == "js":
+        return JsClient(url, token, **options)
     return AsyncAsSync(loop.run(pw.AsyncClient(url, token, **options).connect()), loop)
 
 
@@ -115,7 +120,7 @@ def loop() -> Iterator[LoopThread]:
     running.stop()
 
 
-@pytest.fixture(params=["sync", "async"])
+@pytest.fixture(params=["sync", "async", "js"])
 def kind(request: pytest.FixtureRequest) -> str:
     return request.param
 

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import WebSocket from 'ws';
 
-import { Client, ConnectionError, RpcError } from '../procwire.js';
+import { AuthenticationError, Client, ConnectionError, NotFound, OutputTruncated, ProcessExited, RpcError } from '../procwire.js';
 import { TOKEN, URL_, collect, connect, cut } from './helpers.js';
 
 // Every byte value, then a UTF-8 character written in two pieces (split across reads) and a lone 0xff.
@@ -114,18 +114,23 @@ test('attach from an offset, from another connection, replays exactly the rest',
 test('errors carry code, message and data', async (t) => {
   const client = await connect(t);
   await assert.rejects(client.start(['procwire-no-such-program']), (error) => {
-    assert.ok(error instanceof RpcError);
+    assert.ok(error instanceof NotFound && error instanceof RpcError);
     assert.equal(error.code, -32001);
     assert.equal(error.data.errno, 2);
     assert.equal(error.method, 'start');
     assert.match(error.message, /executable not found/);
     return true;
   });
-  await assert.rejects(client.call('wait', { proc: 999999 }), { name: 'RpcError', code: -32002 });
+  await assert.rejects(client.call('wait', { proc: 999999 }), { name: 'NoSuchProcess', code: -32002 });
   await assert.rejects(client.call('frobnicate'), { code: -32601 });
   const process = await client.start(['true']);
   await process.exit;
-  await assert.rejects(process.write('late'), { code: -32005 });
+  await assert.rejects(process.write('late'), ProcessExited);
+  await assert.rejects(client.run(['echo', 'four'], { max_output: 2 }), (error) => {
+    assert.ok(error instanceof OutputTruncated);
+    assert.deepEqual(Buffer.from(error.result.stdout), Buffer.from('fo'));
+    return true;
+  });
   const refusals = [];
   const listening = await connect(t, { onError: (error) => refusals.push(error) });
   const exited = await listening.start(['true']);
@@ -133,12 +138,14 @@ test('errors carry code, message and data', async (t) => {
   exited.send('x');
   await listening.ping();
   assert.equal(refusals[0].code, -32005);
+  assert.equal(exited.stdinError, refusals[0]);
 });
 
-test('a wrong token is a ConnectionError; a token in a header works where the implementation allows', async (t) => {
+test('a wrong token is an AuthenticationError; a token in a header works where the implementation allows', async (t) => {
   await assert.rejects(Client.connect(URL_, 'wrong', { WebSocket }), (error) => {
-    assert.ok(error instanceof ConnectionError);
-    assert.match(error.message, /401/);
+    assert.ok(error instanceof AuthenticationError && error instanceof ConnectionError);
+    assert.equal(error.status, 401);
+    assert.match(error.message, /HTTP 401: missing or wrong token/);
     return true;
   });
   const client = await connect(t, { auth: 'header' });
@@ -155,8 +162,9 @@ test('a dropped connection fails pending calls, followed processes and later cal
   await assert.rejects(waiting, (error) => error instanceof ConnectionError && /was lost \(4000 disconnected by an operator\)/.test(error.message));
   await assert.rejects(process.exit, ConnectionError);
   await assert.rejects(collect(process), ConnectionError);
-  await assert.rejects(client.ping(), /not connected/);
+  await assert.rejects(client.ping(), /was lost \(4000/);
   assert.equal(closes[0].code, 4000);
+  assert.ok(client.closed);
 });
 
 test('without a WebSocket implementation the constructor says what to pass', { skip: Boolean(globalThis.WebSocket) }, () => {
@@ -174,7 +182,8 @@ test('a snapshot attach to a terminal delivers its screen to the process, then t
   const process = await second.attach(shell.proc, { snapshot: true, binary: false });
   assert.equal(process.info.screen, true);
   await process.write('bye\r');
-  const { stdout } = await collect(process);
+  const { stdout, screen } = await collect(process);
+  assert.match(screen.toString(), /hello/);
   assert.match(process.screen.data, /hello/);
   assert.equal(process.screen.offset, 5);
   assert.deepEqual(stdout, Buffer.from('bye\r\nbye'));

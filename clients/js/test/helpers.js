@@ -21,16 +21,16 @@ export async function connect(t, options = {}) {
   return client;
 }
 
-/** Every chunk of `process` until its exit: per stream the bytes, and whether offsets were contiguous. */
+/** Every chunk of `process` until its exit, per stream (a screen too), its offsets checked contiguous. */
 export async function collect(process) {
-  const bytes = { stdout: [], stderr: [] };
-  const next = { stdout: null, stderr: null };
+  const bytes = { stdout: [], stderr: [], screen: [] };
+  const next = { stdout: null, stderr: null, screen: null };
   for await (const { stream, data, offset } of process) {
     if (next[stream] !== null && offset !== next[stream]) throw new Error(`${stream}: offset ${offset}, expected ${next[stream]}`);
-    next[stream] = offset + data.length;
+    if (stream !== 'screen') next[stream] = offset + data.length;
     bytes[stream].push(data);
   }
-  return { stdout: concat(bytes.stdout), stderr: concat(bytes.stderr) };
+  return { stdout: concat(bytes.stdout), stderr: concat(bytes.stderr), screen: concat(bytes.screen) };
 }
 
 export function concat(chunks) {

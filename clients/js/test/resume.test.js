@@ -24,7 +24,7 @@ for (const [mode, options] of [
     const kept = await client.start(['sh', '-c', WRITER], { on_disconnect: 'keep', ...options });
     const lost = await client.start(['sleep', '30']);
     const received = collect(kept);
-    const waited = kept.wait(); // in flight through both cuts: sent again, as it changes nothing
+    const waited = kept.wait(); // the exit, which comes across both cuts
     const firstId = client.hello.client_id;
     await until(() => kept.offsets.stdout > 1500);
     await cut(firstId);
