@@ -271,7 +271,7 @@ def test_refused_binary_stdin_lands_on_the_process(any_client: Any) -> None:
     with any_client.start(["sleep", "30"]) as process:
         process.close_stdin()
         with pytest.raises(pw.ProcessExited, match="stdin"):
-            process.write(b"x", binary=True)  # sync: sent, refused later; async: refused here
+            process.write(b"x", binary=True)  # sync: sent, refused later; async and js: refused here
             process.flush(BOUND)
         assert wait_until(lambda: process.stdin_error is not None, BOUND)
         assert isinstance(process.stdin_error, pw.ProcessExited)

@@ -37,9 +37,10 @@ export interface ExitStatus {
   node?: string;
 }
 
-/** One piece of output: its bytes and the offset of the first one in its stream. */
+/** One piece of output: its bytes and the offset of the first one in its stream.  After a
+ * snapshot attach, the first is the screen (stream "screen": ANSI repainting it whole). */
 export interface Chunk {
-  stream: Stream;
+  stream: Stream | 'screen';
   data: Uint8Array;
   offset: number;
 }
@@ -118,7 +119,10 @@ export interface RunOptions {
   name?: string | null;
   /** Bytes for stdin: a string as its UTF-8 bytes, bytes as they are. */
   input?: string | Uint8Array | null;
+  /** Bytes kept per stream (the server's default: 16 MiB). */
   max_output?: number;
+  /** Past `max_output`: "raise" (default) rejects with OutputTruncated, "truncate" resolves. */
+  on_overflow?: 'raise' | 'truncate';
 }
 
 export interface RunResult extends ExitStatus {
@@ -161,19 +165,58 @@ export interface ClientOptions {
   onReconnect?: (hello: Hello) => void;
 }
 
+/** An error answer of the server; its class follows `code` (see rpcError), `name` is the class's. */
 export class RpcError extends Error {
-  code: number;
+  code: number | null;
   data: any;
   method: string | null;
-  constructor(error: { code: number; message: string; data?: any }, method?: string | null);
+  constructor(error: { code: number | null; message: string; data?: any }, method?: string | null);
 }
+
+export class ParseError extends RpcError {}
+export class InvalidRequest extends RpcError {}
+export class MethodNotFound extends RpcError {}
+export class InvalidParams extends RpcError {}
+export class InternalError extends RpcError {}
+/** -32001: the executable does not exist or is not in PATH. */
+export class NotFound extends RpcError {}
+/** -32002 */
+export class NoSuchProcess extends RpcError {}
+/** -32003: not executable, a directory, or an unusable `cwd`. */
+export class PermissionDenied extends RpcError {}
+/** -32004: too many processes, a stdin chunk too large, or the stdin buffer full. */
+export class LimitExceeded extends RpcError {}
+/** -32005: the process has exited, or its stdin is closed. */
+export class ProcessExited extends RpcError {}
+/** -32006: a `wait` timed out on the server, or a wait of this client did. */
+export class Timeout extends RpcError {}
+/** -32007 */
+export class SpawnFailed extends RpcError {}
+/** -32008: its exit has not been sent yet (release). */
+export class ProcessRunning extends RpcError {}
+/** -32009: the process runs on another node, which cannot be reached now. */
+export class ClusterUnavailable extends RpcError {}
+
+/** `run` kept only `max_output` bytes of a stream; `result` is the partial result. */
+export class OutputTruncated extends RpcError {
+  result: RunResult;
+  constructor(result: RunResult);
+}
+
+/** The RpcError subclass of a JSON-RPC error's code (RpcError itself for an unknown code). */
+export function rpcError(error: { code: number; message: string; data?: any }, method?: string | null): RpcError;
 
 export class ConnectionError extends Error {
   /** The WebSocket close code, when there was one. */
   code: number | null;
   reason: string;
-  constructor(message: string, event?: { code?: number | null; reason?: string });
+  /** The HTTP status of a refused handshake (401, 403), when it could be known. */
+  status: number | null;
+  constructor(message: string, event?: { code?: number | null; reason?: string; status?: number | null });
 }
+
+/** The server refused the token (HTTP 401). */
+export class AuthenticationError extends ConnectionError {}
 
 export class ProcessLost extends ConnectionError {
   proc: number;
@@ -185,6 +228,8 @@ export class Process implements AsyncIterable<Chunk> {
   readonly proc: number;
   readonly pid: number | null;
   readonly pgid: number | null;
+  /** Started on a pseudo-terminal. */
+  readonly pty: boolean;
   /** Attached again after a reconnect: kept (on_disconnect "keep") or attached to. */
   resumable: boolean;
   /** Per stream, the offset of the next byte expected. */
@@ -194,9 +239,15 @@ export class Process implements AsyncIterable<Chunk> {
   /** The last `screen` notification (an attach with `snapshot`). */
   screen: ScreenParams | null;
   /** The answer of the last attach, for a process followed with `attach`. */
-  info?: AttachAnswer;
+  info: AttachAnswer | null;
   /** The exit status once it came. */
   status: ExitStatus | null;
+  /** Not ended yet: no exit, no detach, no loss. */
+  readonly running: boolean;
+  /** Its output goes elsewhere now (detach, or attached again on the same client). */
+  readonly detached: boolean;
+  /** The last write refused after the fact (a binary frame's). */
+  stdinError: RpcError | null;
   /** Resolves with the exit status; rejects with ConnectionError or ProcessLost. */
   readonly exit: Promise<ExitStatus>;
   on(event: 'output', listener: (chunk: Chunk) => void): this;
@@ -204,13 +255,19 @@ export class Process implements AsyncIterable<Chunk> {
   on(event: 'screen', listener: (params: ScreenParams) => void): this;
   [Symbol.asyncIterator](): AsyncIterator<Chunk>;
   call(method: string, params?: Record<string, unknown>): Promise<any>;
-  write(data: string | Uint8Array): Promise<{ written: number }>;
+  /** In chunks the server takes; `binary`: as binary frames.  Resolves once every byte is in the pipe. */
+  write(data: string | Uint8Array, options?: { binary?: boolean }): Promise<{ written: number }>;
   send(data: string | Uint8Array): void;
+  /** Resolves once every byte sent before is in the pipe; rejects with a refusal of any. */
+  flush(): Promise<void>;
   closeStdin(): Promise<{ written?: number }>;
+  /** Writes `input` (if any), closes stdin, resolves with all the output until the exit. */
+  communicate(input?: string | Uint8Array | null): Promise<{ stdout: Uint8Array; stderr: Uint8Array }>;
   resize(rows: number, cols: number): Promise<{}>;
   signal(signal: Signal, options?: { group?: boolean }): Promise<{}>;
   kill(): Promise<{}>;
   stop(options?: { signal?: Signal; grace?: number | null }): Promise<ExitStatus>;
+  /** The exit status; `timeout` in seconds, then a Timeout (the process runs on). */
   wait(timeout?: number | null): Promise<ExitStatus>;
   detach(): Promise<void>;
   release(): Promise<{}>;
@@ -222,7 +279,11 @@ export class Client {
   readonly url: string;
   readonly hello: Hello | null;
   readonly connected: boolean;
+  /** For good: closed, or lost and not resumed (then `failure` says why). */
   readonly closed: boolean;
+  readonly failure: ConnectionError | null;
+  /** Connections made again after a loss (with `reconnect`). */
+  readonly reconnects: number;
   /** The processes followed, by proc. */
   readonly processes: Map<number, Process>;
   connect(): Promise<Hello>;
@@ -232,12 +293,23 @@ export class Client {
   attach(proc: number, options?: AttachOptions): Promise<Process>;
   run(argv: string[], options?: RunOptions): Promise<RunResult>;
   list(): Promise<ProcessInfo[]>;
+  find(pid: number): Promise<ProcessInfo>;
   ping(): Promise<{ time: number }>;
+  lookpath(file: string): Promise<string>;
+  /** Waits on the server, for any process of this token; `timeout` in seconds. */
+  wait(proc: number, timeout?: number | null): Promise<ExitStatus>;
+  signal(proc: number, signal: Signal, options?: { group?: boolean }): Promise<{}>;
+  kill(proc: number): Promise<{}>;
+  stop(proc: number, options?: { signal?: Signal; grace?: number | null }): Promise<ExitStatus>;
+  resize(proc: number, rows: number, cols: number): Promise<{}>;
+  release(proc: number): Promise<{}>;
 }
 
-/** The methods sent again after a reconnect when they were in flight: they change nothing. */
+/** The methods sent again after a reconnect when they were in flight: they only read. */
 export const SAFE_TO_RETRY: ReadonlySet<string>;
 export function backoff(attempt: number, policy?: { first?: number; max?: number }): number;
 export function base64ToBytes(text: string): Uint8Array;
 export function bytesToBase64(bytes: Uint8Array): string;
 export function decodeData(data: string, encoding?: Encoding): Uint8Array;
+/** `promise`, or a Timeout after `seconds` (null: no limit). */
+export function within<T>(promise: Promise<T>, seconds: number | null, message: string): Promise<T>;

@@ -1,7 +1,7 @@
 // Compiled (never run) by types.test.js: the declarations in procwire.d.ts allow the README's uses
 // and refuse wrong ones (each @ts-expect-error must be an error).
 
-import { Client, ConnectionError, ProcessLost, RpcError, type Chunk, type ExitStatus, type Hello } from '../procwire.js';
+import { Client, ConnectionError, NotFound, OutputTruncated, ProcessLost, RpcError, type Chunk, type ExitStatus, type Hello } from '../procwire.js';
 
 export async function uses(WebSocket: new (url: string) => unknown): Promise<void> {
   const client = await Client.connect('ws://127.0.0.1:9999/ws', 'token', {
@@ -33,8 +33,16 @@ export async function uses(WebSocket: new (url: string) => unknown): Promise<voi
   } catch (error) {
     if (error instanceof RpcError) void [error.code, error.data, error.method];
     if (error instanceof ProcessLost) void error.proc;
-    if (error instanceof ConnectionError) void [error.code, error.reason];
+    if (error instanceof ConnectionError) void [error.code, error.reason, error.status];
+    if (error instanceof OutputTruncated) void error.result.stdout.byteLength;
+    if (error instanceof NotFound) void error.data;
   }
+  const { stdout: out } = await cat.communicate('input');
+  await cat.write(out, { binary: true });
+  const waited: ExitStatus = await client.wait(exit.proc, 0.5);
+  void [waited.code, client.reconnects, cat.running, cat.stdinError?.code, await client.lookpath('sh')];
+  // @ts-expect-error `on_overflow` is "raise" or "truncate"
+  await client.run(['ls'], { on_overflow: 'drop' });
   // @ts-expect-error argv is an array of strings
   await client.start('ls');
   // @ts-expect-error no such stream
