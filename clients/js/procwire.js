@@ -194,6 +194,7 @@ export class Process {
     this.stdinError = null; // the last write refused after the fact (a binary frame's)
     this.refused = null; // that refusal, until a write or flush reports it
     this.detached = false;
+    this.writing = Promise.resolve(); // the writes before: one write's chunks are never interleaved
     this.chunks = [];
     this.wakers = [];
     this.failure = null;
@@ -296,9 +297,15 @@ export class Process {
    * Bytes to stdin (a string as its UTF-8 bytes) in chunks the server takes, as requests or with
    * `binary` as binary frames; resolves with `{written}` once every byte is in the pipe.  Rejects
    * with ProcessExited once the process exited or its stdin is closed, and with a refusal of an
-   * earlier binary frame.
+   * earlier binary frame.  Writes made at once go in their order, one after the other.
    */
-  async write(data, { binary = false } = {}) {
+  write(data, options = {}) {
+    const written = this.writing.then(() => this.writeNow(data, options));
+    this.writing = written.catch(() => {});
+    return written;
+  }
+
+  async writeNow(data, { binary = false }) {
     this.reportRefusal();
     if (this.status) throw new ProcessExited({ code: -32005, message: `process ${this.proc} has exited: its stdin takes no more bytes` }, 'write');
     const bytes = toBytes(data);
