@@ -74,8 +74,6 @@ export function backoff(attempt, { first = RESUME.first, max = RESUME.max } = {}
   return Math.round(base * (0.8 + 0.4 * Math.random()));
 }
 
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
 function closeText(event) {
   if (event.reason) return ` (${event.code} ${event.reason})`;
   return event.code ? ` (code ${event.code})` : '';
@@ -225,7 +223,9 @@ export class Process {
  * Authorization header, for implementations taking `{headers}` such as `ws`), `connectTimeout`
  * (ms), `reconnect` (false; true or {first, max, deadline} in ms), and the hooks
  * `onNotification(method, params)`, `onError(rpcError)` (errors answered with id null),
- * `onClose(error)` (every lost connection) and `onReconnect(hello)`.
+ * `onClose(error)` (every lost connection), `onRetry({attempt, delay, error})` (before each
+ * wait of a reconnect; `error`: why the previous attempt failed, null before the first) and
+ * `onReconnect(hello)`.
  */
 export class Client {
   constructor(url, token, options = {}) {
@@ -241,6 +241,7 @@ export class Client {
     this.pending = new Map();
     this.processes = new Map(); // proc -> Process followed by this client
     this.closed = false;
+    this.retryNow = null; // while reconnecting: ends the wait before the next attempt
   }
 
   static async connect(url, token, options = {}) {
@@ -463,8 +464,15 @@ export class Client {
       if (!process.resumable) this.drop(process, 'it was not kept (on_disconnect "keep"), so it ended with the lost connection');
     }
     const deadline = Date.now() + (this.policy.deadline ?? Infinity);
+    let failure = null;
     for (let attempt = 0; !this.closed; attempt++) {
-      await sleep(Math.min(backoff(attempt, this.policy), Math.max(0, deadline - Date.now())));
+      const delay = Math.min(backoff(attempt, this.policy), Math.max(0, deadline - Date.now()));
+      if (this.options.onRetry) this.options.onRetry({ attempt, delay, error: failure });
+      await new Promise((resolve) => {
+        this.retryNow = resolve;
+        setTimeout(resolve, delay);
+      });
+      this.retryNow = null;
       if (this.closed || Date.now() >= deadline) {
         this.closed = true;
         for (const call of retry) call.reject(error);
@@ -474,7 +482,8 @@ export class Client {
       }
       try {
         await this.connect();
-      } catch {
+      } catch (error) {
+        failure = error;
         continue;
       }
       if (this.options.onReconnect) this.options.onReconnect(this.hello);
@@ -482,6 +491,11 @@ export class Client {
       for (const call of retry) this.request(call.method, call.params, call.adopt).then(call.resolve, call.reject);
       return;
     }
+  }
+
+  /** While reconnecting: make the next attempt now rather than at the end of its wait. */
+  reconnectNow() {
+    if (this.retryNow) this.retryNow();
   }
 
   async reattach(process) {
