@@ -5,7 +5,7 @@ Two ways to lose the console_server, both real: the server stopped, then a new o
 port (kept processes die with their worker, so the page must tell that they are gone); and the
 server closing the page's connection while it stays up (``DELETE /api/clients/<id>``, as an
 operator or a proxy restart would), where kept processes live on and the page must continue
-each stream from the last offset it received.
+each stream from the last offset it received, and say why the ones not kept are lost.
 """
 
 from __future__ import annotations
@@ -88,7 +88,8 @@ def test_a_crashed_server_is_said_everywhere_until_it_is_back_by_itself(browser:
         expect(page.locator("#current-state")).to_have_text("no longer known to the server")
         expect(page.locator("#start")).to_be_enabled()
         console.tab("terminal")
-        console.wait_for_line(rf"\[cannot attach to proc {terminal}: no such process: {terminal}\]")
+        lost = rf"\[process {terminal} was lost: the server no longer knows it: no such process: {terminal}\]"
+        console.wait_for_line(lost)
         expect(page.locator(f".term-tab[data-proc='{terminal}']")).to_have_class("term-tab state-gone active")
         page.click("#new-terminal")  # and a new one works
         eventually(lambda: console.terminal_proc() not in (None, terminal), "a new terminal")
@@ -131,6 +132,12 @@ def test_a_connection_closed_by_the_server_is_replaced_without_losing_output(
     console.running_terminal()
     console.type_in_terminal("echo mark-$((2*3))")
     console.wait_for_line("mark-6")
+    kept = console.terminal_proc()
+    page.select_option("#terminal-keep", "kill")  # a second terminal, not kept: it ends with the connection
+    page.click("#new-terminal")
+    eventually(lambda: console.terminal_proc() not in (None, kept), "a second terminal")
+    not_kept = console.running_terminal()
+    page.click(f".term-tab[data-proc='{kept}'] .term-label")
     console.tab("processes")
     console.row(proc).locator("button[data-action=attach]").click()
     stdout = page.locator("#stdout")
@@ -142,6 +149,9 @@ def test_a_connection_closed_by_the_server_is_replaced_without_losing_output(
     expect(stdout).to_have_text("".join(f"{n}\n" for n in range(1, TICKS + 1)), timeout=20_000)  # no gap, no repeat
     expect(page.locator("#current-state")).to_have_text("exit 0")
     console.tab("terminal")
+    expect(page.locator(f".term-tab[data-proc='{not_kept}']")).to_have_class("term-tab state-gone")
+    lost = f"[process {not_kept} was lost: it was not kept"
+    eventually(lambda: lost.replace(" ", "") in "".join(console.terminal_text(1).split()), "the lost terminal's reason")
     eventually(console.terminal_focused, "the keyboard in the terminal")
     console.type_in_terminal("echo back-$((3*3))")
     console.wait_for_line("back-9")

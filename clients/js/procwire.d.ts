@@ -162,6 +162,8 @@ export interface ClientOptions {
   /** Errors answered with id null: a refused write notification or binary stdin frame. */
   onError?: (error: RpcError) => void;
   onClose?: (error: ConnectionError) => void;
+  /** Before each wait of a reconnect; `error`: why the previous attempt failed (null before the first). */
+  onRetry?: (retry: { attempt: number; delay: number; error: ConnectionError | null }) => void;
   onReconnect?: (hello: Hello) => void;
 }
 
@@ -288,6 +290,8 @@ export class Client {
   readonly processes: Map<number, Process>;
   connect(): Promise<Hello>;
   close(): void;
+  /** While reconnecting: make the next attempt now rather than at the end of its wait. */
+  reconnectNow(): void;
   call(method: string, params?: Record<string, unknown>): Promise<any>;
   start(argv: string[], options?: StartOptions): Promise<Process>;
   attach(proc: number, options?: AttachOptions): Promise<Process>;

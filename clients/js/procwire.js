@@ -169,8 +169,6 @@ export function backoff(attempt, { first = RESUME.first, max = RESUME.max } = {}
   return Math.round(base * (0.8 + 0.4 * Math.random()));
 }
 
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
 function closeText(event) {
   if (event.reason) return ` (${event.code} ${event.reason})`;
   return event.code ? ` (code ${event.code})` : '';
@@ -407,7 +405,9 @@ export class Process {
  * Authorization header, for implementations taking `{headers}` such as `ws`), `connectTimeout`
  * (ms), `reconnect` (false; true or {first, max, deadline} in ms: see resume), and the hooks
  * `onNotification(method, params)`, `onError(rpcError)` (errors answered with id null),
- * `onClose(error)` (every lost connection) and `onReconnect(hello)`.
+ * `onClose(error)` (every lost connection), `onRetry({attempt, delay, error})` (before each
+ * wait of a reconnect; `error`: why the previous attempt failed, null before the first) and
+ * `onReconnect(hello)`.
  */
 export class Client {
   constructor(url, token, options = {}) {
@@ -426,6 +426,7 @@ export class Client {
     this.failure = null; // why, when lost: what later calls reject with
     this.reconnects = 0; // connections made again after a loss
     this.lastWriter = null; // the Process of the last binary stdin frame: a refusal names no proc
+    this.retryNow = null; // while reconnecting: ends the wait before the next attempt
   }
 
   static async connect(url, token, options = {}) {
@@ -742,8 +743,15 @@ export class Client {
       if (!process.resumable) this.drop(process, 'it was not kept (on_disconnect "keep"), so it ended with the lost connection');
     }
     const deadline = Date.now() + (this.policy.deadline ?? Infinity);
+    let failure = null;
     for (let attempt = 0; !this.closed; attempt++) {
-      await sleep(Math.min(backoff(attempt, this.policy), Math.max(0, deadline - Date.now())));
+      const delay = Math.min(backoff(attempt, this.policy), Math.max(0, deadline - Date.now()));
+      if (this.options.onRetry) this.options.onRetry({ attempt, delay, error: failure });
+      await new Promise((resolve) => {
+        this.retryNow = resolve;
+        setTimeout(resolve, delay);
+      });
+      this.retryNow = null;
       if (this.closed || Date.now() >= deadline) {
         this.over(error);
         for (const call of retry) call.reject(error);
@@ -753,7 +761,8 @@ export class Client {
       }
       try {
         await this.connect();
-      } catch {
+      } catch (error) {
+        failure = error;
         continue;
       }
       for (const process of [...this.processes.values()]) await this.reattach(process);
@@ -769,6 +778,11 @@ export class Client {
     if (this.closed) return;
     this.closed = true;
     this.failure = error;
+  }
+
+  /** While reconnecting: make the next attempt now rather than at the end of its wait. */
+  reconnectNow() {
+    if (this.retryNow) this.retryNow();
   }
 
   async reattach(process) {

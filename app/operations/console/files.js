@@ -3,7 +3,7 @@
 // session's current directory (read from /proc/<pid>/cwd when the session runs on this server's
 // host; else in the directory it was started in), and move the exact bytes (base64 on the wire).
 
-import { ConnectionError, bytesToBase64 } from './link.js';
+import { ConnectionError, bytesToBase64, follow } from './link.js';
 import { describeExit, saveFile } from './util.js';
 
 const IN_SESSION_DIR = 'd=$(readlink "/proc/$1/cwd" 2>/dev/null) && cd -- "$d";';
@@ -24,50 +24,32 @@ function hostOf(node) {
 export class Transfers {
   constructor(app) {
     this.app = app;
-    this.running = new Map(); // proc -> {fail}
   }
 
-  // Start `script` for `session` with `target` as $2; the process's output is collected.
+  // Start `script` for `session` with `target` as $2; the process's output is collected.  The
+  // process is not kept: a lost connection ends it, and `done` rejects with the client's reason.
   async begin(session, script, target, params, onStdout = () => {}) {
     const { link } = this.app;
     const info = session.info || {};
     const here = info.node && link.hello && hostOf(info.node) === hostOf(link.hello.node);
-    const start = { argv: ['sh', '-c', script, 'sh', here ? String(info.pid) : '', target], ...params };
-    if (info.cwd) start.cwd = info.cwd;
-    const result = await link.call('start', start);
+    const argv = ['sh', '-c', script, 'sh', here ? String(info.pid) : '', target];
+    const process = await link.start(argv, info.cwd ? { ...params, cwd: info.cwd } : params);
     const collected = { stdout: [], stderr: [], size: 0 };
     const done = new Promise((resolve, reject) => {
-      this.running.set(result.proc, { fail: reject });
-      this.app.claimProc(result.proc, {
-        output: (chunk) => {
-          const bytes = chunk.data;
-          collected[chunk.stream].push(bytes);
-          if (chunk.stream === 'stdout') onStdout((collected.size += bytes.length));
+      follow(process, {
+        output: ({ stream, data }) => {
+          collected[stream].push(data);
+          if (stream === 'stdout') onStdout((collected.size += data.length));
         },
         exit: (status) => {
-          this.finish(result.proc);
+          link.call('release', { proc: process.proc }).catch(() => {});
           resolve({ status, ...collected });
         },
-        screen: () => {},
+        lost: reject,
       });
     });
     done.catch(() => {}); // awaited by the caller, perhaps only after its writes
-    return { proc: result.proc, done };
-  }
-
-  finish(proc) {
-    this.running.delete(proc);
-    this.app.unclaimProc(proc);
-    this.app.link.call('release', { proc }).catch(() => {});
-  }
-
-  // The connection is gone, and with it every transfer's process (none is kept).
-  down() {
-    for (const [proc, { fail }] of this.running) {
-      this.app.unclaimProc(proc);
-      fail(new ConnectionError('the connection was lost'));
-    }
-    this.running.clear();
+    return { proc: process.proc, done };
   }
 
   async upload(session, file, onProgress) {

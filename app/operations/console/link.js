@@ -1,12 +1,16 @@
 // The page's link to the server, on procwire's JavaScript client (served at /client/procwire.js:
-// the very module third parties get): a new connection by itself after a loss, with backoff and
-// jitter, and the reason for a refused connection found out for the page.
+// the very module third parties get).  The client's own reconnect-and-resume replaces a lost
+// connection and follows the page's processes again from the last byte received; this module
+// retries a first connection that fails, and finds out for the page why one was refused.
 
-import { Client, ConnectionError, RpcError, backoff, bytesToBase64 } from '../client/procwire.js';
+import { Client, ConnectionError, ProcessLost, RpcError, backoff, bytesToBase64 } from '../client/procwire.js';
 
-export { ConnectionError, RpcError, backoff, bytesToBase64 };
+export { ConnectionError, ProcessLost, RpcError, backoff, bytesToBase64 };
 
-// A connection not greeted by then is given up (an unresponsive server may accept and say nothing).
+// The page never wants binary frames, whoever started a process and however.
+const TEXT = { binary: false, encoding: 'text' };
+// The client never gives up reconnecting: the page stays open until its user closes it.
+const RECONNECT = { deadline: Infinity };
 const CONNECT_TIMEOUT_MS = 10000;
 
 // Relative to the page, so that /some/prefix/ connects to /some/prefix/ws (the client adds ?token=).
@@ -37,6 +41,26 @@ async function refusalReason(token) {
 }
 
 /**
+ * Hand the output chunks of `process` (a client's Process) to `output(chunk, gap)`, `gap` the
+ * bytes before the chunk that the server no longer held; then its exit status to `exit`, or to
+ * `lost` the error saying why it cannot be followed (ProcessLost: not kept, or unknown after a
+ * reconnect).  A detached process just ends.
+ */
+export async function follow(process, { output, exit = () => {}, lost = () => {} }) {
+  const ends = { ...process.offsets };
+  try {
+    for await (const chunk of process) {
+      output(chunk, Math.max(0, chunk.offset - (ends[chunk.stream] ?? 0)));
+      ends[chunk.stream] = chunk.offset + chunk.data.length;
+    }
+  } catch (error) {
+    lost(error);
+    return;
+  }
+  if (process.status) exit(process.status);
+}
+
+/**
  * One logical link that outlives its connections.  `events` receives:
  * onState({state: 'connecting'|'up'|'down', why, retryAt}), onUp(hello), onDown(),
  * onNotification(method, params), onUnauthorized(), onStrayError(error).
@@ -58,12 +82,21 @@ export class Link {
     return this.client ? this.client.hello : null;
   }
 
-  start(token) {
+  logIn(token) {
     this.token = token;
+    this.client = new Client(socketUrl(), token, {
+      connectTimeout: CONNECT_TIMEOUT_MS,
+      reconnect: RECONNECT,
+      onNotification: (method, params) => this.events.onNotification(method, params),
+      onError: (error) => this.events.onStrayError(error),
+      onClose: (error) => this.lost(error),
+      onRetry: ({ delay, error }) => this.retrying(delay, error),
+      onReconnect: (hello) => this.greeted(hello),
+    });
     this.connect();
   }
 
-  stop() {
+  logOut() {
     clearTimeout(this.retryTimer);
     const client = this.client;
     this.client = null;
@@ -72,7 +105,9 @@ export class Link {
   }
 
   retryNow() {
-    if (this.token && !this.client) this.connect();
+    if (!this.client || this.up) return;
+    if (this.retryTimer !== null) this.connect(); // a first connection, waiting
+    else this.client.reconnectNow();
   }
 
   call(method, params = {}) {
@@ -80,66 +115,83 @@ export class Link {
     return this.client.call(method, params);
   }
 
+  /** Start `argv` (`options`: the params of `start`): its Process, followed until its exit. */
+  start(argv, options = {}) {
+    if (!this.up) return Promise.reject(new ConnectionError('not connected'));
+    return this.client.start(argv, options);
+  }
+
   /**
-   * `attach` asking for this page's own output format (JSON text: the page never wants binary
-   * frames, whoever started the process and however), and with `snapshot` for a terminal's
-   * current screen.  A server older than these params refuses them (-32602): then the attach
-   * is made as before, and binary frames, if the process sends them, are decoded all the same.
+   * Follow process `proc` (`options`: the params of `attach`; `snapshot` for a terminal's current
+   * screen): its Process, with its output as text.  A server older than these params refuses them
+   * (-32602): then the attach is made as before, and binary frames are decoded all the same.
    */
-  async attach(params, { snapshot = false } = {}) {
-    const extra = { binary: false, encoding: 'text' };
-    if (snapshot) extra.snapshot = true;
+  async attach(proc, options = {}) {
+    if (!this.up) throw new ConnectionError('not connected');
     try {
-      return await this.call('attach', { ...params, ...extra });
+      return await this.client.attach(proc, { ...TEXT, ...options });
     } catch (error) {
       if (!(error instanceof RpcError) || error.code !== -32602 || !/binary|encoding|snapshot/.test(error.message)) {
         throw error;
       }
-      return this.call('attach', params);
+      return this.client.attach(proc, { offset: options.offset ?? null });
     }
   }
 
+  // The first connection, tried again until one is up; after that, the client reconnects.
   connect() {
     clearTimeout(this.retryTimer);
+    this.retryTimer = null;
     this.events.onState({ state: 'connecting' });
-    const client = new Client(socketUrl(), this.token, {
-      connectTimeout: CONNECT_TIMEOUT_MS,
-      onNotification: (method, params) => this.events.onNotification(method, params),
-      onError: (error) => this.events.onStrayError(error),
-      onClose: (error) => this.closed(client, error, true),
+    const client = this.client;
+    client.connect().then((hello) => this.greeted(hello), async (error) => {
+      if (client !== this.client) return;
+      const why = await this.refused(error);
+      if (why === null || client !== this.client) return;
+      const delay = backoff(this.attempt++);
+      this.events.onState({ state: 'down', why, retryAt: Date.now() + delay, code: error.code });
+      this.retryTimer = setTimeout(() => this.connect(), delay);
     });
-    this.client = client;
-    client.connect().then(() => this.greeted(client), (error) => this.closed(client, error, false));
   }
 
-  greeted(client) {
-    if (client !== this.client) return;
+  greeted(hello) {
     this.attempt = 0;
-    this.events.onState({ state: 'up', hello: client.hello });
-    this.events.onUp(client.hello);
+    this.events.onState({ state: 'up', hello });
+    this.events.onUp(hello);
   }
 
-  // `event`: the client's ConnectionError, with the close `code` and `reason` when there were some.
-  async closed(client, event, wasUp) {
-    if (client !== this.client) return;
-    this.client = null;
-    if (wasUp) this.events.onDown();
-    let why = event.reason ? `closed by the server: ${event.reason}` : 'the server cannot be reached';
-    if (!wasUp) {
-      // A refused upgrade hides its HTTP status from scripts: ask the same URL over plain HTTP.
-      const { status, error } = await refusalReason(this.token);
-      if (this.token === null) return; // logged out meanwhile
-      if (status === 401) {
-        this.events.onUnauthorized();
-        return;
-      }
-      if (status === 403 || error) why = `refused: ${error || 'forbidden'}`;
-      else if (status !== null) {
-        why = `the WebSocket was refused (a proxy that does not pass upgrades, or this page's origin ${location.origin} not in ALLOWED_ORIGINS)`;
-      }
+  // `error`: the client's ConnectionError, with the close `code` and `reason` when there were some.
+  lost(error) {
+    this.events.onDown();
+    const why = error.reason ? `closed by the server: ${error.reason}` : 'the server cannot be reached';
+    this.events.onState({ state: 'down', why, code: error.code });
+  }
+
+  // The client waits `delay` ms before its next attempt; `error`: why the previous one failed.
+  async retrying(delay, error) {
+    const client = this.client;
+    const retryAt = Date.now() + delay;
+    if (error === null) {
+      this.events.onState({ state: 'down', retryAt });
+      return;
     }
-    const delay = backoff(this.attempt++);
-    this.events.onState({ state: 'down', why, retryAt: Date.now() + delay, code: event.code });
-    this.retryTimer = setTimeout(() => this.connect(), delay);
+    const why = await this.refused(error);
+    if (why !== null && client === this.client) this.events.onState({ state: 'down', why, retryAt, code: error.code });
+  }
+
+  // Why a connection could not be made; null once the page logs out (a refused token: it does).
+  // A refused upgrade hides its HTTP status from scripts: ask the same URL over plain HTTP.
+  async refused(error) {
+    const { status, error: said } = await refusalReason(this.token);
+    if (this.token === null) return null; // logged out meanwhile
+    if (status === 401) {
+      this.events.onUnauthorized();
+      return null;
+    }
+    if (status === 403 || said) return `refused: ${said || 'forbidden'}`;
+    if (status !== null) {
+      return `the WebSocket was refused (a proxy that does not pass upgrades, or this page's origin ${location.origin} not in ALLOWED_ORIGINS)`;
+    }
+    return error.reason ? `closed by the server: ${error.reason}` : 'the server cannot be reached';
   }
 }

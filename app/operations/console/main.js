@@ -1,6 +1,6 @@
 // procwire's web console: the JSON-RPC protocol of /ws (docs/protocol.md), spoken from the browser.
 // This module logs in (a token, or a one-time code from the address bar), keeps the link's state
-// on screen, switches views, and routes each process's notifications to the part that owns it.
+// on screen and switches views; each part follows its own processes through the client.
 
 import { Link } from './link.js';
 import { ProcessesView } from './processes.js';
@@ -16,12 +16,9 @@ let token = sessionStorage.getItem(TOKEN_KEY);
 let retryAt = null;
 let countdown = null;
 let messageTimer = null;
-const handlers = new Map(); // proc -> {output, exit, screen}: terminals and transfers; else the Run view
 
 const app = {
   link: null,
-  claimProc: (proc, handler) => handlers.set(proc, handler),
-  unclaimProc: (proc) => handlers.delete(proc),
   refreshList: () => app.processes.refresh(),
   listChanged: () => app.processes.schedule(),
   listed(processes) {
@@ -77,14 +74,9 @@ function message(text, isError = false) {
   }, isError ? 10000 : 4000);
 }
 
-// -- notifications, by owner ----------------------------------------------------------------
+// -- the connection -------------------------------------------------------------------------
 
-function onNotification(method, params) {
-  if (!['output', 'exit', 'screen'].includes(method)) return;
-  const handler = handlers.get(params.proc);
-  if (handler) handler[method](params);
-  else if (method === 'output') app.run.output(params);
-  else if (method === 'exit') app.run.exit(params);
+function onNotification(method) {
   if (method === 'exit') app.processes.schedule();
 }
 
@@ -130,11 +122,11 @@ function begin(value) {
   $('app').hidden = false;
   $('login-error').textContent = '';
   showView(sessionStorage.getItem(VIEW_KEY) || 'run');
-  app.link.start(token);
+  app.link.logIn(token);
 }
 
 function logOut(reason = '') {
-  app.link.stop();
+  app.link.logOut();
   token = null;
   sessionStorage.removeItem(TOKEN_KEY);
   $('app').hidden = true;

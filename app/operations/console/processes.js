@@ -95,7 +95,7 @@ export class ProcessesView {
       if (running || terminals.has(info.proc)) buttons.push(button('Open', () => terminals.open(info.proc)));
     } else {
       const entry = run.entries.get(info.proc);
-      const following = Boolean(entry && entry.attached);
+      const following = Boolean(entry && entry.process);
       if (following || (entry && entry.log.records.length)) buttons.push(button('Show', () => run.show(info.proc)));
       if (!following && running) buttons.push(button('Attach', () => run.attach(info.proc)));
       if (following && info.on_disconnect === 'keep') buttons.push(button('Detach', () => run.detach(info.proc)));

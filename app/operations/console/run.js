@@ -1,22 +1,24 @@
 // The Run view: start a command, follow one process's output, talk to it.  What it shows is always
 // the process's real state: buttons only while it runs and the page is connected, a failed start
-// shown with that start (and gone with the next one), and output followed again after a reconnect
-// from the last offset received, so that nothing is lost or shown twice.
+// shown with that start (and gone with the next one), and output followed on by the client across
+// a reconnect, so that nothing is lost or shown twice.
 
-import { ConnectionError, RpcError } from './link.js';
+import { ConnectionError, ProcessLost, RpcError, follow } from './link.js';
 import { OutputLog, OutputView } from './outputview.js';
 import { OutputSearch } from './search.js';
-import { $, commandOf, describeExit, exitClass, freshBytes, splitArgs } from './util.js';
+import { $, commandOf, describeExit, exitClass, splitArgs } from './util.js';
 
 const CURRENT_KEY = 'procwire.run'; // the proc shown, followed again after a reload
 const MODE_KEY = 'procwire.run.mode';
 const STREAMS = ['stdout', 'stderr'];
+const NOT_KEPT = 'ended with the lost connection (not kept)';
 
+// `process`: the client's Process while followed; `last`: the last one, whose offsets say where
+// the output shown stops.
 function newEntry(proc) {
-  const stream = () => ({ next: 0, decoder: new TextDecoder() });
   return {
-    proc, info: null, exit: null, gone: null, attached: false, follow: false, stdinClosed: false,
-    streams: { stdout: stream(), stderr: stream() }, replayEnd: {}, log: new OutputLog(proc),
+    proc, info: null, exit: null, gone: null, process: null, last: null, follow: false, stdinClosed: false,
+    decoders: { stdout: new TextDecoder(), stderr: new TextDecoder() }, replayEnd: {}, log: new OutputLog(proc),
   };
 }
 
@@ -134,7 +136,7 @@ export class RunView {
     if (entry.exit) badge = this.badge(exitClass(entry.exit), describeExit(entry.exit));
     else if (entry.gone) badge = this.badge('bad', entry.gone);
     else if (!up) badge = this.badge('stale', 'unknown: offline');
-    else badge = this.badge('running', entry.attached ? 'running' : 'running · not attached');
+    else badge = this.badge('running', entry.process ? 'running' : 'running · not attached');
     box.append(title, details, badge);
   }
 
@@ -158,18 +160,18 @@ export class RunView {
       this.failed(text.trim(), `command: ${error.message}`);
       return;
     }
-    const params = { argv };
-    if ($('keep').checked) params.on_disconnect = 'keep';
+    const params = { on_disconnect: $('keep').checked ? 'keep' : 'kill' };
     try {
-      const result = await this.app.link.call('start', params);
-      const entry = newEntry(result.proc); // a proc id seen before belonged to a server since restarted
-      this.entries.set(result.proc, entry);
+      const process = await this.app.link.start(argv, params);
+      const entry = newEntry(process.proc); // a proc id seen before belonged to a server since restarted
+      this.entries.set(process.proc, entry);
       entry.info = {
-        proc: result.proc, pid: result.pid, argv, pty: false, state: 'running',
-        on_disconnect: params.on_disconnect || 'kill', started_at: Date.now() / 1000,
+        proc: process.proc, pid: process.pid, argv, pty: false, state: 'running',
+        on_disconnect: params.on_disconnect, started_at: Date.now() / 1000,
       };
-      Object.assign(entry, { attached: true, follow: true });
-      this.show(result.proc);
+      entry.follow = true;
+      this.follow(entry, process);
+      this.show(process.proc);
       this.app.listChanged();
     } catch (error) {
       this.failed(argv.join(' '), `start: ${error.message}`);
@@ -201,20 +203,19 @@ export class RunView {
     });
   }
 
+  // Follow `proc` from where the output shown stops (all of it, the first time).
   async attach(proc, { show = true } = {}) {
     const entry = this.entry(proc);
     entry.follow = true;
     if (show) this.show(proc);
-    const offset = { stdout: entry.streams.stdout.next, stderr: entry.streams.stderr.next };
+    const offset = entry.last ? { ...entry.last.offsets } : { stdout: 0, stderr: 0 };
     try {
-      const answer = await this.app.link.attach({ proc, offset });
-      this.attached(entry, answer);
+      const process = await this.app.link.attach(proc, { offset });
+      this.attached(entry, process, offset);
     } catch (error) {
       if (error instanceof ConnectionError) return; // the next connection attaches again
       if (error instanceof RpcError && error.code === -32002) {
-        entry.gone = entry.info && entry.info.on_disconnect === 'kill'
-          ? 'ended with the lost connection (not kept)'
-          : 'no longer known to the server';
+        entry.gone = entry.info && entry.info.on_disconnect === 'kill' ? NOT_KEPT : 'no longer known to the server';
         entry.follow = false;
       } else if (entry === this.current) $('run-error').textContent = `attach: ${error.message}`;
     }
@@ -222,73 +223,81 @@ export class RunView {
     this.app.listChanged();
   }
 
-  attached(entry, answer) {
-    entry.attached = answer.state === 'running';
+  attached(entry, process, asked) {
+    const answer = process.info;
     if (answer.exit) entry.exit = answer.exit;
     entry.replayEnd = answer.offsets;
     for (const name of STREAMS) {
-      const stream = entry.streams[name];
-      const from = answer.replay_from[name];
-      if (from === undefined || from <= stream.next) continue;
-      if (stream.next > 0 || answer.truncated) {
-        this.note(entry, name, `[… ${from - stream.next} bytes no longer held by the server …]\n`);
-      }
-      stream.next = from; // binary frames carry no offset: they continue from here
+      const from = answer.replay_from[name] ?? 0;
+      if (from > (asked[name] ?? 0)) this.note(entry, name, `[… ${from - asked[name]} bytes no longer held by the server …]\n`);
     }
+    this.follow(entry, process);
+  }
+
+  follow(entry, process) {
+    Object.assign(entry, { process, last: process });
+    follow(process, {
+      output: (chunk, gap) => this.output(entry, chunk, gap),
+      exit: (status) => this.exit(entry, status),
+      lost: (error) => this.lost(entry, process, error),
+    }).finally(() => {
+      if (entry.process === process) entry.process = null;
+      if (entry === this.current) this.render();
+    });
   }
 
   detach(proc) {
-    return this.app.link.call('detach', { proc }).then(() => {
-      Object.assign(this.entry(proc), { attached: false, follow: false });
+    const entry = this.entry(proc);
+    if (!entry.process) return Promise.resolve();
+    return entry.process.detach().then(() => {
+      entry.follow = false;
       this.render();
       this.app.listChanged();
     }, (error) => this.app.message(`detach: ${error.message}`, true));
   }
 
-  // -- notifications -------------------------------------------------------------------
+  // -- what the followed processes say ------------------------------------------------------
 
   note(entry, stream, text) {
     const record = { stream, text, time: new Date(), note: true };
     this.view.append(entry.log, record, entry.log.add(record));
   }
 
-  output(params) {
-    const entry = this.entry(params.proc);
-    const stream = entry.streams[params.stream];
-    if (!stream) return;
-    const offset = params.offset ?? stream.next;
-    const { bytes, gap } = freshBytes(stream, params);
-    if (bytes === null) return;
-    if (gap) this.note(entry, params.stream, `\n[… ${gap} bytes no longer held by the server …]\n`);
-    const text = stream.decoder.decode(bytes, { stream: true });
-    const replayed = offset < (entry.replayEnd[params.stream] ?? 0);
-    const record = { stream: params.stream, text, time: new Date(), replayed };
-    this.view.append(entry.log, record, entry.log.add(record, bytes));
+  output(entry, { stream, data, offset }, gap) {
+    if (gap) this.note(entry, stream, `\n[… ${gap} bytes no longer held by the server …]\n`);
+    const text = entry.decoders[stream].decode(data, { stream: true });
+    const replayed = offset < (entry.replayEnd[stream] ?? 0);
+    const record = { stream, text, time: new Date(), replayed };
+    this.view.append(entry.log, record, entry.log.add(record, data));
   }
 
-  exit(status) {
-    const entry = this.entry(status.proc);
-    Object.assign(entry, { exit: status, attached: false, follow: false });
+  exit(entry, status) {
+    Object.assign(entry, { exit: status, follow: false });
     for (const name of STREAMS) {
-      const text = entry.streams[name].decoder.decode();
+      const text = entry.decoders[name].decode();
       if (!text) continue;
       const record = { stream: name, text, time: new Date() };
       this.view.append(entry.log, record, entry.log.add(record));
     }
-    if (entry === this.current) this.render();
+  }
+
+  // The client could not follow the process across a lost connection: not kept, or unknown since.
+  lost(entry, process, error) {
+    if (!(error instanceof ProcessLost)) return;
+    entry.follow = false;
+    entry.gone = process.resumable ? 'no longer known to the server' : NOT_KEPT;
   }
 
   // -- the connection ----------------------------------------------------------------------
 
   down() {
-    for (const entry of this.entries.values()) entry.attached = false;
     this.render();
   }
 
-  // A new connection: follow again, from where each stream stopped, what the page was following.
+  // Connected: follow what the page should follow and does not yet (the client follows the rest on).
   up() {
     for (const entry of this.entries.values()) {
-      if (entry.follow && !entry.exit && !entry.gone) this.attach(entry.proc, { show: false });
+      if (entry.follow && !entry.process && !entry.exit && !entry.gone) this.attach(entry.proc, { show: false });
     }
     this.render();
   }
@@ -301,11 +310,11 @@ export class RunView {
       if (!entry) continue;
       if (entry.info && entry.info.pid !== info.pid) {
         this.entries.delete(info.proc);
-        Object.assign(entry, { gone: 'no longer known to the server', follow: false, attached: false });
+        Object.assign(entry, { gone: 'no longer known to the server', follow: false });
         continue;
       }
       entry.info = info;
-      if (info.exit && !entry.exit && !entry.attached) entry.exit = info.exit;
+      if (info.exit && !entry.exit && !entry.process) entry.exit = info.exit;
     }
     if (this.current !== null) this.render();
   }

@@ -1,10 +1,10 @@
 // One terminal tab: an xterm.js terminal bound to one process on a pseudo-terminal.  Keystrokes are
 // never dropped: typed before the process is known or while connecting, they wait and go in order.
 // A fresh attach asks for the current screen (a `screen` notification) instead of a replay of the
-// whole history; after a lost connection the tab attaches again from the last offset it received.
+// whole history; across a lost connection the client follows the process on by itself.
 
-import { ConnectionError, RpcError } from './link.js';
-import { describeExit, freshBytes } from './util.js';
+import { ConnectionError, ProcessLost, RpcError, follow } from './link.js';
+import { describeExit } from './util.js';
 
 const THEME_BACKGROUND = '#14161b';
 const MAX_QUEUED = 64 * 1024; // characters typed while the process cannot take them yet
@@ -26,9 +26,7 @@ export class TerminalSession {
     this.info = null;
     this.state = 'connecting'; // connecting, starting, attaching, running, exited, gone, failed
     this.exit = null;
-    this.attached = false;
-    this.received = false; // whether the screen shows this process's output
-    this.stream = { next: 0 };
+    this.process = null; // the client's Process, while this tab follows it
     this.queue = [];
     this.queued = 0;
     this.busy = false;
@@ -113,18 +111,13 @@ export class TerminalSession {
 
   // -- the process --------------------------------------------------------------------
 
-  // Connected: run the plan, or follow the process again from where the screen stopped.
+  // Connected: run the plan (again, when the connection was lost before it was carried out).
   async up() {
-    if (this.proc === null) {
-      if (this.state === 'connecting') await this.open();
-    } else if (['connecting', 'running', 'attaching'].includes(this.state)) {
-      await this.attach({ snapshot: !this.received });
+    if (this.state === 'connecting') {
+      if (this.proc === null) await this.open();
+      else await this.attach();
     }
-  }
-
-  down() {
-    this.attached = false;
-    this.onChange(this);
+    this.flush();
   }
 
   async open() {
@@ -132,8 +125,7 @@ export class TerminalSession {
     if (adopt) {
       this.proc = adopt.proc;
       this.name = adopt.name;
-      this.app.claim(this);
-      await this.attach({ snapshot: true });
+      await this.attach();
     } else {
       await this.start();
     }
@@ -143,14 +135,14 @@ export class TerminalSession {
     this.state = 'starting';
     this.onChange(this);
     const { rows, cols } = this.term;
-    const params = { argv: this.plan.start, pty: { rows, cols }, on_disconnect: this.keep ? 'keep' : 'kill' };
+    const params = { pty: { rows, cols }, on_disconnect: this.keep ? 'keep' : 'kill' };
     if (this.name) params.name = this.name;
     try {
-      const result = await this.app.link.call('start', params);
-      this.proc = result.proc;
-      this.info = { proc: result.proc, pid: result.pid, argv: this.plan.start, cwd: null, node: null };
-      Object.assign(this, { state: 'running', attached: true, received: true });
-      this.app.claim(this);
+      const process = await this.app.link.start(this.plan.start, params);
+      this.proc = process.proc;
+      this.info = { proc: process.proc, pid: process.pid, argv: this.plan.start, cwd: null, node: null };
+      this.state = 'running';
+      this.follow(process);
       this.app.listChanged();
       this.flush();
     } catch (error) {
@@ -164,7 +156,8 @@ export class TerminalSession {
     this.onChange(this);
   }
 
-  async attach({ snapshot }) {
+  // Follow the process from its current screen, at this tab's size.
+  async attach() {
     const { link } = this.app;
     const proc = this.proc;
     this.state = 'attaching';
@@ -174,20 +167,11 @@ export class TerminalSession {
       await link.call('resize', { proc, rows, cols }).catch((error) => {
         if (!(error instanceof RpcError && error.code === -32005)) throw error; // -32005: exited
       });
-      if (snapshot) {
-        this.term.write('\x1bc'); // a full reset, in order with what is written next
-        this.stream.next = 0;
-      }
-      const answer = await link.attach({ proc, offset: this.stream.next }, { snapshot });
-      if (!snapshot && answer.truncated) {
-        await this.attach({ snapshot: true });
-        return;
-      }
-      this.attached = answer.state === 'running';
-      this.received = true;
-      if (answer.exit) this.exited(answer.exit);
+      this.term.write('\x1bc'); // a full reset, in order with what is written next
+      const process = await link.attach(proc, { snapshot: true });
+      if (process.info.exit) this.exited(process.info.exit);
       else this.state = 'running';
-      if (!answer.screen && answer.replay_from.stdout > this.stream.next) this.stream.next = answer.replay_from.stdout;
+      this.follow(process);
       this.app.listChanged();
       this.flush();
     } catch (error) {
@@ -203,31 +187,40 @@ export class TerminalSession {
     this.onChange(this);
   }
 
+  // The process's screen and output, until it exits, is detached or is lost, or the tab closes.
+  follow(process) {
+    this.process = process;
+    const shown = () => this.process === process;
+    process.on('screen', (params) => {
+      if (shown()) this.term.write('\x1bc' + params.data);
+    });
+    follow(process, {
+      output: ({ data }, gap) => {
+        if (!shown()) return;
+        if (gap) this.term.write(dim(`${gap} bytes no longer held by the server`));
+        this.term.write(data);
+      },
+      exit: (status) => {
+        if (shown()) this.exited(status);
+      },
+      lost: (error) => {
+        if (shown() && error instanceof ProcessLost) this.gone(error.message);
+      },
+    }).finally(() => {
+      if (this.process === process) this.process = null;
+    });
+  }
+
   // The server does not know this process (any more): its id may now be another process's.
   gone(reason) {
-    Object.assign(this, { state: 'gone', attached: false, queue: [], queued: 0 });
+    Object.assign(this, { state: 'gone', queue: [], queued: 0 });
     this.term.write(dim(reason));
-    this.app.unclaim(this);
     this.onChange(this);
-  }
-
-  // The current screen, as ANSI that repaints it: then the live output from its offset.
-  screen(params) {
-    this.term.write('\x1bc' + params.data);
-    this.stream.next = params.offset;
-    this.received = true;
-  }
-
-  output(params) {
-    const { bytes, gap } = freshBytes(this.stream, params);
-    if (bytes === null) return;
-    if (gap) this.term.write(dim(`${gap} bytes no longer held by the server`));
-    this.term.write(bytes);
   }
 
   exited(status) {
     if (this.exit) return;
-    Object.assign(this, { exit: status, state: 'exited', attached: false, queue: [], queued: 0 });
+    Object.assign(this, { exit: status, state: 'exited', queue: [], queued: 0 });
     this.term.write(dim(`process ${status.proc} ended: ${describeExit(status)}`));
     this.onChange(this);
   }
@@ -240,11 +233,12 @@ export class TerminalSession {
   // Closing the tab: a kept session stays for later (detached), the other one ends now.
   async close() {
     try {
-      if (this.keep && this.attached) await this.app.link.call('detach', { proc: this.proc });
+      if (this.keep && this.process) await this.process.detach();
       else if (!this.keep) await this.kill();
     } catch {
       // gone already, or offline: a kept session stays anyway, the other ends with the connection
     }
+    this.process = null; // whatever the client still says of it is for no tab
     this.term.dispose();
     this.pane.remove();
   }

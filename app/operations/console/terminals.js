@@ -107,7 +107,6 @@ export class Terminals {
     $('terminals').append(pane);
     const session = new TerminalSession(this, { pane, plan, keep, name, onChange: () => this.changed() });
     this.sessions.push(session);
-    if (session.proc !== null) this.claim(session);
     if (this.app.link.up) this.app.refreshList().then(() => session.up());
     this.changed();
     return session;
@@ -116,7 +115,6 @@ export class Terminals {
   async close(session) {
     const index = this.sessions.indexOf(session);
     this.sessions.splice(index, 1);
-    if (session.state !== 'gone') this.unclaim(session);
     if (this.active === session) this.active = null;
     await session.close();
     const next = this.sessions[Math.min(index, this.sessions.length - 1)];
@@ -142,18 +140,6 @@ export class Terminals {
 
   listChanged() {
     this.app.listChanged();
-  }
-
-  unclaim(session) {
-    if (session.proc !== null) this.app.unclaimProc(session.proc);
-  }
-
-  claim(session) {
-    this.app.claimProc(session.proc, {
-      output: (params) => session.output(params),
-      screen: (params) => session.screen(params),
-      exit: (status) => session.exited(status),
-    });
   }
 
   // A console session that nobody is attached to: opened instead of starting another shell.
@@ -184,8 +170,6 @@ export class Terminals {
   }
 
   down() {
-    this.transfers.down();
-    for (const session of this.sessions) session.down();
     this.changed();
   }
 

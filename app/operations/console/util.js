@@ -79,21 +79,7 @@ export function clockTime(date) {
   return date.toLocaleTimeString([], { hour12: false }) + '.' + String(date.getMilliseconds()).padStart(3, '0');
 }
 
-// -- bytes ----------------------------------------------------------------------------
-
-// The part of an output chunk (its bytes as the client decoded them) not seen yet on a stream whose
-// next expected offset is `stream.next`: a replay may overlap what arrived live. A binary frame of a
-// process the client does not follow has no offset: it continues the stream.
-export function freshBytes(stream, params) {
-  const bytes = params.data;
-  const offset = params.offset ?? stream.next;
-  const end = offset + bytes.length;
-  if (end <= stream.next) return { bytes: null, gap: 0 };
-  const skip = Math.max(stream.next - offset, 0);
-  const gap = Math.max(offset - stream.next, 0);
-  stream.next = end;
-  return { bytes: bytes.subarray(skip), gap };
-}
+// -- files ----------------------------------------------------------------------------
 
 // Offer `parts` (strings or bytes) to the user as a file named `name`.
 export function saveFile(name, parts, type = 'application/octet-stream') {

@@ -60,3 +60,26 @@ test('a write in flight and calls made while reconnecting fail clearly; a proces
   await assert.rejects(kept.exit, (error) => error instanceof ProcessLost && /no longer knows it/.test(error.message));
   assert.ok(client.connected);
 });
+
+test('onRetry tells each wait before a reconnect, and reconnectNow cuts it short', async (t) => {
+  const retries = [];
+  const reconnects = [];
+  const client = await connect(t, {
+    reconnect: { first: 60000, max: 60000, deadline: 120000 },
+    onRetry: (retry) => retries.push(retry),
+    onReconnect: (hello) => reconnects.push(hello.client_id),
+  });
+  const kept = await client.start(['sh', '-c', 'read line; echo got-$line'], { on_disconnect: 'keep' });
+  await cut(client.hello.client_id);
+  await until(() => retries.length === 1);
+  assert.deepEqual({ ...retries[0], delay: null }, { attempt: 0, delay: null, error: null });
+  assert.ok(retries[0].delay >= 48000, `a wait of ${retries[0].delay} ms`);
+  client.reconnectNow(); // long before the minute is over
+  await until(() => reconnects.length === 1);
+  await until(() => client.processes.get(kept.proc)?.info?.state === 'running');
+  await kept.write('again\n');
+  const { stdout } = await collect(kept);
+  assert.equal(stdout.toString(), 'got-again\n');
+  assert.equal(retries.length, 1);
+  await client.call('release', { proc: kept.proc });
+});
