@@ -170,7 +170,11 @@ class Link:
             self._message_bytes = so_far + header.payload_length
             self._in_fragmented_message = not header.fin
         self.ws.ws.receive_data(frame)
-        self.ws.connected = self.ws._handle_events()
+        try:
+            self.ws.connected = self.ws._handle_events()  # may answer: a pong, the close echo
+        except OSError as error:
+            self.ws.connected = False
+            raise ConnectionClosed(1006, str(error)) from None
 
     def ping(self) -> None:
         """Send a Ping; :meth:`receive` notes the Pong."""

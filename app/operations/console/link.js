@@ -42,14 +42,19 @@ async function refusalReason(token) {
 
 /**
  * Hand the output chunks of `process` (a client's Process) to `output(chunk, gap)`, `gap` the
- * bytes before the chunk that the server no longer held; then its exit status to `exit`, or to
+ * bytes before the chunk that the server no longer held, and a snapshot attach's screen (ANSI
+ * that repaints it whole) to `screen(chunk)`; then its exit status to `exit`, or to
  * `lost` the error saying why it cannot be followed (ProcessLost: not kept, or unknown after a
  * reconnect).  A detached process just ends.
  */
-export async function follow(process, { output, exit = () => {}, lost = () => {} }) {
+export async function follow(process, { output, screen = () => {}, exit = () => {}, lost = () => {} }) {
   const ends = { ...process.offsets };
   try {
     for await (const chunk of process) {
+      if (chunk.stream === 'screen') {
+        screen(chunk);
+        continue;
+      }
       output(chunk, Math.max(0, chunk.offset - (ends[chunk.stream] ?? 0)));
       ends[chunk.stream] = chunk.offset + chunk.data.length;
     }

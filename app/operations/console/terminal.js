@@ -191,10 +191,12 @@ export class TerminalSession {
   follow(process) {
     this.process = process;
     const shown = () => this.process === process;
-    process.on('screen', (params) => {
-      if (shown()) this.term.write('\x1bc' + params.data);
-    });
     follow(process, {
+      screen: ({ data }) => {
+        if (!shown()) return;
+        this.term.write('\x1bc'); // reset, then the screen as it is now
+        this.term.write(data);
+      },
       output: ({ data }, gap) => {
         if (!shown()) return;
         if (gap) this.term.write(dim(`${gap} bytes no longer held by the server`));
