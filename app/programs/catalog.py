@@ -121,6 +121,7 @@ class Catalog:
         }
         self._directory = settings.PROGRAMS_DIR
         self._root = settings.PROGRAMS_ROOT
+        self._found: dict[str, Program] = {}  # PROGRAMS_DIR's, built once: their settings never change
 
     def __bool__(self) -> bool:
         return bool(self._declared or self._directory)
@@ -152,7 +153,9 @@ class Catalog:
         path = os.path.join(self._directory, name)
         if not _is_executable(path):
             return None
-        return build(name, [path], self._defaults)
+        if name not in self._found:
+            self._found[name] = build(name, [path], self._defaults)
+        return self._found[name]
 
 
 def _is_executable(path: str) -> bool:
