@@ -20,6 +20,7 @@ JSON_FIELDS = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the Flask app from ``settings`` (loaded from config/ when omitted)."""
+    from app import programs
     from app.edge import endpoint
     from app.operations import console, http_api, js_client, login
     from app.registry import EXTENSION
@@ -34,12 +35,13 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = Flask(__name__)
     app.config["PROCWIRE"] = settings
     app.config[auth.IDENTITIES_KEY] = Identities.from_settings(settings)
-    app.extensions[EXTENSION] = _make_registry(settings)
+    registry = app.extensions[EXTENSION] = _make_registry(settings)
     audit.configure(settings.AUDIT_LOG)
-    if settings.PROXY_COUNT:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.PROXY_COUNT, x_proto=settings.PROXY_COUNT)  # type: ignore[method-assign]
     auth.init_app(app)
     endpoint.init_app(app)
+    programs.init_app(app, registry)
+    if settings.PROXY_COUNT:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.PROXY_COUNT, x_proto=settings.PROXY_COUNT)  # type: ignore[method-assign]
     app.register_blueprint(http_api.bp)
     app.register_blueprint(console.bp)
     app.register_blueprint(js_client.bp)

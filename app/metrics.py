@@ -34,6 +34,10 @@ SPAWN_SECONDS = Histogram(
 )
 ERRORS = Counter("procwire_errors", "Error answers, by JSON-RPC code", ["code"])
 MESSAGES = Counter("procwire_messages", "WebSocket messages, by direction", ["direction"])
+PROGRAM_CONNECTIONS = Counter("procwire_program_connections", "Program connections accepted, by program", ["program"])
+PROGRAM_EXITS = Counter("procwire_program_exits", "Program exits, by program and reason", ["program", "reason"])
+PROGRAM_INPUT_BYTES = Counter("procwire_program_input_bytes", "Bytes written to programs' stdin", ["program"])
+PROGRAM_OUTPUT_BYTES = Counter("procwire_program_output_bytes", "Bytes read from programs", ["program"])
 FLUSH_INTERVAL = 1.0
 
 

@@ -20,6 +20,8 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
+from config.programs import ProgramDefaults, ProgramTable
+
 ENV_PREFIX = "PROCWIRE_"
 CONFIG_FILE_VARIABLE = "PROCWIRE_CONFIG"
 MIB = 1024 * 1024
@@ -97,6 +99,12 @@ def _redis_url(value: str) -> str:
     """Empty (no cluster) or a URL redis-py opens: redis://, rediss:// (TLS), unix://."""
     if value and urlsplit(value).scheme not in REDIS_SCHEMES:
         raise ValueError(f"must start with one of {', '.join(s + '://' for s in REDIS_SCHEMES)}")
+    return value
+
+
+def _directory_or_empty(value: str) -> str:
+    if value and not (os.path.isabs(value) and os.path.isdir(value)):
+        raise ValueError(f"not an absolute path to a directory: {value!r}")
     return value
 
 
@@ -196,6 +204,12 @@ class Settings(BaseModel):
     CLUSTER_NODE_TIMEOUT: float = Field(6.0, gt=0, le=10)
     CLUSTER_TIMEOUT: float = Field(5.0, gt=0, le=10)
     CLUSTER_MIRROR_BYTES: int = Field(64 * MIB, ge=MIB)
+    PROGRAMS: ProgramTable = Field(default_factory=dict)
+    PROGRAM_DEFAULTS: ProgramDefaults = ProgramDefaults()  # frozen: one shared default is safe
+    PROGRAMS_DIR: Annotated[str, AfterValidator(_directory_or_empty)] = ""
+    PROGRAMS_ROOT: str = ""  # the program also served at "/" (websocketd's single-program form)
+    MAX_PROGRAM_PROCS: int = Field(1024, ge=0)  # per worker, like websocketd's --maxforks; 0: unbounded
+    STATIC_DIR: Annotated[str, AfterValidator(_directory_or_empty)] = ""  # files served at "/", like --staticdir
 
     @model_validator(mode="after")
     def _consistent_identities(self) -> Settings:
@@ -214,6 +228,8 @@ class Settings(BaseModel):
         for index, entry in enumerate(self.TOKENS):
             if entry.policy is not None:
                 _check_timeouts(f"TOKENS[{index}].policy", entry.policy, self.POLICIES.get(entry.role))
+        if self.PROGRAMS_ROOT and self.PROGRAMS_ROOT not in self.PROGRAMS:
+            raise ValueError(f"PROGRAMS_ROOT: {self.PROGRAMS_ROOT!r} is not in PROGRAMS")
         return self
 
 

@@ -184,8 +184,16 @@ class Link:
     def close(self, code: int, reason: str) -> None:
         """Send a Close frame and wake the handler blocked in ``receive``
         (it stops reading: a peer that never echoes the close cannot hold it)."""
+        self.send_close(code, reason)
+        self.stop_reading()
+
+    def send_close(self, code: int, reason: str) -> None:
+        """Send a Close frame; the handler reads on until the peer's own Close (or :meth:`stop_reading`)."""
         with contextlib.suppress(ConnectionClosed, OSError), self._lock:
             self.ws.close(code, reason)
+
+    def stop_reading(self) -> None:
+        """Wake the handler blocked in ``receive``: it gets ConnectionClosed."""
         with contextlib.suppress(OSError):
             self.ws.sock.shutdown(socket.SHUT_RD)
 

@@ -295,8 +295,13 @@ class Process:
 
     def kill_group(self) -> None:
         """SIGKILL the group now, if it still exists."""
+        self.signal_group(signal.SIGKILL)
+
+    def signal_group(self, signum: int) -> None:
+        """Signal the group if anything of it is left, even after the leader was reaped
+        (its grandchildren may remain), unlike :meth:`send_signal`."""
         if self.group_alive():
-            self._signal_group(signal.SIGKILL)
+            self._signal_group(signum)
 
     def group_alive(self) -> bool:
         """Is anything of its process group left?  Until reaped, the leader is."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, current_app, g, jsonify, request
+from werkzeug.wrappers import Request
 
 from app.security import audit
 
@@ -63,26 +64,32 @@ def refused_origin(allowed: list[str], token: str | None) -> Response | None:
     return response
 
 
-def refused_http(status: int, rule: str, message: str, token: str | None = None) -> None:
-    """Audit a refused HTTP request (the path without its query, which may hold a token)."""
+def refused_http(
+    status: int, rule: str, message: str, token: str | None = None, refused: Request | None = None
+) -> None:
+    """Audit a refused HTTP request (the path without its query, which may hold a token);
+    ``refused`` is Flask's request unless given (a program's, refused before Flask's dispatch)."""
+    refused = request if refused is None else refused
     audit.event(
         "refused",
         token=token,
-        remote_addr=request.remote_addr,
-        method=request.method,
-        path=request.path,
+        remote_addr=refused.remote_addr,
+        method=refused.method,
+        path=refused.path,
         code=status,
         rule=rule,
         message=message,
     )
 
 
-def presented_token() -> str | None:
-    """``Authorization: Bearer <token>``, else ``?token=`` (browsers cannot set headers)."""
-    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+def presented_token(presented: Request | None = None) -> str | None:
+    """``Authorization: Bearer <token>``, else ``?token=`` (browsers cannot set headers);
+    of Flask's request unless another is given."""
+    presented = request if presented is None else presented
+    scheme, _, credentials = presented.headers.get("Authorization", "").partition(" ")
     if scheme.lower() == "bearer" and credentials.strip():
         return credentials.strip()
-    return request.args.get("token")
+    return presented.args.get("token")
 
 
 def origin_allowed(origin: str | None, host: str, allowed: list[str]) -> bool:

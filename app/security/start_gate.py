@@ -93,14 +93,21 @@ def admitted(
         yield Admission(dataclasses.replace(options, timeout=grant.timeout), launch)
 
 
-def record_start(requester: Requester, params: SpawnRequest, process: Process, executable: str) -> None:
-    """Audit the start now and the exit when it comes."""
+def record_start(
+    requester: Requester,
+    params: SpawnRequest,
+    process: Process,
+    executable: str,
+    method: str | None = None,
+    **more: Any,
+) -> None:
+    """Audit the start now and the exit when it comes; ``method`` and ``more`` for a program's start."""
     audit.event(
         "start",
         client=requester.client.id,
         token=requester.identity.name,
         role=requester.identity.role,
-        method=_method(params),
+        method=method or _method(params),
         proc=process.id,
         pid=process.pid,
         argv=params.argv,
@@ -109,6 +116,7 @@ def record_start(requester: Requester, params: SpawnRequest, process: Process, e
         pty=process.pty,
         keep=process.options.keep,
         timeout=process.options.timeout,
+        **more,
     )
     process.when_finished.append(_record_exit)
 
