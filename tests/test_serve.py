@@ -226,6 +226,21 @@ def test_closems_delays_each_signal_of_the_stop_sequence(with_token: Served, wor
     assert float(noted[1][1]) - closed >= 0.75
 
 
+def test_the_ready_block_names_the_programs_and_says_where_the_console_went(with_token: Served) -> None:
+    site = f"ws://127.0.0.1:{with_token.port}"
+
+    def words() -> str:  # the block wraps its sentences
+        return " ".join(with_token.log.read_text().split())
+
+    assert wait_until(lambda: "procwire is ready" in words())
+    said = words()
+    assert f"Programs: {site}/ (greet.sh), {site}/programs/greet.sh, {site}/programs/NAME for each executable" in said
+    assert "with the token (Authorization: Bearer, or ?token=)" in said
+    assert "Its index.html takes / from the console, which is not served" in said
+    assert "?code=" not in said and "Console:" not in said
+    assert TOKEN in said  # the CLI's export lines stay
+
+
 def test_staticdir_serves_files_without_a_token(with_token: Served) -> None:
     assert with_token.get("/") == (200, b"<h1>the index</h1>")
     assert with_token.get("/page.txt") == (200, b"a page")
