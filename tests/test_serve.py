@@ -113,9 +113,9 @@ def _healthy(host: str, port: int) -> bool:
         return False
 
 
-def connect(url: str, token: str | None = None) -> websocket.WebSocket:
+def connect(url: str, token: str | None = None, origin: str | None = None) -> websocket.WebSocket:
     headers = [f"Authorization: Bearer {token}"] if token else []
-    return websocket.create_connection(url, header=headers, timeout=RECEIVE_TIMEOUT)
+    return websocket.create_connection(url, header=headers, origin=origin, timeout=RECEIVE_TIMEOUT)
 
 
 def messages_until_close(ws: websocket.WebSocket) -> tuple[list[str | bytes], int]:
@@ -129,9 +129,9 @@ def messages_until_close(ws: websocket.WebSocket) -> tuple[list[str | bytes], in
         received.append(data.decode() if opcode == websocket.ABNF.OPCODE_TEXT else data)
 
 
-def refused_status(url: str, token: str | None = None) -> int:
+def refused_status(url: str, token: str | None = None, origin: str | None = None) -> int:
     with pytest.raises(websocket.WebSocketBadStatusException) as refused:
-        connect(url, token)
+        connect(url, token, origin)
     return refused.value.status_code
 
 
@@ -169,6 +169,7 @@ def with_token(workdir: Path) -> Iterator[Served]:
         "web",
         "--passenv=PATH,SERVE_TEST_VAR",
         "--closems=200",
+        "--origin=pages.example:8443",
         "./greet.sh",
         "world",
     ]
@@ -182,7 +183,16 @@ def with_token(workdir: Path) -> Iterator[Served]:
 def public_binary(workdir: Path) -> Iterator[Served]:
     """``cat`` in binary mode, public, one at a time, on two loopback addresses."""
     hosts = ("127.0.0.1", "127.0.0.2")
-    args = ["--address=127.0.0.1", "-address", "127.0.0.2", "--binary", "--public", "--maxforks=1", "cat"]
+    args = [
+        "--address=127.0.0.1",
+        "-address",
+        "127.0.0.2",
+        "--binary",
+        "--public",
+        "--sameorigin",
+        "--maxforks=1",
+        "cat",
+    ]
     served = serve(args, workdir, {"PROCWIRE_TOKEN": TOKEN}, hosts)
     yield served
     served.stop()
@@ -202,6 +212,13 @@ def test_a_token_is_needed_and_never_on_the_command_line(with_token: Served) -> 
     command_line = Path(f"/proc/{with_token.process.pid}/cmdline").read_bytes()
     assert b"gunicorn" in command_line
     assert TOKEN.encode() not in command_line
+
+
+def test_origin_adds_sites_to_the_same_origin_check(with_token: Served) -> None:
+    for origin in ("http://pages.example:8443", "https://pages.example:8443", f"http://127.0.0.1:{with_token.port}"):
+        ws = connect(with_token.url("/programs/env.sh"), TOKEN, origin)
+        assert messages_until_close(ws)[1] == 1000
+    assert refused_status(with_token.url("/programs/env.sh"), TOKEN, "http://elsewhere.example") == 403
 
 
 def test_dir_programs_see_passenv_only_and_run_where_serve_started(with_token: Served, workdir: Path) -> None:
