@@ -41,7 +41,7 @@ procwire token ops --role admin
         commands,
         "serve",
         [],
-        "start the server, with websocketd's flags (--port, --dir, COMMAND ARGS...)",
+        "start the server, taking websocketd's flags and command line",
         "Start the procwire server (gunicorn) and serve programs over WebSockets as websocketd does;\n"
         "procwire serve --help lists the flags.  Needs the server installed (a procwire checkout).",
         """
