@@ -242,8 +242,8 @@ def _program_defaults(flags: Mapping[str, Any]) -> dict[str, Any]:
 
 def server_environment(options: Options, environ: Mapping[str, str], cwd: str) -> dict[str, str]:
     """The environment gunicorn runs with: ``environ`` and the flags' ``PROCWIRE_*``, checked
-    as the server will load it.  A relative ``PROCWIRE_CONFIG`` is made absolute (gunicorn
-    runs in the checkout)."""
+    as the server will load it.  Relative paths (``PROCWIRE_CONFIG``, the flags') are made
+    absolute: gunicorn runs in the checkout."""
     env = dict(environ)
     if env.get(CONFIG_FILE_VARIABLE):
         env[CONFIG_FILE_VARIABLE] = os.path.join(cwd, env[CONFIG_FILE_VARIABLE])
@@ -254,9 +254,8 @@ def server_environment(options: Options, environ: Mapping[str, str], cwd: str) -
 
 
 def gunicorn_command(options: Options) -> list[str]:
-    """``make run``'s gunicorn, from the checkout whatever the current directory (``-P``: a
-    ``config.py`` there must not shadow procwire's); one ``--bind`` per ``--address``."""
-    command = [sys.executable, "-P", "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), "--chdir", str(ROOT)]
+    """``make run``'s gunicorn (run in the checkout); one ``--bind`` per ``--address``."""
+    command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"]
     addresses = binds(options)
     if len(addresses) > 1:
         command += [part for address in addresses for part in ("--bind", address)]
@@ -285,6 +284,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"procwire serve: no gunicorn.conf.py in {ROOT}: run it from a procwire checkout", file=sys.stderr)
         return 1
     command = gunicorn_command(options)
+    # In the checkout, as `make run`: gunicorn puts its directory first on sys.path before it reads
+    # gunicorn.conf.py, and a config.py or wsgi.py where serve was started must not be imported.
+    os.chdir(ROOT)
     os.execve(command[0], command, env)
 
 

@@ -157,6 +157,8 @@ def workdir() -> Iterator[Path]:
         (web / "healthz").write_text("not procwire's healthz")
         (web / ".hidden").write_text("a dot-file")
         (root / "secret.txt").write_text("outside the static directory")
+        for shadow in ("config.py", "wsgi.py", "app.py"):  # serve runs gunicorn in the checkout: never these
+            (root / shadow).write_text('raise SystemExit("imported from where procwire serve was started")\n')
         yield root
 
 
