@@ -22,7 +22,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     """Build the Flask app from ``settings`` (loaded from config/ when omitted)."""
     from app import programs
     from app.edge import endpoint
-    from app.operations import console, http_api, js_client, login
+    from app.operations import console, http_api, js_client, login, static_dir
     from app.registry import EXTENSION
     from app.security import audit, auth
     from app.security.identity import Identities
@@ -39,6 +39,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     audit.configure(settings.AUDIT_LOG)
     auth.init_app(app)
     endpoint.init_app(app)
+    static_dir.init_app(app)  # inside the program dispatch: an upgrade at / is the program's
     programs.init_app(app, registry)
     if settings.PROXY_COUNT:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.PROXY_COUNT, x_proto=settings.PROXY_COUNT)  # type: ignore[method-assign]

@@ -122,31 +122,39 @@ class Announcement:
         site = url or "https://YOUR-PROXY"  # a socket BIND: reached through nginx only
         ws_url = f"{url.replace('http', 'ws', 1)}/ws" if url else "wss://YOUR-PROXY/ws"
         where = [] if url else [f"procwire listens on {self.settings.BIND}: use the address of your proxy below."]
-        if self.access.token is None:
-            return [*where, *self._tokens_only(site, ws_url)]
+        console = [] if static_index(self.settings) else [f"Console: {site}/"]
+        token = self.access.token
+        if token is None:
+            return [*where, *console, *self._tokens_only(ws_url)]
         if self.journal:
-            return [*where, f"Console: {site}/", f"CLI: PROCWIRE_URL={ws_url}", self._token_source()]
+            return [*where, *console, f"CLI: PROCWIRE_URL={ws_url}", self._token_source()]
+        if not console:
+            return [*where, *self._cli_lines(ws_url, token), self._token_source()]
         return [
             *where,
             f"Console: this link logs you in once, within {LOGIN_MINUTES} minutes (it holds no token):",
             "",
             f"    {site}/?code={self.code}",
             "",
-            "CLI: paste these two lines into a shell,",
-            "",
-            f"    export PROCWIRE_URL={ws_url}",
-            f"    export PROCWIRE_TOKEN={shlex.quote(self.access.token)}",
-            "",
-            f"then try `{script('procwire')} run -- uname -a`.",
+            *self._cli_lines(ws_url, token),
             "",
             f"Link used or expired: open {site}/ and paste the token.",
             self._token_source(),
         ]
 
-    def _tokens_only(self, site: str, ws_url: str) -> list[str]:
+    def _cli_lines(self, ws_url: str, token: str) -> list[str]:
+        return [
+            "CLI: paste these two lines into a shell,",
+            "",
+            f"    export PROCWIRE_URL={ws_url}",
+            f"    export PROCWIRE_TOKEN={shlex.quote(token)}",
+            "",
+            f"then try `{script('procwire')} run -- uname -a`.",
+        ]
+
+    def _tokens_only(self, ws_url: str) -> list[str]:
         names = ", ".join(f"{entry.name} ({entry.role})" for entry in self.settings.TOKENS)
         return [
-            f"Console: {site}/",
             f"CLI: export PROCWIRE_URL={ws_url} PROCWIRE_TOKEN=<a token>",
             f"Log in with a configured token: {names}.",
             "procwire keeps only their SHA-256, so it cannot print one. To make one:",
@@ -183,6 +191,7 @@ class Announcement:
                 f"Role {role} has no policy: {', '.join(names)} may start nothing. Add a [policies.{role}] "
                 f"table (allow, cwd_roots) to {self._config_file()} ({POLICY_DOC})."
             )
+        notes += program_notes(self.settings)
         if self.audit_file is not None:
             notes.append(
                 f"Audit log: {shown(self.audit_file, self.environ)} (PROCWIRE_AUDIT_LOG=- keeps it in the terminal)."
@@ -191,6 +200,33 @@ class Announcement:
 
     def _config_file(self) -> str:
         return self.environ.get(CONFIG_FILE_VARIABLE) or "a TOML file named by PROCWIRE_CONFIG"
+
+
+def static_index(settings: Settings) -> bool:
+    """Does ``STATIC_DIR``'s index.html take ``/`` from the console's page (app/operations/static_dir.py)?"""
+    return bool(settings.STATIC_DIR) and os.path.isfile(os.path.join(settings.STATIC_DIR, "index.html"))
+
+
+def program_notes(settings: Settings) -> list[str]:
+    """Where the programs are (docs/programs.md) and whether they need the token; where the console is."""
+    url = base_url(settings.BIND)
+    site = url.replace("http", "ws", 1) if url else "wss://YOUR-PROXY"
+    where = [f"{site}/programs/{name}" for name in sorted(settings.PROGRAMS)]
+    if settings.PROGRAMS_ROOT:
+        where.insert(0, f"{site}/ ({settings.PROGRAMS_ROOT})")
+    if settings.PROGRAMS_DIR:
+        where.append(f"{site}/programs/NAME for each executable of {settings.PROGRAMS_DIR}")
+    notes = []
+    if where:
+        public = settings.PROGRAM_DEFAULTS.public
+        token = "without a token (public)" if public else "with the token (Authorization: Bearer, or ?token=)"
+        notes.append(f"Programs: {', '.join(where)}; {token}, unless their own table says otherwise.")
+    if static_index(settings):
+        notes.append(
+            f"Static files: {settings.STATIC_DIR} at / (no token). Its index.html takes / from the console, "
+            "which is not served: start without STATIC_DIR to use it."
+        )
+    return notes
 
 
 def script(name: str) -> str:

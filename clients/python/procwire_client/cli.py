@@ -53,14 +53,22 @@ Exit status: the remote command's for run, shell, attach and wait (128+N after s
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["serve"]:  # websocketd's flags and a command line of its own: not this parser's to read
+        return _run(lambda: server.cmd_serve(argv[1:]))
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Callable[[argparse.Namespace], int] | None = getattr(args, "handler", None)
     if handler is None:  # bare `procwire`: what it can do, not just a usage line
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    return _run(lambda: handler(args))
+
+
+def _run(command: Callable[[], int]) -> int:
+    """Run a command; its errors as one line on stderr and an exit code (docs/cli.md)."""
     try:
-        return handler(args)
+        return command()
     except UsageError as error:
         complain(error)
         return EXIT_USAGE

@@ -1,4 +1,4 @@
-"""Server-side subcommands (``token``): listed by every ``procwire``, run by the server's distribution.
+"""Server-side subcommands (``token``, ``serve``): listed by every ``procwire``, run by the server's distribution.
 
 The client distribution (``procwire-client``) carries no server code: these commands find
 their implementation through the ``procwire.server_commands`` entry points that the server's
@@ -35,6 +35,20 @@ procwire token ops --role admin
     token.add_argument("name", help="who holds the token (shown in the audit log and in owner fields)")
     token.add_argument("--role", choices=("user", "admin"), default="user", help="default: user")
     token.set_defaults(handler=cmd_token)
+    # Listed here; its command line (websocketd's flags, then a command of its own) is read by the
+    # server's module, never by this parser: procwire_client.cli hands it over untouched.
+    add_command(
+        commands,
+        "serve",
+        [],
+        "start the server, taking websocketd's flags and command line",
+        "Start the procwire server (gunicorn) and serve programs over WebSockets as websocketd does;\n"
+        "procwire serve --help lists the flags.  Needs the server installed (a procwire checkout).",
+        """
+procwire serve --port=8080 ./count.sh
+procwire serve --port=8080 --dir=./scripts --staticdir=./web
+""",
+    )
 
 
 def server_side(command: str) -> Any:
@@ -55,3 +69,9 @@ def cmd_token(args: argparse.Namespace) -> int:
         raise UsageError(problem)
     tokens.print_new_token(args.name, args.role)
     return 0
+
+
+def cmd_serve(argv: list[str]) -> int:
+    """``procwire serve ARGS...``: the server's module reads ``argv`` (and on success never returns)."""
+    code: int = server_side("serve").main(argv)
+    return code
