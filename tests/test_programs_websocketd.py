@@ -28,6 +28,7 @@ import struct
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 import websocket
@@ -42,6 +43,7 @@ QUERY = "a=1&b=two%20words"
 BINARY_PAYLOADS = (b"\x00\x01\x02\xff\xfe", b"two\nlines\n", bytes(range(256)) * 16)
 TOKEN_NAME = "default"  # the name of the token PROCWIRE_TOKEN gives (tests/server.py's token)
 NORMAL_CLOSE = 1000
+CLOSE_TIMEOUT = 2.0
 
 
 @dataclass(frozen=True)
@@ -224,6 +226,28 @@ def test_the_end_of_a_program_is_a_close_frame_on_procwire_only(
     assert len(theirs.messages) == lines and theirs.close is None
     assert ours.messages == theirs.messages
     assert ours.close == code
+
+
+def test_the_client_closing_first_ends_stdin_then_sends_sigint(
+    websocketd_dir: Websocketd, procwire: Server, tmp_path: Path
+) -> None:
+    """The same stop on both: the program's stdin ends first, then, as it does not exit, SIGINT comes
+    (procwire sends it to the program's process group, websocketd to its pid: the same here)."""
+    for name, endpoint in (
+        ("websocketd", on_websocketd(websocketd_dir, "/stop-trace")),
+        ("procwire", on_procwire(procwire, "/programs/stop-trace")),
+    ):
+        trace = tmp_path / name
+        ws = websocket.create_connection(
+            f"{endpoint.url}?{trace}", header=list(endpoint.headers), timeout=TIMEOUT, suppress_origin=True
+        )
+        try:
+            assert ws.recv() == "ready"
+            ws.close(timeout=CLOSE_TIMEOUT)
+        finally:
+            ws.shutdown()
+        wait_until(lambda trace=trace: trace.exists() and trace.read_text() == "EOF\nINT\n", timeout=TIMEOUT)
+        assert trace.read_text() == "EOF\nINT\n", name
 
 
 def test_without_its_token_procwire_refuses_what_websocketd_runs(websocketd_dir: Websocketd, procwire: Server) -> None:
