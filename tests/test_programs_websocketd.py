@@ -24,20 +24,20 @@ from __future__ import annotations
 
 import json
 import re
-import struct
-import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import websocket
 
+from tests import program_client
+from tests.program_client import OPCODE_BINARY, Conversation, open_program, refused_status
 from tests.server import ROOT, Server, children_of, wait_until
 from tests.websocketd import Websocketd
 
 PROGRAMS = ROOT / "tests" / "programs"
-TIMEOUT = 10.0
+TIMEOUT = program_client.TIMEOUT
 PROBE_HEADER = "X-Probe: differential"
 QUERY = "a=1&b=two%20words"
 BINARY_PAYLOADS = (b"\x00\x01\x02\xff\xfe", b"two\nlines\n", bytes(range(256)) * 16)
@@ -48,54 +48,19 @@ CLOSE_TIMEOUT = 2.0
 
 @dataclass(frozen=True)
 class Endpoint:
-    """Where a server serves a program, and the headers its client sends."""
+    """Where a server serves a program, and the token its client sends (None: no token)."""
 
     url: str
-    headers: tuple[str, ...] = ()
+    token: str | None = None
 
 
-@dataclass
-class Transcript:
-    """What a connection received: its messages in order, and how it ended."""
-
-    messages: list[str | bytes] = field(default_factory=list)
-    close: int | None = None  # the server's Close frame's code; None when the connection just ended
-
-
-def converse(endpoint: Endpoint, send: Sequence[str | bytes] = ()) -> Transcript:
+def converse(endpoint: Endpoint, send: Sequence[str | bytes] = ()) -> Conversation:
     """Connect, send every message, then read until the server ends the connection."""
-    ws = connect(endpoint)
-    try:
-        for message in send:
-            ws.send(message, websocket.ABNF.OPCODE_BINARY if isinstance(message, bytes) else websocket.ABNF.OPCODE_TEXT)
-        return read_to_end(ws)
-    finally:
-        ws.shutdown()
+    return program_client.converse(endpoint.url, endpoint.token, list(send), header=[PROBE_HEADER])
 
 
-def connect(endpoint: Endpoint) -> websocket.WebSocket:
-    return websocket.create_connection(
-        endpoint.url, header=[*endpoint.headers, PROBE_HEADER], timeout=TIMEOUT, suppress_origin=True
-    )
-
-
-def read_to_end(ws: websocket.WebSocket) -> Transcript:
-    """Messages until a Close frame (answered) or the end of the TCP connection, within ``TIMEOUT``."""
-    transcript = Transcript()
-    deadline = time.monotonic() + TIMEOUT
-    while time.monotonic() < deadline:
-        try:
-            opcode, frame = ws.recv_data_frame(control_frame=True)
-        except (websocket.WebSocketConnectionClosedException, ConnectionError):
-            return transcript
-        if opcode == websocket.ABNF.OPCODE_CLOSE:
-            transcript.close = struct.unpack("!H", frame.data[:2])[0] if len(frame.data) >= 2 else None
-            return transcript
-        if opcode == websocket.ABNF.OPCODE_TEXT:
-            transcript.messages.append(frame.data.decode("utf-8"))
-        elif opcode == websocket.ABNF.OPCODE_BINARY:
-            transcript.messages.append(bytes(frame.data))
-    raise AssertionError(f"{ws.url}: the connection did not end in {TIMEOUT} s")
+def connect(endpoint: Endpoint, query: str = "") -> websocket.WebSocket:
+    return open_program(f"{endpoint.url}?{query}" if query else endpoint.url, endpoint.token, [PROBE_HEADER])
 
 
 def echoes(endpoint: Endpoint, payloads: Sequence[bytes]) -> list[bytes]:
@@ -108,18 +73,17 @@ def echoes(endpoint: Endpoint, payloads: Sequence[bytes]) -> list[bytes]:
             answer = b""
             while len(answer) < len(payload):
                 opcode, data = ws.recv_data()
-                assert opcode == websocket.ABNF.OPCODE_BINARY, (opcode, data)
+                assert opcode == OPCODE_BINARY, (opcode, data)
                 answer += data
             answers.append(answer)
-        ws.close(timeout=TIMEOUT)
+        ws.close(timeout=CLOSE_TIMEOUT)
         return answers
     finally:
         ws.shutdown()
 
 
 def environment(endpoint: Endpoint) -> dict[str, str]:
-    transcript = converse(endpoint)
-    return dict(str(line).partition("=")[::2] for line in transcript.messages)
+    return dict(str(line).partition("=")[::2] for line in converse(endpoint).messages)
 
 
 # -- the servers ------------------------------------------------------------------------------
@@ -174,8 +138,7 @@ def on_websocketd(server: Websocketd, path: str) -> Endpoint:
 
 def on_procwire(server: Server, path: str, token: bool = True) -> Endpoint:
     """Deliberate difference: procwire requires its token (a public program does not)."""
-    headers = (f"Authorization: Bearer {server.token}",) if token else ()
-    return Endpoint(f"ws://127.0.0.1:{server.port}{path}", headers)
+    return Endpoint(f"ws://127.0.0.1:{server.port}{path}", server.token if token else None)
 
 
 # -- text mode: the same messages -------------------------------------------------------------
@@ -223,9 +186,9 @@ def test_the_end_of_a_program_is_a_close_frame_on_procwire_only(
     exit status; procwire sends Close 1000 after exit 0, 4000 + N after exit N."""
     theirs = converse(on_websocketd(websocketd_dir, f"/{program}"))
     ours = converse(on_procwire(procwire, f"/programs/{program}"))
-    assert len(theirs.messages) == lines and theirs.close is None
+    assert len(theirs.messages) == lines and theirs.close_code is None
     assert ours.messages == theirs.messages
-    assert ours.close == code
+    assert ours.close_code == code
 
 
 def test_the_client_closing_first_ends_stdin_then_sends_sigint(
@@ -238,9 +201,7 @@ def test_the_client_closing_first_ends_stdin_then_sends_sigint(
         ("procwire", on_procwire(procwire, "/programs/stop-trace")),
     ):
         trace = tmp_path / name
-        ws = websocket.create_connection(
-            f"{endpoint.url}?{trace}", header=list(endpoint.headers), timeout=TIMEOUT, suppress_origin=True
-        )
+        ws = connect(endpoint, str(trace))
         try:
             assert ws.recv() == "ready"
             ws.close(timeout=CLOSE_TIMEOUT)
@@ -253,9 +214,7 @@ def test_the_client_closing_first_ends_stdin_then_sends_sigint(
 def test_without_its_token_procwire_refuses_what_websocketd_runs(websocketd_dir: Websocketd, procwire: Server) -> None:
     """Deliberate difference: websocketd has no authentication; procwire answers 401 before the upgrade."""
     assert converse(on_websocketd(websocketd_dir, "/counter")).messages
-    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
-        connect(on_procwire(procwire, "/programs/counter", token=False))
-    assert refused.value.status_code == 401
+    assert refused_status(on_procwire(procwire, "/programs/counter", token=False).url)[0] == 401
 
 
 # -- binary mode ------------------------------------------------------------------------------
@@ -270,9 +229,9 @@ def test_a_binary_echo_returns_the_same_bytes(websocketd_binary: Websocketd, pro
 
 # -- the CGI environment ----------------------------------------------------------------------
 
-# Values that differ by nature: each server's own port, the client's port, a per-connection id,
-# the handshake's random key.
-PER_CONNECTION = ("SERVER_PORT", "REMOTE_PORT", "UNIQUE_ID", "HTTP_SEC_WEBSOCKET_KEY")
+# Values that differ by nature: each server's own port (in the client's Origin too), the client's
+# port, a per-connection id, the handshake's random key.
+PER_CONNECTION = ("SERVER_PORT", "HTTP_ORIGIN", "REMOTE_PORT", "UNIQUE_ID", "HTTP_SEC_WEBSOCKET_KEY")
 # Values procwire gives differently on purpose (below: what it gives).
 DELIBERATE = ("SERVER_SOFTWARE", "GATEWAY_INTERFACE", "REMOTE_USER", "AUTH_TYPE")
 WEBSOCKETD_GATEWAY_INTERFACES = ("websocketd-CGI/0.1", "CGI/1.1")  # 0.4.1 (Debian), later sources
@@ -293,6 +252,7 @@ def assert_deliberate_values(theirs: dict[str, str], ours: dict[str, str], serve
     assert re.fullmatch(r"[0-9]+", theirs["UNIQUE_ID"])  # websocketd: the time in ns
     assert re.fullmatch(r"[0-9a-f]{16}", ours["UNIQUE_ID"])  # procwire: the connection's client id
     assert ours["SERVER_PORT"] == str(server.port)
+    assert ours["HTTP_ORIGIN"] == f"http://127.0.0.1:{server.port}"
     assert theirs["REMOTE_PORT"].isdigit() and ours["REMOTE_PORT"].isdigit()
     assert "HTTP_AUTHORIZATION" not in ours and server.token not in "".join(ours.values())
 
