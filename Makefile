@@ -34,7 +34,7 @@ client-wheel: $(STAMP)
 	rm -rf dist/procwire_client-*.whl clients/python/build
 	$(BIN)/pip wheel --quiet --no-deps --wheel-dir dist clients/python
 
-test: install client-wheel install-nginx install-redis chromium
+test: install client-wheel install-nginx install-redis install-websocketd chromium
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -49,6 +49,18 @@ install-nginx:
 	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nginx; \
 	  else \
 	    echo "the tests need nginx: sudo apt-get install nginx" >&2; exit 1; \
+	  fi; }
+
+# tests/test_programs_websocketd.py runs the same programs under websocketd (the
+# program endpoints' model, issue 14) and compares: Debian's package, installed
+# here when missing and we are root, otherwise required.  `make bench` uses it too.
+.PHONY: install-websocketd
+install-websocketd:
+	@command -v websocketd >/dev/null 2>&1 || [ -x /usr/bin/websocketd ] || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends websocketd; \
+	  else \
+	    echo "the websocketd comparison tests need websocketd: sudo apt-get install websocketd" >&2; exit 1; \
 	  fi; }
 
 # The cluster tests (tests/redis_server.py) start their own redis-server on

@@ -17,7 +17,7 @@ from bench.procs import Supervisor, install_signal_handlers, raise_open_files_li
 from bench.profiling import Profiler, find_py_spy
 from bench.runner import run_workload
 from bench.servers import REDIS_INSTALL_HINT, ROOT, WEBSOCKETD_INSTALL_HINT, Procwire, Redis, Websocketd
-from bench.workloads import CLUSTER, WORKLOADS, Context
+from bench.workloads import CLUSTER, GROUPS, WORKLOADS, Context
 
 MIB = 1 << 20
 FULL = {
@@ -89,7 +89,10 @@ def parser() -> argparse.ArgumentParser:
         description="procwire side by side with websocketd (issue 3). Sizes accept suffixes: 10MB, 64MiB, 1GiB.",
     )
     p.add_argument("--quick", action="store_true", help="small sizes, fewer rounds: finishes in about 2 minutes")
-    p.add_argument("--only", help=f"comma-separated workloads to run, of: {', '.join(WORKLOADS)}")
+    p.add_argument(
+        "--only",
+        help=f"comma-separated workloads to run, of: {', '.join(WORKLOADS)}; or a group: {', '.join(GROUPS)}",
+    )
     p.add_argument("--skip", help="comma-separated workloads to leave out")
     p.add_argument("--rounds", type=int, help="rounds of the fast workloads (spawn, cycle, echo, stream)")
     p.add_argument("--cap", type=float, help="time cap of each workload in seconds (it stops by itself)")
@@ -162,6 +165,12 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _names(text: str) -> list[str]:
+    """Comma-separated workload names, a group's name (``programs``) standing for its workloads."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    return [member for name in names for member in GROUPS.get(name, (name,))]
+
+
 def parse(argv: list[str] | None) -> argparse.Namespace:
     opts = parser().parse_args(argv)
     opts.redis_rounds_given = opts.redis_rounds is not None
@@ -171,9 +180,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
             setattr(opts, key, value)
     chosen = list(WORKLOADS)
     if opts.only:
-        chosen = [name.strip() for name in opts.only.split(",") if name.strip()]
+        chosen = _names(opts.only)
     if opts.skip:
-        skipped = {name.strip() for name in opts.skip.split(",")}
+        skipped = set(_names(opts.skip))
         chosen = [name for name in chosen if name not in skipped]
     if opts.no_redis:
         chosen = [name for name in chosen if name not in CLUSTER]

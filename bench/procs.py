@@ -54,6 +54,23 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
+def pss_kib(pid: int) -> int:
+    """Pss of ``pid`` in KiB (0 once it is gone): its private pages, and its share of the
+    pages it shares, so that the figures of many processes add up without double counting."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def tree_pss_kib(pid: int) -> int:
+    """Pss of ``pid`` and of every descendant (a server and the programs it runs), in KiB."""
+    return pss_kib(pid) + sum(pss_kib(known.pid) for known in descendants(pid))
+
+
 def children_of(pid: int) -> list[int]:
     """The children of ``pid``; none once it is gone (it may exit while we look)."""
     found: list[int] = []

@@ -129,7 +129,7 @@ class Catalog:
     def find(self, path: str) -> tuple[Program, str, str] | None:
         """The program a path names, its ``SCRIPT_NAME`` and its ``PATH_INFO``; None if none."""
         if path in ("/", "") and self._root:
-            return self._declared[self._root], "/", ""
+            return self._declared[self._root], "/", "/"  # websocketd's single-program form: the path is PATH_INFO
         if not path.startswith(PREFIX):
             return None
         name, slash, rest = path.removeprefix(PREFIX).partition("/")

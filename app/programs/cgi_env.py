@@ -65,7 +65,7 @@ def cgi_variables(request: Request) -> dict[str, str]:
             "REQUEST_URI": f"{uri}?{query}" if query else uri,
             "SCRIPT_NAME": request.script_name,
             "PATH_INFO": request.path_info,
-            "PATH_TRANSLATED": request.path_info,
+            "PATH_TRANSLATED": uri,  # websocketd's: the request's path (no file-system translation)
             "QUERY_STRING": query,
             "REMOTE_ADDR": str(environ.get("REMOTE_ADDR", "")),
             "REMOTE_HOST": str(environ.get("REMOTE_ADDR", "")),  # no reverse lookup, as websocketd by default

@@ -1,4 +1,4 @@
-"""The workloads of issues 3, 10 and 13, in the order the table lists them."""
+"""The workloads of issues 3, 10, 13 and 14, in the order the table lists them."""
 
 from bench.workloads.base import Capped, Context, Workload
 from bench.workloads.clients import Clients
@@ -8,6 +8,7 @@ from bench.workloads.echo import Echo
 from bench.workloads.fanout import FanOut
 from bench.workloads.idle import Idle
 from bench.workloads.parallel import Parallel
+from bench.workloads.programs import PROGRAM_WORKLOADS
 from bench.workloads.slow import SlowReader
 from bench.workloads.spawn import Spawn
 from bench.workloads.stream import Stream
@@ -17,7 +18,11 @@ from bench.workloads.xstream import CrossStream
 ISSUE_3 = (Spawn, Cycle, Echo, Stream, Idle, FanOut, SlowReader, Compression)
 ISSUE_10 = (CrossEcho, CrossStream, Parallel)
 ISSUE_13 = (Clients,)
-WORKLOADS: dict[str, type[Workload]] = {workload.name: workload for workload in (*ISSUE_3, *ISSUE_10, *ISSUE_13)}
+ISSUE_14 = PROGRAM_WORKLOADS
+WORKLOADS: dict[str, type[Workload]] = {
+    workload.name: workload for workload in (*ISSUE_3, *ISSUE_10, *ISSUE_13, *ISSUE_14)
+}
 CLUSTER = tuple(workload.name for workload in ISSUE_10)  # the rows that need a Redis
+GROUPS = {"programs": tuple(workload.name for workload in ISSUE_14)}  # --only programs: every program row
 
-__all__ = ["CLUSTER", "WORKLOADS", "Capped", "Context", "Workload"]
+__all__ = ["CLUSTER", "GROUPS", "WORKLOADS", "Capped", "Context", "Workload"]

@@ -106,7 +106,7 @@ class Idle(Workload):
         warm = open_one()
         warm.drop()
         time.sleep(0.5)
-        baseline = server.rss_kib()
+        baseline = self.memory(server)
         selector = selectors.DefaultSelector()
         conns: list[Conn] = []
         lost = 0
@@ -130,12 +130,12 @@ class Idle(Workload):
             hold_until = time.monotonic() + self.opts.idle_hold
             while (left := hold_until - time.monotonic()) > 0 and before(deadline + self.opts.idle_hold):
                 lost += _service(selector, min(left, 0.5))
-            rss = server.rss_kib()
+            memory = self.memory(server)
             alive = [conn for conn in conns if not conn.closed]
             lost += self._verify(alive, verify)
             return {
                 "dropped": lost,
-                "rss_per_conn": (rss - baseline) / max(len(conns), 1),
+                **{f"{key}_per_conn": (memory[key] - baseline[key]) / max(len(conns), 1) for key in memory},
                 "open_rate": open_rate,
                 "connections": len(conns),
             }
@@ -144,6 +144,10 @@ class Idle(Workload):
             for conn in conns:
                 with contextlib.suppress(Exception):
                     conn.drop()
+
+    def memory(self, server: Procwire | Websocketd) -> dict[str, int]:
+        """The memory figures (KiB) whose growth is divided by the connections: ``rss`` is the server's own."""
+        return {"rss": server.rss_kib()}
 
     @staticmethod
     def _verify(conns: list[Conn], verify) -> int:  # type: ignore[no-untyped-def]
