@@ -52,13 +52,13 @@ class ResumingConnection(Connection):
         if opened is None:
             return False
         ws, protocol = opened
-        if self._closing:  # closed while reconnecting: the new connection is not wanted
-            ws.shutdown()
-            return False
-        with self._send_lock:
-            old, self._ws = self._ws, ws
-        old.shutdown()
-        with self._lock:
+        with self._lock:  # close() sets _closing under it: it sees either the new socket or none
+            if self._closing:  # closed while reconnecting: the new connection is not wanted
+                ws.shutdown()
+                return False
+            with self._send_lock:
+                old, self._ws = self._ws, ws
+            old.shutdown()
             self._protocol = protocol
             self._set_hello()
             self._reconnecting = False
