@@ -24,20 +24,26 @@ from tests.server import Server, pid_exists, wait_until
 from tests.test_client_behaviour import BOUND, EXPECTED, WRITER, LoopThread, connect, read_until
 
 KINDS = ["sync", "async"]
-# A lost node is declared within CLUSTER_NODE_TIMEOUT plus a heartbeat (shortened as in tests/test_cluster.py);
-# a request to a node waits CLUSTER_TIMEOUT, here longer than that, so that a resume asking a dead owner
-# learns it was lost rather than that it did not answer.
-CLUSTER_ENV = {
-    "PROCWIRE_CLUSTER_HEARTBEAT": "1",
-    "PROCWIRE_CLUSTER_NODE_TIMEOUT": "4",
-    "PROCWIRE_CLUSTER_TIMEOUT": "8",
-}
+# A lost node is declared within CLUSTER_NODE_TIMEOUT plus a heartbeat (shortened as in tests/test_cluster.py).
+CLUSTER_ENV = {"PROCWIRE_CLUSTER_HEARTBEAT": "1", "PROCWIRE_CLUSTER_NODE_TIMEOUT": "4"}
+# A request to a node waits CLUSTER_TIMEOUT: longer than that in `cluster`, so that an attach asking a dead
+# owner learns it was lost; shorter in `impatient_cluster` (as with the defaults, 5 s against 6 + 2), so that
+# it is told first that the owner did not answer (-32009), and a resuming client asks again.
+PATIENT, IMPATIENT = "8", "2"
 LOST_WITHIN = 10.0  # seconds: issue 10's bound for declaring a dead node's processes lost
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    with Cluster(tmp_path_factory.mktemp("cluster"), env=CLUSTER_ENV) as running:
+    env = dict(CLUSTER_ENV, PROCWIRE_CLUSTER_TIMEOUT=PATIENT)
+    with Cluster(tmp_path_factory.mktemp("cluster"), env=env) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def impatient_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    env = dict(CLUSTER_ENV, PROCWIRE_CLUSTER_TIMEOUT=IMPATIENT)
+    with Cluster(tmp_path_factory.mktemp("impatient"), env=env) as running:
         yield running
 
 
@@ -123,10 +129,14 @@ def test_a_killed_owner_ends_a_process_followed_from_another_host_lost(
     client.release(started["proc"])
 
 
+@pytest.mark.parametrize("which", ["cluster", "impatient_cluster"])
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_killed_owner_that_served_the_client_too_ends_the_process_lost(
-    cluster: Cluster, clients: Any, kind: str
+    request: pytest.FixtureRequest, clients: Any, kind: str, which: str
 ) -> None:
+    """The resume asks the dead owner; it answers the lost exit once the owner is declared lost
+    (``cluster``), or -32009 before that (``impatient_cluster``): the client then asks again."""
+    cluster: Cluster = request.getfixturevalue(which)
     a, _ = cluster.hosts
     client = clients(kind, a, reconnect=True)
     owner = served_by(client)
@@ -156,8 +166,10 @@ def test_an_attach_waiting_on_a_dead_owner_answers_with_the_lost_exit(cluster: C
         there.call("release", proc=started["proc"])
 
 
-def test_nothing_is_left_on_the_cluster(cluster: Cluster) -> None:
+@pytest.mark.parametrize("which", ["cluster", "impatient_cluster"])
+def test_nothing_is_left_on_the_cluster(request: pytest.FixtureRequest, which: str) -> None:
     """Every process these tests started ended, on every node."""
+    cluster: Cluster = request.getfixturevalue(which)
     with cluster.connect() as admin:
         running = [entry for entry in admin.call("list")["processes"] if entry["state"] == "running"]
     assert running == []

@@ -149,6 +149,8 @@ class AsyncConnection:
         if self._closing:
             return
         self._closing = True
+        for task in list(self._resuming):  # re-attaches waiting to ask again
+            task.cancel()
         if self._reconnecting and self._reader is not None:
             self._reader.cancel()
         elif self._ws is not None:
