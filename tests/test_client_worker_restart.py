@@ -137,11 +137,13 @@ def test_a_killed_owner_that_served_the_client_too_ends_the_process_lost(
     """The resume asks the dead owner; it answers the lost exit once the owner is declared lost
     (``cluster``), or -32009 before that (``impatient_cluster``): the client then asks again."""
     cluster: Cluster = request.getfixturevalue(which)
-    a, _ = cluster.hosts
+    a, b = cluster.hosts
     client = clients(kind, a, reconnect=True)
     owner = served_by(client)
     process = client.start(["sh", "-c", "echo ready; sleep 60"], on_disconnect="keep")
     read_until(process, b"ready\n")
+    with RpcClient(b.url, b.token) as there:  # its record reached Redis (up to 10 ms after the start)
+        assert wait_until(lambda: process.proc in listed(there), BOUND)
     cluster.kill_worker(owner.pid)  # the connection and the process's node die together
     status = process.wait(LOST_WITHIN + BOUND)
     assert status.lost and status.node == name_of(owner)
