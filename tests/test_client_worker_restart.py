@@ -69,11 +69,20 @@ def clients(loop: LoopThread) -> Iterator[Any]:
         client.close()
 
 
-def start_kept(host: Server, argv: list[str]) -> tuple[dict[str, Any], Node]:
+def start_kept(cluster: Cluster, host: Server, argv: list[str]) -> tuple[dict[str, Any], Node]:
     """Start a kept process through a connection to ``host`` that is closed at once; the start's
-    answer and the node (worker) that runs it."""
+    answer and the node (worker) that runs it, once the other host sees it."""
     with RpcClient(host.url, host.token) as starter:
-        return starter.call("start", argv=argv, on_disconnect="keep"), node_of(starter)
+        started = starter.call("start", argv=argv, on_disconnect="keep")
+        owner = node_of(starter)
+    wait_listed(cluster.other_host(host), started["proc"])
+    return started, owner
+
+
+def wait_listed(host: Server, proc: int) -> None:
+    """Until ``host`` lists ``proc``: its record reached Redis (up to 10 ms after its start)."""
+    with RpcClient(host.url, host.token) as there:
+        assert wait_until(lambda: proc in listed(there), BOUND), f"{proc} is not listed on {host.port}"
 
 
 def served_by(client: Any) -> Node:
@@ -93,7 +102,7 @@ def test_resume_through_the_cluster_after_the_connections_worker_is_killed(
     cluster: Cluster, clients: Any, kind: str
 ) -> None:
     a, b = cluster.hosts
-    started, _ = start_kept(a, ["sh", "-c", WRITER])
+    started, _ = start_kept(cluster, a, ["sh", "-c", WRITER])
     client = clients(kind, b, reconnect=True)
     first = served_by(client)
     process = client.attach(started["proc"], {"stdout": 0, "stderr": 0}, binary=True)
@@ -116,7 +125,7 @@ def test_a_killed_owner_ends_a_process_followed_from_another_host_lost(
     cluster: Cluster, clients: Any, kind: str
 ) -> None:
     a, b = cluster.hosts
-    started, owner = start_kept(a, ["sh", "-c", "echo ready; sleep 60"])
+    started, owner = start_kept(cluster, a, ["sh", "-c", "echo ready; sleep 60"])
     client = clients(kind, b, reconnect=True)
     process = client.attach(started["proc"])
     read_until(process, b"ready\n")
@@ -142,8 +151,7 @@ def test_a_killed_owner_that_served_the_client_too_ends_the_process_lost(
     owner = served_by(client)
     process = client.start(["sh", "-c", "echo ready; sleep 60"], on_disconnect="keep")
     read_until(process, b"ready\n")
-    with RpcClient(b.url, b.token) as there:  # its record reached Redis (up to 10 ms after the start)
-        assert wait_until(lambda: process.proc in listed(there), BOUND)
+    wait_listed(b, process.proc)
     cluster.kill_worker(owner.pid)  # the connection and the process's node die together
     status = process.wait(LOST_WITHIN + BOUND)
     assert status.lost and status.node == name_of(owner)
@@ -157,9 +165,8 @@ def test_an_attach_waiting_on_a_dead_owner_answers_with_the_lost_exit(cluster: C
     owner is declared lost before it answers, the attach replays what Redis holds and ends with the
     lost exit (it used to fail with -32009 "node ... was lost")."""
     a, b = cluster.hosts
-    started, owner = start_kept(a, ["sh", "-c", "echo ready; sleep 60"])
+    started, owner = start_kept(cluster, a, ["sh", "-c", "echo ready; sleep 60"])
     with RpcClient(b.url, b.token, timeout=LOST_WITHIN + BOUND) as there:
-        assert wait_until(lambda: started["proc"] in listed(there), BOUND)
         cluster.kill_worker(owner.pid)  # returns before the owner is declared lost
         answer = there.call("attach", proc=started["proc"])
         collected = there.collect(started["proc"])
