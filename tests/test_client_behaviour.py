@@ -420,12 +420,16 @@ class CuttingProxy:
                 client, _ = self.listener.accept()
             except OSError:
                 return
-            upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=BOUND)
-            upstream.settimeout(None)
-            with self.lock:
-                self.sockets += [client, upstream]
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+            self._forward(client)
+
+    def _forward(self, client: socket.socket) -> None:
+        """Pass ``client``'s connection on to the server, both ways."""
+        upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=BOUND)
+        upstream.settimeout(None)
+        with self.lock:
+            self.sockets += [client, upstream]
+        for source, sink in ((client, upstream), (upstream, client)):
+            threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
 
     @staticmethod
     def _pump(source: socket.socket, sink: socket.socket) -> None:
@@ -439,10 +443,15 @@ class CuttingProxy:
         with self.lock:
             sockets, self.sockets = self.sockets, []
         for sock in sockets:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)  # wakes the pump blocked in recv on it
-            sock.close()
+            self.reset(sock)
+
+    @staticmethod
+    def reset(sock: socket.socket) -> None:
+        """Close ``sock`` with an RST (no FIN, no Close frame)."""
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)  # wakes the pump blocked in recv on it
+        sock.close()
 
     def close(self) -> None:
         with contextlib.suppress(OSError):

@@ -124,13 +124,19 @@ class RemoteProcess:
         """The status the owner answers with; if the owner is lost meanwhile,
         the lost status the janitor recorded (or made here)."""
         try:
-            status: dict[str, Any] = answer.get()
+            self.status = answer.get()
         except RpcError as error:
-            if not (error.data or {}).get("lost"):
-                raise
-            status = lost_status(self.id, self.pid, self.node)
-        self.status = status
-        return status
+            self._lost_meanwhile(error)
+        assert self.status is not None
+        return self.status
+
+    def _lost_meanwhile(self, error: RpcError) -> None:
+        """``error`` answered a request to the owner: if it says the owner was
+        lost, the process ended lost (the janitor wrote that exit to its record
+        and its streams before telling anyone); else it stands."""
+        if not (error.data or {}).get("lost"):
+            raise error
+        self.status = lost_status(self.id, self.pid, self.node)
 
     def _refuse_once_exited(self, message: str) -> None:
         if self.status is not None:
@@ -140,9 +146,13 @@ class RemoteProcess:
 
     def subscribe(self, sink: OutputSink, offsets: dict[str, int]) -> Subscription:
         """Have the owner mirror the output (a kept process already is), then
-        replay it from Redis and follow it."""
+        replay it from Redis and follow it.  An owner lost meanwhile ends the
+        replay with the lost exit, as it ends a feed already following."""
         if self.status is None:
-            self.offsets = self._ask("mirror").get()["offsets"]
+            try:
+                self.offsets = self._ask("mirror").get()["offsets"]
+            except RpcError as error:
+                self._lost_meanwhile(error)
         feed = Feed(self._redis, self, sink)
         try:
             subscription = feed.replay(offsets)

@@ -7,7 +7,15 @@ import itertools
 from hypothesis import given
 from hypothesis import strategies as st
 
-from procwire_client.core.resume import Reconnect, history_gap, output_format, resume_params
+from procwire_client.core.resume import (
+    RESUME_RETRY_DELAY,
+    Reconnect,
+    history_gap,
+    output_format,
+    resume_params,
+    worth_retrying,
+)
+from procwire_client.errors import ClusterUnavailable, NoSuchProcess, ProcwireConnectionError
 
 
 def test_reconnect_option() -> None:
@@ -46,3 +54,11 @@ def test_a_history_gap_is_reported_never_skipped() -> None:
     assert history_gap(7, asked, {"replay_from": {"stdout": 8, "stderr": 3}}) is None  # overlap: the core cuts it
     gap = history_gap(7, asked, {"replay_from": {"stdout": 12, "stderr": 3}})
     assert gap is not None and "output was lost" in gap and "process 7" in gap
+
+
+def test_only_an_unavailable_cluster_is_asked_again_and_only_before_the_deadline() -> None:
+    unavailable = ClusterUnavailable("cluster unavailable: node n did not answer")
+    assert worth_retrying(unavailable, now=0.0, give_up_at=RESUME_RETRY_DELAY * 2)
+    assert not worth_retrying(unavailable, now=0.0, give_up_at=RESUME_RETRY_DELAY)
+    for final in (None, NoSuchProcess("no such process"), ProcwireConnectionError("gone")):
+        assert not worth_retrying(final, now=0.0, give_up_at=60.0)

@@ -93,6 +93,9 @@ class AsyncConnection:
             raise ProcwireConnectionError(f"cannot connect to {self.url}: {detail}") from None
         try:
             await self._read_hello(ws, protocol)
+        except asyncio.CancelledError:
+            ws.transport.abort()  # close() is not waiting for a Close handshake
+            raise
         except BaseException:
             await ws.close()
             raise
@@ -140,11 +143,17 @@ class AsyncConnection:
         return self._protocol.limits.write_window
 
     async def close(self) -> None:
-        """Close the connection (code 1000) and wait for the reader task to end."""
+        """Close the connection (code 1000) and wait for the reader task to end.
+        A reader reconnecting is cancelled: its pause, or a handshake that may be
+        held for ``connect_timeout``, is not worth waiting for."""
         if self._closing:
             return
         self._closing = True
-        if self._ws is not None:
+        for task in list(self._resuming):  # re-attaches waiting to ask again
+            task.cancel()
+        if self._reconnecting and self._reader is not None:
+            self._reader.cancel()
+        elif self._ws is not None:
             with contextlib.suppress(websockets.exceptions.WebSocketException, OSError):
                 await self._ws.close()
         if self._reader is not None:

@@ -15,10 +15,12 @@ from procwire_client.async_connection import AsyncConnection
 from procwire_client.async_process import AsyncProcess
 from procwire_client.core import Protocol
 from procwire_client.core.resume import (
+    RESUME_RETRY_DELAY,
     history_gap,
     not_kept_message,
     resume_failed_message,
     resume_params,
+    worth_retrying,
 )
 from procwire_client.errors import AuthenticationError, ProcwireConnectionError, ProcwireError
 from procwire_client.results import Attachment
@@ -30,6 +32,7 @@ class AsyncResumingConnection(AsyncConnection):
     async def _resume(self, reason: ProcwireConnectionError) -> bool:
         if self.reconnect is None:
             return False
+        give_up_at = asyncio.get_running_loop().time() + self.reconnect.deadline
         self._reconnecting = True
         self._dispatch(self._protocol.connection_lost(reason))
         received = {proc: dict(ends) for proc, ends in self._protocol.offsets.items()}
@@ -38,7 +41,7 @@ class AsyncResumingConnection(AsyncConnection):
             if not process._kept:
                 self._unroute(process)
                 process._connection_lost(ProcwireConnectionError(not_kept_message(process.proc)))
-        protocol = await self._reopen()
+        protocol = await self._reopen(give_up_at)
         if protocol is None:
             return False
         if self._closing:  # closed while reconnecting: the new connection is not wanted
@@ -51,14 +54,13 @@ class AsyncResumingConnection(AsyncConnection):
         self.reconnects += 1
         for process in followed:
             if process._kept:
-                self._reattach(process, received.get(process.proc, process.offsets))
+                self._reattach(process, received.get(process.proc, process.offsets), give_up_at)
         return True
 
-    async def _reopen(self) -> Protocol | None:
+    async def _reopen(self, give_up_at: float) -> Protocol | None:
         """A new connection (its hello read) in ``self._ws``, or ``None`` once the policy gives up."""
         assert self.reconnect is not None
         loop = asyncio.get_running_loop()
-        give_up_at = loop.time() + self.reconnect.deadline
         for delay in self.reconnect.delays():
             if loop.time() + delay > give_up_at or self._closing:
                 return None
@@ -73,7 +75,7 @@ class AsyncResumingConnection(AsyncConnection):
             return protocol
         return None
 
-    def _reattach(self, process: AsyncProcess, offsets: dict[str, int]) -> None:
+    def _reattach(self, process: AsyncProcess, offsets: dict[str, int], give_up_at: float) -> None:
         """Attach ``process`` again from ``offsets`` (the answer comes through the reader task)."""
         proc = process.proc
         self._protocol.offsets[proc] = dict(offsets)
@@ -87,11 +89,21 @@ class AsyncResumingConnection(AsyncConnection):
                 process._attached(Attachment.from_json(result), dict(self._protocol.offsets.get(proc, {})))
 
         async def attach() -> None:
-            try:
-                await self._request("attach", resume_params(proc, offsets, process._output_format), resumed)
-            except (ProcwireError, ProcwireConnectionError) as error:
+            loop = asyncio.get_running_loop()
+            while True:
+                try:
+                    await self._request("attach", resume_params(proc, offsets, process._output_format), resumed)
+                    return
+                except (ProcwireError, ProcwireConnectionError) as error:
+                    if not worth_retrying(error, loop.time(), give_up_at):
+                        failed = error
+                        break
+                await asyncio.sleep(RESUME_RETRY_DELAY)
+                if self._reconnecting or self._procs.get(proc) is not process:
+                    return  # dropped again (the next resume attaches it), or it was detached
+            if not self._reconnecting:  # else the next resume attaches it (it is still routed)
                 self._unroute(process)
-                process._connection_lost(ProcwireConnectionError(resume_failed_message(proc, error)))
+                process._connection_lost(ProcwireConnectionError(resume_failed_message(proc, failed)))
 
         task = asyncio.create_task(attach())
         self._resuming.add(task)

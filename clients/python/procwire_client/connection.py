@@ -13,8 +13,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
 import struct
 import threading
+import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
     from procwire_client.process import Process
 
 DEFAULT_URL = "ws://127.0.0.1:9999/ws"
+JOIN_POLL = 0.05  # seconds between close()'s attempts to interrupt a connection being opened
 
 
 class Call:
@@ -106,6 +109,7 @@ class Connection:
         self._handles: weakref.WeakValueDictionary[int, Process] = weakref.WeakValueDictionary()
         self._closed: ProcwireConnectionError | None = None
         self._closing = False
+        self._opening: websocket.WebSocket | None = None  # a connection being opened (for close() to interrupt)
         self.stray_errors: list[ProcwireError] = []  # id-null errors no process could be blamed for
         self._ws = self._open(self._protocol)
         self._set_hello()
@@ -114,13 +118,12 @@ class Connection:
 
     # -- connecting -----------------------------------------------------------------
 
-    def _connect(self, token: str | None, timeout: float, headers: list[str]) -> websocket.WebSocket:
+    def _connect(self, ws: websocket.WebSocket, token: str | None, timeout: float, headers: list[str]) -> None:
         if token:
             headers.append(f"Authorization: Bearer {token}")
+        ws.settimeout(timeout)
         try:
-            return websocket.create_connection(
-                self.url, timeout=timeout, header=headers, skip_utf8_validation=True, enable_multithread=True
-            )
+            ws.connect(self.url, header=headers)
         except websocket.WebSocketBadStatusException as error:
             raise self._refused(error) from None
         except (OSError, ValueError, websocket.WebSocketException) as error:
@@ -137,13 +140,22 @@ class Connection:
         return cls(f"{self.url} refused the connection: HTTP {status}: {detail}", status=status)
 
     def _open(self, protocol: Protocol) -> websocket.WebSocket:
-        """A new socket whose hello ``protocol`` has read."""
-        ws = self._connect(self._token, self._connect_timeout, list(self._headers))
+        """A new socket whose hello ``protocol`` has read.  Until then it is
+        ``_opening``: close() interrupts it rather than wait for the handshake."""
+        ws = websocket.WebSocket(skip_utf8_validation=True, enable_multithread=True)
+        with self._lock:
+            if self._closing:
+                raise ProcwireConnectionError("the connection is closed")
+            self._opening = ws
         try:
+            self._connect(ws, self._token, self._connect_timeout, list(self._headers))
             self._read_hello(ws, protocol)
         except BaseException:
             ws.shutdown()
             raise
+        finally:
+            with self._lock:
+                self._opening = None
         ws.settimeout(None)
         return ws
 
@@ -186,12 +198,26 @@ class Connection:
             with contextlib.suppress(OSError, websocket.WebSocketException), self._send_lock:
                 self._ws.send(struct.pack("!H", 1000), ABNF.OPCODE_CLOSE)
             if not in_reader:
-                self._reader.join(timeout)
+                self._join_reader(timeout)
         self._ws.abort()  # wakes the reader if it still waits
         if not in_reader:
-            self._reader.join(1.0)
+            self._join_reader(1.0)
         self._ws.shutdown()
         self._shutdown(ProcwireConnectionError("the connection is closed"))
+
+    def _join_reader(self, timeout: float) -> None:
+        """Wait for the reader thread to end, interrupting any connection it is
+        opening (a reconnect's handshake may be held for ``connect_timeout``).
+        A TCP connect still in progress cannot be reached; the reader drops
+        what it gets once it returns."""
+        deadline = time.monotonic() + timeout
+        while self._reader.is_alive() and (left := deadline - time.monotonic()) > 0:
+            opening = self._opening
+            sock = opening.sock if opening is not None else None
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)  # the reader's recv in the handshake returns
+            self._reader.join(min(left, JOIN_POLL))
 
     def _lost(self) -> ProcwireConnectionError:
         """A fresh exception saying why the connection is gone."""

@@ -10,6 +10,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from procwire_client.core.params import attach_params
+from procwire_client.errors import ClusterUnavailable
+
+RESUME_RETRY_DELAY = 0.5  # seconds between re-attaches the cluster could not serve yet
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,15 @@ def resume_params(proc: int, offsets: Mapping[str, int], output_format: Mapping[
 def output_format(params: Mapping[str, Any]) -> dict[str, Any]:
     """How a ``start`` or ``attach`` asked to receive the output (to ask the same again)."""
     return {key: params[key] for key in ("binary", "encoding") if params.get(key) is not None}
+
+
+def worth_retrying(error: BaseException | None, now: float, give_up_at: float) -> bool:
+    """Whether a resuming ``attach`` that failed with ``error`` is asked again after
+    :data:`RESUME_RETRY_DELAY`: -32009 says the cluster cannot reach the process's
+    node *now* (Redis away, or a node that does not answer: one that died is
+    declared lost within ``CLUSTER_NODE_TIMEOUT``, and the attach then answers
+    its lost exit), until the policy's deadline."""
+    return isinstance(error, ClusterUnavailable) and now + RESUME_RETRY_DELAY < give_up_at
 
 
 def not_kept_message(proc: int) -> str:
