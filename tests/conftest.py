@@ -9,6 +9,10 @@ from tests.client import RpcClient
 from tests.redis_server import RedisServer
 from tests.server import Server, children_of, wait_until
 
+# The client suites' fixtures (loop, kind, new_client, any_client): registered here, before any
+# test module imports the harness, so that pytest rewrites its assertions.
+pytest_plugins = ["tests.client_kinds"]
+
 
 @pytest.fixture(scope="session")
 def server() -> Iterator[Server]:

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 import procwire_client as pw
+from tests.client_kinds import BOUND, CuttingProxy, LoopThread, connect
 from tests.server import Server, wait_until
-from tests.test_client_behaviour import BOUND, CuttingProxy, LoopThread, connect
 
 KINDS = ["sync", "async"]
 # Patient enough that only close() can end the wait: a handshake held longer than any bound here,
@@ -79,13 +79,6 @@ def client_threads() -> set[threading.Thread]:
 
 async def other_tasks() -> set[str]:
     return {task.get_name() for task in asyncio.all_tasks() if task is not asyncio.current_task()}
-
-
-@pytest.fixture(scope="module")
-def loop() -> Iterator[LoopThread]:
-    running = LoopThread()
-    yield running
-    running.stop()
 
 
 @pytest.fixture

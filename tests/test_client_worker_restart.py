@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 
 from tests.client import RpcClient
+from tests.client_kinds import BOUND, EXPECTED, WRITER, LoopThread, connect, read_until
 from tests.cluster import Cluster, Node, node_of
 from tests.server import Server, pid_exists, wait_until
-from tests.test_client_behaviour import BOUND, EXPECTED, WRITER, LoopThread, connect, read_until
 
 KINDS = ["sync", "async"]
 # A lost node is declared within CLUSTER_NODE_TIMEOUT plus a heartbeat (shortened as in tests/test_cluster.py).
@@ -45,13 +45,6 @@ def impatient_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clus
     env = dict(CLUSTER_ENV, PROCWIRE_CLUSTER_TIMEOUT=IMPATIENT)
     with Cluster(tmp_path_factory.mktemp("impatient"), env=env) as running:
         yield running
-
-
-@pytest.fixture(scope="module")
-def loop() -> Iterator[LoopThread]:
-    running = LoopThread()
-    yield running
-    running.stop()
 
 
 @pytest.fixture
