@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import http.client
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -19,7 +18,7 @@ from pathlib import Path
 import pytest
 import websocket
 
-from tests.server import free_port, pid_exists, wait_until
+from tests.server import free_port, pid_exists, stop_master, wait_until
 
 PROCWIRE = Path(sys.executable).parent / "procwire"
 TOKEN = "serve-test-token"
@@ -66,13 +65,7 @@ class Served:
             connection.close()
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=5)
+        stop_master(self.process)
 
 
 def serve(args: list[str], cwd: Path, env: dict[str, str] | None = None, hosts: tuple[str, ...] = ()) -> Served:

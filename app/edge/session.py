@@ -30,7 +30,6 @@ from app.protocol.jsonrpc import Call
 from app.protocol.methods import METHODS, write_stdin
 from app.protocol.output import OutputFormat
 from app.registry.base import Client, ProcessHandle, Registry
-from app.security import audit
 from app.security.identity import Identity
 from app.security.ratelimit import MessageLimiter, Verdict
 from app.version import PROTOCOL_VERSION, __version__
@@ -63,7 +62,7 @@ class Session:
 
     def run(self) -> None:
         self.registry.add_client(self.client)
-        self._audit("connect", role=self.identity.role)
+        self.client.audit("connect", role=self.identity.role)
         metrics.CONNECTIONS.inc()
         metrics.CONNECTIONS_OPEN.inc()
         log.info("client %s connected from %s", self.client.id, self.client.remote_addr)
@@ -82,7 +81,7 @@ class Session:
             self.link.release()
             self._stop_processes()
             self.registry.remove_client(self.client)
-            self._audit("disconnect", duration=round(time.time() - self.client.connected_at, 3))
+            self.client.audit("disconnect", duration=round(time.time() - self.client.connected_at, 3))
             metrics.CONNECTIONS_OPEN.dec()
             self._log_session_end()
             self.link.linger()
@@ -165,12 +164,12 @@ class Session:
         rule = "MAX_MESSAGES_PER_SECOND"
         if verdict is Verdict.CLOSE:
             reason = "message rate limit exceeded"
-            self._audit("close", code=CLOSE_POLICY_VIOLATION, rule=rule, reason=reason)
+            self.client.audit("close", code=CLOSE_POLICY_VIOLATION, rule=rule, reason=reason)
             self.link.close_for_cause(CLOSE_POLICY_VIOLATION, reason)
         text = f"message rate limit: at most {self.limiter.rate:g} per second, {self.limiter.burst} at once"
         error = RpcError(ErrorCode.LIMIT_EXCEEDED, text, {"rule": rule}, refused_data=True)
         if started_refusing:
-            self._audit("refused", code=int(error.code), rule=rule, message=text)
+            self.client.audit("refused", code=int(error.code), rule=rule, message=text)
         if isinstance(frame, bytes):
             self._send(protocol.failure(None, error))
             return True
@@ -182,15 +181,6 @@ class Session:
         ]
         self._deliver(calls.batch, answers, [])
         return True
-
-    def _audit(self, event: str, **fields: Any) -> None:
-        audit.event(
-            event,
-            client=self.client.id,
-            token=self.identity.name,
-            remote_addr=self.client.remote_addr,
-            **fields,
-        )
 
     def _write_binary_stdin(self, frame: bytes) -> None:
         """A binary stdin frame has no id: its errors are answered with id null."""

@@ -40,7 +40,6 @@ from app.programs.lines import Message
 from app.programs.output import ProgramOutput
 from app.protocol.methods import os_error
 from app.registry.base import Client, Registry
-from app.security import audit
 from app.security.start_gate import record_start
 from app.version import __version__
 from config import Settings
@@ -85,7 +84,7 @@ class ProgramSession:
 
     def run(self) -> None:
         self.registry.add_client(self.client)
-        self._audit("connect", role=self.identity.role, program=self.program.name)
+        self.client.audit("connect", role=self.identity.role, program=self.program.name)
         metrics.CONNECTIONS_OPEN.inc()
         metrics.PROGRAM_CONNECTIONS.labels(self.program.name).inc()
         keepalive.watch(self.link, self.settings.PING_INTERVAL)
@@ -108,7 +107,7 @@ class ProgramSession:
             self.link.release()
             self.registry.remove_client(self.client)
             duration = round(time.time() - self.client.connected_at, 3)
-            self._audit("disconnect", duration=duration, program=self.program.name)
+            self.client.audit("disconnect", duration=duration, program=self.program.name)
             metrics.CONNECTIONS_OPEN.dec()
 
     def _start(self) -> Process | None:
@@ -136,7 +135,7 @@ class ProgramSession:
         except (OSError, RpcError) as error:
             failure = os_error(error) if isinstance(error, OSError) else error
             code, reason = ending.close_for_spawn_failure(failure)
-            self._audit("start_failed", program=program.name, argv=argv, message=failure.message)
+            self.client.audit("start_failed", program=program.name, argv=argv, message=failure.message)
             log.warning("program %s could not start: %s", program.name, failure.message)
             self.link.close(code, reason)
             return None
@@ -214,12 +213,3 @@ class ProgramSession:
             process.wait(self.settings.DRAIN_TIMEOUT + 1)
         except RpcError:
             log.warning("program %s: pid %d outlived its stop sequence", self.program.name, process.pid)
-
-    def _audit(self, event: str, **fields: Any) -> None:
-        audit.event(
-            event,
-            client=self.client.id,
-            token=self.identity.name,
-            remote_addr=self.client.remote_addr,
-            **fields,
-        )

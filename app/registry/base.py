@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 from gevent.event import AsyncResult
 
 from app.processes.process import Source
+from app.security import audit
 
 if TYPE_CHECKING:
     from app.processes.process import OutputSink, Process, Subscription
@@ -41,6 +42,10 @@ class Client:
     running: set[int] = field(default_factory=set)
     exited_order: deque[int] = field(default_factory=deque)
     processes_started: int = 0
+
+    def audit(self, event: str, **fields: Any) -> None:
+        """One audit line about this connection (its token is its owner)."""
+        audit.event(event, client=self.id, token=self.owner, remote_addr=self.remote_addr, **fields)
 
     def info(self) -> dict[str, Any]:
         return {

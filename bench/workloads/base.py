@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from bench import timeline
-from bench.client import BASE64, BINARY, OUTPUT_MODES, OutputMode
+from bench.client import BASE64, BINARY, OUTPUT_MODES, Closed, Conn, OutputMode
 from bench.procs import Supervisor, raise_if_interrupted
 from bench.results import PROCWIRE, REDIS, REFERENCE, Metric
 from bench.servers import Procwire, Redis, Server, Websocketd
@@ -214,3 +214,18 @@ class Workload:
     def timeline_events(self, events_file: Path) -> dict[str, Any]:
         """The events the worker wrote (``events``: ``[name, ns]`` pairs) and the probes it lacked."""
         return dict(json.loads(events_file.read_text()))
+
+
+def read_to_end(conn: Conn, deadline: float) -> int:
+    """Bytes received until the server ends the connection (a Close is answered by the client)."""
+    received = frames = 0
+    try:
+        while True:
+            received += len(conn.recv()[1])
+            frames += 1
+            if not frames & 63:
+                check(deadline)
+    except Closed:
+        return received
+    finally:
+        conn.drop()

@@ -29,11 +29,11 @@ import time
 from contextlib import closing
 from typing import ClassVar
 
-from bench.client import Closed, Conn
+from bench.client import Conn
 from bench.procs import tree_pss_kib
 from bench.results import Metric, at_least_ratio, at_most_ratio, exactly, percentile
 from bench.servers import Procwire, Server, Websocketd
-from bench.workloads.base import Workload, before, check
+from bench.workloads.base import Workload, before, read_to_end
 from bench.workloads.echo import timed_round_trips
 from bench.workloads.idle import Idle
 
@@ -76,21 +76,6 @@ class Programs(Workload):
     def run(self, server: Server, deadline: float) -> dict[str, float]:
         """One round, the same on both sides."""
         raise NotImplementedError
-
-
-def read_to_end(conn: Conn, deadline: float) -> int:
-    """Bytes received until the server ends the connection (a Close is answered by the client)."""
-    received = frames = 0
-    try:
-        while True:
-            received += len(conn.recv()[1])
-            frames += 1
-            if not frames & 63:
-                check(deadline)
-    except Closed:
-        return received
-    finally:
-        conn.drop()
 
 
 class ProgramCycle(Programs):

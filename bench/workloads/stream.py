@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import time
 
-from bench.client import BASE64, Closed, Conn, OutputMode, ProcwireClient
+from bench.client import BASE64, Conn, OutputMode, ProcwireClient
 from bench.results import Metric, at_least_ratio
 from bench.servers import Procwire, Websocketd
-from bench.workloads.base import Workload, check
+from bench.workloads.base import Workload, check, read_to_end
 
 
 class Stream(Workload):
@@ -76,18 +76,7 @@ class Stream(Workload):
     def run_reference(self, server: Websocketd | None, deadline: float) -> dict[str, float]:
         assert server is not None
         started = time.perf_counter()
-        conn = Conn(server.url, server.headers, self.ctx.timeout)
-        received = frames = 0
-        try:
-            while True:
-                received += len(conn.recv()[1])
-                frames += 1
-                if not frames & 63:
-                    check(deadline)
-        except Closed:
-            pass
-        finally:
-            conn.drop()
+        received = read_to_end(Conn(server.url, server.headers, self.ctx.timeout), deadline)
         values = self._result(received, time.perf_counter() - started)
         if self.ctx.output_mode is not BASE64:  # one reference figure for both procwire rows
             values["throughput_base64"] = values["throughput"]
