@@ -23,7 +23,7 @@ from tests.client_kinds import BOUND, EXPECTED, WRITER, LoopThread, connect, rea
 from tests.cluster import Cluster, Node, node_of
 from tests.server import Server, pid_exists, wait_until
 
-KINDS = ["sync", "async"]
+KINDS = ["sync", "async", "js"]
 # A lost node is declared within CLUSTER_NODE_TIMEOUT plus a heartbeat (shortened as in tests/test_cluster.py).
 CLUSTER_ENV = {"PROCWIRE_CLUSTER_HEARTBEAT": "1", "PROCWIRE_CLUSTER_NODE_TIMEOUT": "4"}
 # A request to a node waits CLUSTER_TIMEOUT: longer than that in `cluster`, so that an attach asking a dead

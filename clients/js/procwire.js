@@ -9,6 +9,7 @@ const encoder = new TextEncoder();
 const BINARY_STREAMS = { 1: 'stdout', 2: 'stderr' };
 const CONNECT_TIMEOUT_MS = 10000;
 const RESUME = { first: 500, max: 10000, deadline: 60000 };
+const RESUME_RETRY_MS = 500; // between re-attaches the cluster could not serve yet (-32009)
 const DEFAULT_MAX_OUTPUT = 16 << 20; // the server's default `max_output` of `run`, per stream
 const JSON_SLACK = 4096; // room for the JSON around a message's data
 // Calls that only read: in flight when a connection drops, they are sent again on the next one
@@ -765,7 +766,7 @@ export class Client {
         failure = error;
         continue;
       }
-      for (const process of [...this.processes.values()]) await this.reattach(process);
+      for (const process of [...this.processes.values()]) await this.reattach(process, deadline);
       this.reconnects++;
       if (this.options.onReconnect) this.options.onReconnect(this.hello);
       for (const call of retry) this.request(call.method, call.params, call.adopt).then(call.resolve, call.reject);
@@ -785,15 +786,26 @@ export class Client {
     if (this.retryNow) this.retryNow();
   }
 
-  async reattach(process) {
+  // Attach `process` again from the offsets received.  -32009 says the cluster cannot reach the
+  // process's node now (a node that died is declared lost within CLUSTER_NODE_TIMEOUT, and the
+  // attach then answers its lost exit): asked again every RESUME_RETRY_MS until `deadline`.
+  async reattach(process, deadline) {
     const params = { offset: { ...process.offsets } };
     if (process.format.binary !== null && process.format.binary !== undefined) params.binary = process.format.binary;
     if (process.format.encoding) params.encoding = process.format.encoding;
-    try {
-      await this.request('attach', { proc: process.proc, ...params }, (answer) => process.attached(answer));
-    } catch (error) {
-      if (error instanceof RpcError) this.drop(process, `the server no longer knows it: ${error.message}`);
-      // a ConnectionError: lost again, and the next resume attaches it again
+    for (;;) {
+      try {
+        await this.request('attach', { proc: process.proc, ...params }, (answer) => process.attached(answer));
+        return;
+      } catch (error) {
+        if (!(error instanceof RpcError)) return; // lost again: the next resume attaches it again
+        if (!(error instanceof ClusterUnavailable) || Date.now() + RESUME_RETRY_MS >= deadline) {
+          this.drop(process, `the server no longer knows it: ${error.message}`);
+          return;
+        }
+      }
+      await new Promise((resolve) => setTimeout(resolve, RESUME_RETRY_MS));
+      if (this.closed) return;
     }
   }
 
