@@ -83,6 +83,18 @@ class _Flush:
 
 
 _flush = _Flush()
+_labelled: dict[tuple[int, tuple[str, ...]], Tally] = {}
+
+
+def tally(counter: Counter, *labels: str) -> Tally:
+    """The :class:`Tally` of one labelled child of ``counter`` (a program's bytes), made once."""
+    key = (id(counter), labels)
+    if key not in _labelled:
+        _labelled[key] = Tally(counter.labels(*labels))
+        _flush.tallies.append(_labelled[key])
+    return _labelled[key]
+
+
 MESSAGES_IN = Tally(MESSAGES.labels("in"))
 MESSAGES_OUT = Tally(MESSAGES.labels("out"))
 OUTPUT_BY_STREAM = {stream: Tally(OUTPUT_BYTES.labels(stream)) for stream in ("stdout", "stderr")}

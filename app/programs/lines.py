@@ -16,16 +16,13 @@ gives them and returns the messages complete so far.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import TypeAlias
 
 CUT_BACK = 3  # a UTF-8 character is at most 4 bytes: at most 3 of them precede a cut
 
 
-@dataclass(frozen=True)
-class Message:
-    """One WebSocket message: text (``str``) or binary (``bytes``)."""
-
-    data: str | bytes
+Message: TypeAlias = str | bytes
+"""One WebSocket message: text (``str``) or binary (``bytes``)."""
 
 
 class Lines:
@@ -86,6 +83,6 @@ def _starts_character(byte: int) -> bool:
 
 def _message(line: bytes) -> Message:
     try:
-        return Message(line.decode("utf-8"))
+        return line.decode("utf-8")
     except UnicodeDecodeError:
-        return Message(line)
+        return line

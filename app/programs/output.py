@@ -40,14 +40,14 @@ class ProgramOutput:
         self._stderr = stderr
         self._send = send
         self._lines = {"stdout": Lines(limit), "stderr": Lines(limit)}
-        self._bytes = metrics.PROGRAM_OUTPUT_BYTES.labels(name)
+        self._bytes = metrics.tally(metrics.PROGRAM_OUTPUT_BYTES, name)
         self.exit: Source | None = None  # the process, once it exited
         self.client_gone = False
 
     def output(self, process: Source, stream: str, data: bytes, offset: int) -> None:
-        self._bytes.inc(len(data))
+        self._bytes.add(len(data))
         if stream == "stdout" and self._binary:
-            self._deliver([Message(data)], stream)
+            self._deliver([data], stream)
         else:
             self._deliver(self._lines[stream].feed(data), stream)
 
@@ -77,11 +77,11 @@ class ProgramOutput:
 def _tagged(stream: str, message: Message) -> Message:
     """websocketd's ``--passstderr`` framing; a line that is not UTF-8 goes in base64, as procwire's
     ``output`` notifications carry such bytes."""
-    if isinstance(message.data, str):
-        return Message(orjson.dumps({"stream": stream, "data": message.data}).decode("utf-8"))
-    encoded = base64.b64encode(message.data).decode("ascii")
-    return Message(orjson.dumps({"stream": stream, "data": encoded, "encoding": "base64"}).decode("utf-8"))
+    if isinstance(message, str):
+        return orjson.dumps({"stream": stream, "data": message}).decode("utf-8")
+    encoded = base64.b64encode(message).decode("ascii")
+    return orjson.dumps({"stream": stream, "data": encoded, "encoding": "base64"}).decode("utf-8")
 
 
 def _printable(message: Message) -> str:
-    return message.data if isinstance(message.data, str) else repr(message.data)
+    return message if isinstance(message, str) else repr(message)

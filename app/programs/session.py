@@ -77,7 +77,7 @@ class ProgramSession:
         self._output = ProgramOutput(
             self.program.name, self.program.mode, self.program.stderr, settings.MAX_MESSAGE_BYTES, self._send
         )
-        self._input_bytes = metrics.PROGRAM_INPUT_BYTES.labels(self.program.name)
+        self._input_bytes = metrics.tally(metrics.PROGRAM_INPUT_BYTES, self.program.name)
         self._close_timer: Any = None
 
     # -- the connection's life ------------------------------------------------------------
@@ -176,7 +176,7 @@ class ProgramSession:
     def _write(self, process: Process, data: bytes) -> None:
         """Write in chunks stdin takes, each once the pipe has room; input past the program's
         own end of stdin (it closed it or exited) has nowhere to go and is counted out in the log."""
-        self._input_bytes.inc(len(data))
+        self._input_bytes.add(len(data))
         chunk_size = self.settings.MAX_STDIN_CHUNK
         for start in range(0, len(data), chunk_size):
             try:
@@ -190,10 +190,10 @@ class ProgramSession:
     # -- output and the end -----------------------------------------------------------------
 
     def _send(self, message: Message) -> None:
-        if isinstance(message.data, str):
-            self.link.send_text(message.data.encode("utf-8"))
+        if isinstance(message, str):
+            self.link.send_text(message.encode("utf-8"))
         else:
-            self.link.send_binary(b"", message.data)
+            self.link.send_binary(b"", message)
 
     def _program_exited(self, process: Process) -> None:
         """Every byte of output is out: close with the code that tells how the program ended."""

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from app.programs.catalog import BadArguments, Catalog
 from app.programs.cgi_env import Request, cgi_variables, program_environment, without_token
 from app.programs.ending import close_for_exit, reason_text
-from app.programs.lines import Lines, Message
+from app.programs.lines import Lines
 from config import ConfigError, load_settings
 from config.programs import stop_sequence
 
@@ -28,24 +28,24 @@ def settings_with(**values: str) -> object:
 
 def test_lines_end_at_newline_without_it_and_without_a_carriage_return() -> None:
     lines = Lines(100)
-    assert lines.feed(b"one\r\ntw") == [Message("one")]
-    assert lines.feed(b"o\nthree\nfour") == [Message("two"), Message("three")]
-    assert lines.finish() == [Message("four")]  # websocketd drops this one
+    assert lines.feed(b"one\r\ntw") == ["one"]
+    assert lines.feed(b"o\nthree\nfour") == ["two", "three"]
+    assert lines.finish() == ["four"]  # websocketd drops this one
     assert lines.finish() == []
 
 
 def test_an_empty_line_is_an_empty_message() -> None:
-    assert Lines(10).feed(b"\n\n") == [Message(""), Message("")]
+    assert Lines(10).feed(b"\n\n") == ["", ""]
 
 
 def test_invalid_utf8_goes_as_binary_with_its_exact_bytes() -> None:
-    assert Lines(10).feed(b"ok\xff\xfe\n") == [Message(b"ok\xff\xfe")]
+    assert Lines(10).feed(b"ok\xff\xfe\n") == [b"ok\xff\xfe"]
 
 
 def test_an_overlong_line_is_split_between_characters() -> None:
     lines = Lines(5)
-    assert lines.feed("abcdé".encode()) == [Message("abcd")]  # é would straddle the limit
-    assert lines.feed(b"fgh\n") == [Message("éfgh")]
+    assert lines.feed("abcdé".encode()) == ["abcd"]  # é would straddle the limit
+    assert lines.feed(b"fgh\n") == ["éfgh"]
 
 
 @given(st.lists(st.binary(max_size=40), max_size=20), st.integers(min_value=4, max_value=16))
@@ -56,7 +56,7 @@ def test_no_byte_is_lost_added_or_reordered(chunks: list[bytes], limit: int) -> 
     messages = [message for chunk in chunks for message in lines.feed(chunk)]
     messages += lines.finish()
     data = b"".join(chunks).replace(b"\r\n", b"\n")
-    pieces = [m.data.encode() if isinstance(m.data, str) else m.data for m in messages]
+    pieces = [m.encode() if isinstance(m, str) else m for m in messages]
     assert all(len(piece) <= limit for piece in pieces)
     assert b"".join(pieces) == data.replace(b"\n", b"")
 
@@ -69,7 +69,7 @@ def test_below_the_limit_each_line_is_one_message(chunks: list[bytes]) -> None:
     expected = data.split(b"\n")
     if expected[-1] == b"":
         expected.pop()  # the last line had its newline: nothing follows it
-    assert [m.data.encode() if isinstance(m.data, str) else m.data for m in messages] == expected
+    assert [m.encode() if isinstance(m, str) else m for m in messages] == expected
 
 
 # -- the environment -----------------------------------------------------------------------------
