@@ -197,6 +197,13 @@ class Link:
         with contextlib.suppress(OSError):
             self.ws.sock.shutdown(socket.SHUT_RD)
 
+    def hang_up(self) -> None:
+        """End the TCP connection now that the close handshake is over (or the peer is gone),
+        so that the peer does not wait for the handler's cleanup; never while a linger is due."""
+        if not self._linger:
+            with contextlib.suppress(OSError):
+                self.ws.sock.shutdown(socket.SHUT_RDWR)
+
     def close_for_cause(self, code: int, reason: str) -> NoReturn:
         """Close for what the client sent, from the reading greenlet: send the Close frame
         and end the session, leaving the socket readable for :meth:`linger`."""

@@ -100,6 +100,7 @@ class ProgramSession:
             self.link.close(ending.CLOSE_INTERNAL_ERROR, "internal error")
         finally:
             keepalive.forget(self.link)
+            self.link.hang_up()  # the client need not wait for the stop sequence or the bookkeeping
             if process is not None:
                 self._end(process)
             if self._close_timer is not None:
@@ -145,10 +146,10 @@ class ProgramSession:
             keep_exited=self.settings.MAX_EXITED_PER_CLIENT,
             keep_seconds=self.settings.KEEP_EXITED_SECONDS,
         )
+        process.when_finished.append(self._program_exited)  # first: the Close before the exit's audit line
         record_start(
             self, ProgramStart(argv, environment.variables), process, executable, "program", program=program.name
         )
-        process.when_finished.append(self._program_exited)
         process.begin_output()
         return process
 
