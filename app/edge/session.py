@@ -78,6 +78,7 @@ class Session:
             self.link.close(CLOSE_INTERNAL_ERROR, "internal error")
         finally:
             keepalive.forget(self.link)
+            self.link.hang_up()  # the client need not wait while its processes are stopped
             self.link.release()
             self._stop_processes()
             self.registry.remove_client(self.client)
