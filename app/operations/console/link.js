@@ -21,10 +21,11 @@ function socketUrl() {
 }
 
 // GET /ws without the upgrade: 401 for a wrong token, 400 once the token passed.
+// No token (null): signed in by an auth proxy, whose identity the request carries.
 async function refusalReason(token) {
   try {
     const response = await fetch(new URL('ws', location.href), {
-      headers: { Authorization: 'Bearer ' + token },
+      headers: token === null ? {} : { Authorization: 'Bearer ' + token },
       cache: 'no-store',
       signal: AbortSignal.timeout(5000),
     });
