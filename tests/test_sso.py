@@ -295,6 +295,8 @@ def test_the_header_sent_straight_to_gunicorn_is_ignored(proxied: ProxySetup) ->
     assert upgrade_status(direct, header=[*forged, "X-Procwire-Proxy-Secret: guessed"]) == 401
     status, body = http_json(f"{proxied.server.http}/api/whoami")  # no header: just no identity
     assert status == 401 and body["error"] == "missing or wrong token"
+    # ... and not audited: every console page load asks so
+    assert not [line for line in audit_lines(proxied.audit_log) if line.get("path") == "/api/whoami"]
     found = refusals(proxied.audit_log, "auth_proxy")[before:]
     assert found == [
         "X-Forwarded-User ignored: X-Procwire-Proxy-Secret is missing",
@@ -310,3 +312,29 @@ def test_tokens_still_work_behind_the_proxy(proxied: ProxySetup) -> None:
         assert ws.hello["params"]["identity"] == {"name": "default", "role": "admin"}
     status, body = http_json(f"{proxied.nginx.http}/healthz")
     assert (status, body) == (200, {"status": "ok"})
+
+
+def test_the_console_signs_in_through_the_proxy_without_a_token(proxied: ProxySetup) -> None:
+    """Behind the proxy the page never asks for a token: it finds itself signed in and connects."""
+    from tests.console_page import CHROMIUM, CHROMIUM_ARGS, Console, admin_request, expect, playwright_api
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip("needs Debian's chromium (make test installs it)")
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=30_000)
+        try:
+            context = browser.new_context()
+            context.add_cookies([{"name": "session", "value": "olga-cookie", "url": proxied.nginx.http}])
+            console = Console(browser, proxied.nginx.http, context=context).open()
+            try:
+                console.wait_up()
+                expect(console.page.locator("#login")).to_be_hidden()
+                assert console.page.evaluate("sessionStorage.getItem('procwire.token')") is None
+                client_id = console.client_id()
+                clients = admin_request(proxied.server, "GET", "/api/clients")["clients"]
+                assert {entry["id"]: entry["owner"] for entry in clients}[client_id] == "olga"
+            finally:
+                console.close()
+                context.close()
+        finally:
+            browser.close()

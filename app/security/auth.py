@@ -25,6 +25,9 @@ PUBLIC_PAGE_ENDPOINTS = frozenset({"console.page", "console.static", "console.ve
 # Trades a one-time code for the token (app/operations/login.py): no token yet,
 # but a browser on another site is refused as anywhere else.
 TOKENLESS_POST_ENDPOINTS = frozenset({"console_login.redeem"})
+# Asked by every console page load, to learn whether an auth proxy signed the browser in
+# (app/operations/http_api.py): its 401 for a request without any credentials is not audited.
+QUIET_PROBES = frozenset({"http_api.whoami"})
 IDENTITIES_KEY = "PROCWIRE_IDENTITIES"  # app.config: the app.security.identity.Identities
 
 
@@ -44,7 +47,8 @@ def check_access() -> Response | None:
         return refused_origin(settings.ALLOWED_ORIGINS, None)
     identity = current_app.config[IDENTITIES_KEY].identify(request)
     if isinstance(identity, Unknown):
-        refused_http(401, identity.rule, identity.message)
+        if identity.presented or request.endpoint not in QUIET_PROBES:
+            refused_http(401, identity.rule, identity.message)
         response = jsonify(error=identity.message)
         response.status_code = 401
         response.headers["WWW-Authenticate"] = 'Bearer realm="procwire"'
