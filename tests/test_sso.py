@@ -245,6 +245,7 @@ def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxySetup]:
     base = tmp_path_factory.mktemp("sso-proxy")
     table = {"secret_sha256": hashlib.sha256(PROXY_SECRET.encode()).hexdigest(), "roles": ROLES}
     env = {"PROCWIRE_PROXY_COUNT": "1", "PROCWIRE_AUTH_PROXY": json.dumps(table)}
+    env["PROCWIRE_PROGRAMS"] = json.dumps({"env": {"argv": ["env"]}})
     env["PROCWIRE_AUDIT_LOG"] = str(base / "audit.log")
     with contextlib.ExitStack() as stack:
         auth = stack.enter_context(LocalHttp(auth_endpoint))
@@ -305,6 +306,13 @@ def test_the_header_sent_straight_to_gunicorn_is_ignored(proxied: ProxySetup) ->
     # The same secret from anywhere but nginx's side works: it is what tells the proxy apart.
     with RpcClient(direct, None, header=[*forged, f"X-Procwire-Proxy-Secret: {PROXY_SECRET}"]) as ws:
         assert ws.hello["params"]["identity"]["name"] == "olga"
+
+
+def test_a_program_sees_the_user_never_the_proxy_secret(proxied: ProxySetup) -> None:
+    program = proxied.nginx.url.replace("/ws", "/programs/env")
+    seen = converse(program, header=["Cookie: session=alice-cookie"]).messages
+    assert "REMOTE_USER=alice" in seen and "HTTP_X_FORWARDED_USER=alice" in seen
+    assert not [line for line in seen if PROXY_SECRET in str(line) or "PROXY_SECRET" in str(line)]
 
 
 def test_tokens_still_work_behind_the_proxy(proxied: ProxySetup) -> None:
