@@ -35,9 +35,9 @@ async function refusalReason(token) {
     } catch {
       // not JSON: no reason to show
     }
-    return { status: response.status, error };
+    return { status: response.status, error, redirected: response.redirected };
   } catch {
-    return { status: null, error: '' }; // unreachable
+    return { status: null, error: '', redirected: false }; // unreachable
   }
 }
 
@@ -188,8 +188,12 @@ export class Link {
   // Why a connection could not be made; null once the page logs out (a refused token: it does).
   // A refused upgrade hides its HTTP status from scripts: ask the same URL over plain HTTP.
   async refused(error) {
-    const { status, error: said } = await refusalReason(this.token);
-    if (this.token === null) return null; // logged out meanwhile
+    const { status, error: said, redirected } = await refusalReason(this.token);
+    if (this.client === null) return null; // logged out meanwhile
+    if (redirected) {
+      location.reload(); // sent to sign in: an auth proxy in front whose session ended
+      return null;
+    }
     if (status === 401) {
       this.events.onUnauthorized();
       return null;
