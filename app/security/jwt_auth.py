@@ -17,6 +17,7 @@ fetch is plain ``urllib`` (cooperative under gevent's patching) bounded by
 
 from __future__ import annotations
 
+import http.client
 import logging
 import threading
 import time
@@ -158,7 +159,7 @@ class Jwks:
         try:
             document = self._fetch(url, self._settings.jwks_timeout)
             keys = jwks_keys(document)
-        except (OSError, ValueError) as error:
+        except (OSError, ValueError, http.client.HTTPException) as error:
             log.warning("cannot fetch the JWKS at %s: %s (keeping %d known keys)", url, error, len(self._keys))
             return
         self._keys = keys
@@ -168,10 +169,15 @@ class Jwks:
 
 
 def jwks_keys(document: Any) -> dict[str | None, Mapping[str, Any]]:
-    """A JWKS's asymmetric keys by ``kid`` (shared-secret ``oct`` keys are left out)."""
+    """A JWKS's asymmetric signing keys by ``kid`` (shared-secret ``oct`` keys and keys for
+    encryption are left out)."""
     if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
         raise ValueError('not a JWKS: no "keys" list')
-    keys = [key for key in document["keys"] if isinstance(key, dict) and key.get("kty") in ("RSA", "EC", "OKP")]
+    keys = [
+        key
+        for key in document["keys"]
+        if isinstance(key, dict) and key.get("kty") in ("RSA", "EC", "OKP") and key.get("use", "sig") == "sig"
+    ]
     if not keys:
         raise ValueError("no RSA, EC or OKP key in the JWKS")
     return {key.get("kid"): key for key in keys}

@@ -206,11 +206,14 @@ def test_no_keys_at_all_refuses() -> None:
     assert "no key 'k1'" in refusal(provider.verifier(), RSA.sign())
 
 
-def test_shared_secret_keys_in_the_jwks_are_never_used() -> None:
+def test_shared_secret_and_encryption_keys_in_the_jwks_are_never_used() -> None:
     provider = Provider(RSA)
     provider.document["keys"].append({"kty": "oct", "kid": "s1", "k": "c2VjcmV0", "alg": "HS256"})
+    encrypting = SigningKey("enc-1")
+    provider.document["keys"].append({**encrypting.jwk(), "use": "enc"})
     verifier = provider.verifier()
     assert "not one of" in refusal(verifier, hmac_with_public_key(usual_claims(), SigningKey("s1")))
+    assert "no key 'enc-1'" in refusal(verifier, encrypting.sign())
     assert verifier.verify(RSA.sign()).name == "alice"
 
 
