@@ -139,7 +139,7 @@ def jwt_setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JwtSetup]:
         env = {
             "PROCWIRE_JWT": json.dumps(table),
             "PROCWIRE_AUDIT_LOG": str(base / "audit.log"),
-            "PROCWIRE_PROGRAMS": json.dumps({"whoami": {"argv": WHOAMI}}),
+            "PROCWIRE_PROGRAMS": json.dumps({"whoami": {"argv": WHOAMI, "roles": ["user"]}}),
         }
         server = Server(env=env).start()
         try:
@@ -245,7 +245,7 @@ def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxySetup]:
     base = tmp_path_factory.mktemp("sso-proxy")
     table = {"secret_sha256": hashlib.sha256(PROXY_SECRET.encode()).hexdigest(), "roles": ROLES}
     env = {"PROCWIRE_PROXY_COUNT": "1", "PROCWIRE_AUTH_PROXY": json.dumps(table)}
-    env["PROCWIRE_PROGRAMS"] = json.dumps({"env": {"argv": ["env"]}})
+    env["PROCWIRE_PROGRAMS"] = json.dumps({"env": {"argv": ["env"], "roles": ["user"]}})
     env["PROCWIRE_AUDIT_LOG"] = str(base / "audit.log")
     with contextlib.ExitStack() as stack:
         auth = stack.enter_context(LocalHttp(auth_endpoint))
