@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from config.programs import ProgramDefaults, ProgramTable
+from config.sso import AuthProxySettings, JwtSettings, Role
 
 ENV_PREFIX = "PROCWIRE_"
 CONFIG_FILE_VARIABLE = "PROCWIRE_CONFIG"
@@ -51,12 +52,11 @@ OriginList = Annotated[list[Annotated[str, AfterValidator(_origin)]], BeforeVali
 
 # -- identities and policies (docs/security.md) ------------------------------------------
 
-Role = Literal["admin", "user"]
 RlimitName = Literal["cpu", "as", "nofile", "nproc"]  # prlimit(1) names, as app.launcher takes them
 TOKEN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
 DEFAULT_TOKEN_NAME = "default"  # the admin whose token is TOKEN
 # Config errors never show these values (a Redis URL may hold a password).
-SECRET_KEYS = frozenset({"TOKEN", "sha256", "REDIS_URL"})
+SECRET_KEYS = frozenset({"TOKEN", "sha256", "secret_sha256", "REDIS_URL"})
 
 
 def _absolute(value: str) -> str:
@@ -173,6 +173,8 @@ class Settings(BaseModel):
     TOKEN: str = ""
     TOKENS: list[TokenSettings] = Field(default_factory=list)
     POLICIES: dict[Role, PolicySettings] = Field(default_factory=dict)
+    JWT: JwtSettings | None = None  # [jwt]: bearer JWTs from an identity provider (config/sso.py)
+    AUTH_PROXY: AuthProxySettings | None = None  # [auth_proxy]: the identity a proxy in front vouches for
     AUDIT_LOG: Annotated[str, Field(pattern=r"^[^\x00]*$"), AfterValidator(_audit_destination)] = "-"
     MAX_CONNECTIONS_PER_TOKEN: int = Field(0, ge=0)
     MAX_CONNECTIONS_PER_ADDRESS: int = Field(0, ge=0)
@@ -228,6 +230,8 @@ class Settings(BaseModel):
         for index, entry in enumerate(self.TOKENS):
             if entry.policy is not None:
                 _check_timeouts(f"TOKENS[{index}].policy", entry.policy, self.POLICIES.get(entry.role))
+        if self.AUTH_PROXY is not None and not self.PROXY_COUNT:
+            raise ValueError("AUTH_PROXY: needs PROXY_COUNT of at least 1 (the proxies in front)")
         if self.PROGRAMS_ROOT and self.PROGRAMS_ROOT not in self.PROGRAMS:
             raise ValueError(f"PROGRAMS_ROOT: {self.PROGRAMS_ROOT!r} is not in PROGRAMS")
         return self

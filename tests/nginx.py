@@ -27,6 +27,8 @@ import pytest
 from tests.server import ROOT, LoopbackAddress, free_port
 
 NGINX_CONF = ROOT / "deploy" / "nginx.conf"
+SSO_SNIPPETS = ("nginx-sso.conf", "nginx-sso-endpoints.conf")  # in deploy/, included as /etc/nginx/procwire-sso*.conf
+AUTH_SERVICE = "127.0.0.1:4180"  # where the snippets expect oauth2-proxy
 START_TIMEOUT = 15.0
 
 
@@ -60,9 +62,12 @@ def render_nginx_conf(
     upstream: str | Sequence[str] | None = None,
     read_timeout: str | None = None,
     shutdown_timeout: str | None = None,
+    sso: tuple[str, str] | None = None,
 ) -> Path:
     """deploy/nginx.conf with its files in ``directory``; other changes only
-    when asked.  ``upstream`` is one server address or several (round robin)."""
+    when asked.  ``upstream`` is one server address or several (round robin);
+    ``sso``, (the auth service's address, the proxy secret): the single
+    sign-on includes uncommented, the snippets with these two in place."""
     text = NGINX_CONF.read_text()
     user = pwd.getpwuid(os.geteuid()).pw_name
     group = grp.getgrgid(os.getegid()).gr_name
@@ -84,9 +89,23 @@ def render_nginx_conf(
     ):
         if value is not None:
             text = set_directive(text, name, value)
+    if sso is not None:
+        text = _with_sso(text, directory, *sso)
     path = directory / "nginx.conf"
     path.write_text(text)
     return path
+
+
+def _with_sso(text: str, directory: Path, auth_address: str, secret: str) -> str:
+    for name in SSO_SNIPPETS:
+        snippet = (ROOT / "deploy" / name).read_text()
+        assert AUTH_SERVICE in snippet or '"CHANGE-ME"' in snippet
+        snippet = snippet.replace(AUTH_SERVICE, auth_address).replace('"CHANGE-ME"', f'"{secret}"')
+        (directory / name).write_text(snippet)
+        installed = f"# include /etc/nginx/{name.replace('nginx-', 'procwire-')};"
+        assert installed in text, f"deploy/nginx.conf: no `{installed}`"
+        text = text.replace(installed, f"include {directory / name};")
+    return text
 
 
 @dataclass

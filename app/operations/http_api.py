@@ -1,6 +1,8 @@
 """Plain HTTP next to the WebSocket: health, and the registry for operators.
 
-``/api/*`` is for admins only: a valid token of role ``user`` gets 403.
+``/api/*`` is for admins only: a valid token of role ``user`` gets 403, but for
+``/api/whoami``, which tells any identity who the server takes it for (the
+console asks it to find out whether an auth proxy in front signed it in).
 """
 
 from __future__ import annotations
@@ -16,11 +18,14 @@ from app.security.auth import refused_http
 bp = Blueprint("http_api", __name__)
 
 CLOSE_BY_ADMIN = 4000
+FOR_EVERYONE = frozenset({"/api/whoami"})
 
 
 @bp.before_request
 def admins_only() -> tuple[Response, int] | None:
     identity = g.get("identity")
+    if request.path in FOR_EVERYONE:
+        return None
     if request.path.startswith("/api/") and (identity is None or not identity.is_admin):
         refused_http(403, "admin", "the HTTP API is for admins only", getattr(identity, "name", None))
         return jsonify(error="the HTTP API is for admins only"), 403
@@ -36,6 +41,13 @@ def healthz() -> Response:
 def prometheus_metrics() -> Response:
     body, content_type = metrics.render()
     return Response(body, content_type=content_type)
+
+
+@bp.get("/api/whoami")
+def whoami() -> Response:
+    response = jsonify(name=g.identity.name, role=g.identity.role)
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @bp.get("/api/clients")

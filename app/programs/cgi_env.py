@@ -4,7 +4,8 @@ Built from the request's WSGI environ (after ProxyFix, so ``REMOTE_ADDR`` is
 the client's address behind nginx), the program's ``passenv`` list of the
 server's own variables, and the program's ``env`` table, in that order.  The
 token never reaches a program: the ``token`` query argument is cut out of
-``QUERY_STRING`` and ``REQUEST_URI``, and ``Authorization`` is not passed on.
+``QUERY_STRING`` and ``REQUEST_URI``, and ``Authorization`` is not passed on,
+nor the auth proxy's secret header (``hidden_headers``).
 Pure: no I/O, unit-tested on its own.
 """
 
@@ -30,6 +31,7 @@ class Request:
     remote_user: str | None  # the identity's name; None on a public program without a token
     unique_id: str
     software: str
+    hidden_headers: frozenset[str] = HIDDEN_HEADERS  # environ names of the headers never passed on
 
 
 def without_token(query: str) -> str:
@@ -78,7 +80,7 @@ def cgi_variables(request: Request) -> dict[str, str]:
         variables["AUTH_TYPE"] = "Bearer"
     if environ.get("wsgi.url_scheme") == "https":
         variables["HTTPS"] = "on"
-    variables.update(_header_variables(environ))
+    variables.update(_header_variables(environ, request.hidden_headers))
     return variables
 
 
@@ -94,10 +96,15 @@ def _server_name_and_port(environ: Mapping[str, Any]) -> tuple[str, str]:
     return str(environ.get("SERVER_NAME", "")), str(environ.get("SERVER_PORT", ""))
 
 
-def _header_variables(environ: Mapping[str, Any]) -> dict[str, str]:
-    """``HTTP_*`` for each request header, newlines made spaces; never ``Authorization``."""
+def _header_variables(environ: Mapping[str, Any], hidden: frozenset[str]) -> dict[str, str]:
+    """``HTTP_*`` for each request header, newlines made spaces; never the hidden ones."""
     return {
         name: " ".join(str(value).splitlines())
         for name, value in environ.items()
-        if name.startswith("HTTP_") and name not in HIDDEN_HEADERS
+        if name.startswith("HTTP_") and name not in hidden
     }
+
+
+def environ_name(header: str) -> str:
+    """A header's WSGI environ name (``X-Secret`` is ``HTTP_X_SECRET``)."""
+    return "HTTP_" + header.upper().replace("-", "_")

@@ -1,7 +1,7 @@
 """Everything decided about a program connection before its upgrade.
 
-In order: the program exists (404), the token (401; none needed on a
-``public`` program), the Origin (403), the program's ``roles`` and
+In order: the program exists (404), the token or single sign-on (401,
+app/security/identity.py; none needed on a ``public`` program), the Origin (403), the program's ``roles`` and
 ``tokens`` (403), its query arguments (400), then the limits (429): the
 connections of the token and of the address (as on ``/ws``), the
 program's ``max_connections``, ``MAX_PROGRAM_PROCS`` (websocketd's
@@ -20,9 +20,9 @@ from werkzeug.wrappers import Request
 
 from app.programs.catalog import BadArguments, Catalog, Program
 from app.registry.base import Registry
-from app.security.auth import origin_allowed, presented_token
+from app.security.auth import origin_allowed
 from app.security.connections import slots
-from app.security.identity import Identities, Identity
+from app.security.identity import Identities, Identity, Unknown
 from app.security.policy import USER, Policy
 from config import Settings
 
@@ -86,8 +86,8 @@ class Gate:
             return None
         program, script_name, path_info = found
         identity, authenticated = self._identity(request, program)
-        if identity is None:
-            return Refusal(401, "token", "missing or wrong token")
+        if isinstance(identity, Unknown):
+            return Refusal(401, identity.rule, identity.message)
         refusal = self._access(request, program, identity, authenticated)
         if refusal is not None:
             return refusal
@@ -102,11 +102,12 @@ class Gate:
             program, argv, identity, authenticated, script_name, path_info, request.remote_addr, self.counts
         )
 
-    def _identity(self, request: Request, program: Program) -> tuple[Identity | None, bool]:
-        presented = presented_token(request)
-        if presented is None and program.public:
+    def _identity(self, request: Request, program: Program) -> tuple[Identity | Unknown, bool]:
+        """Who connects; a public program's client that presents no credentials is anonymous."""
+        found = self.identities.identify(request)
+        if isinstance(found, Unknown) and not found.presented and program.public:
             return self._anonymous, False
-        return self.identities.lookup(presented), True
+        return found, True
 
     def _access(self, request: Request, program: Program, identity: Identity, authenticated: bool) -> Refusal | None:
         origin = request.headers.get("Origin")

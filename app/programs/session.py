@@ -34,7 +34,7 @@ from app.processes.environment import Environment, server_environment
 from app.processes.launcher import LaunchSpec, lookpath
 from app.processes.process import Limits, Options, Process
 from app.programs import ending
-from app.programs.cgi_env import Request, program_environment
+from app.programs.cgi_env import HIDDEN_HEADERS, Request, environ_name, program_environment
 from app.programs.gate import Admitted
 from app.programs.lines import Message
 from app.programs.output import ProgramOutput
@@ -161,6 +161,7 @@ class ProgramSession:
             remote_user=self.identity.name if self.admitted.authenticated else None,
             unique_id=self.client.id,
             software=f"procwire/{__version__}",
+            hidden_headers=hidden_headers(self.settings),
         )
         return program_environment(request, server_environment().variables, self.program.passenv, self.program.env)
 
@@ -214,3 +215,11 @@ class ProgramSession:
             process.wait(self.settings.DRAIN_TIMEOUT + 1)
         except RpcError:
             log.warning("program %s: pid %d outlived its stop sequence", self.program.name, process.pid)
+
+
+def hidden_headers(settings: Settings) -> frozenset[str]:
+    """Never to a program: the token, and the secret that makes procwire believe an auth proxy
+    (a program holding it could sign in as anyone, app/security/proxy_auth.py)."""
+    if settings.AUTH_PROXY is None:
+        return HIDDEN_HEADERS
+    return HIDDEN_HEADERS | {environ_name(settings.AUTH_PROXY.secret_header)}

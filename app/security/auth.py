@@ -1,9 +1,10 @@
-"""Who may connect: a bearer token, and for browsers an allowed Origin.
+"""Who may connect: a bearer token (or single sign-on), and for browsers an allowed Origin.
 
 Both checks run in ``before_request``, before flask-sock upgrades the
 connection, so a refusal is a real HTTP 401 or 403 rather than a socket
-that opens and closes.  The token's :class:`~app.identity.Identity` (name,
-role, policy) is left on ``g.identity``; refusals are audited.
+that opens and closes.  The :class:`~app.security.identity.Identity` (name,
+role, policy) that :meth:`~app.security.identity.Identities.identify` finds
+is left on ``g.identity``; refusals are audited.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from flask import Flask, Response, current_app, g, jsonify, request
 from werkzeug.wrappers import Request
 
 from app.security import audit
+from app.security.identity import Unknown
 
 PUBLIC_PATHS = frozenset({"/healthz"})
 # The web console's page and its static files, by endpoint (app/operations/console.py), and the
@@ -23,7 +25,10 @@ PUBLIC_PAGE_ENDPOINTS = frozenset({"console.page", "console.static", "console.ve
 # Trades a one-time code for the token (app/operations/login.py): no token yet,
 # but a browser on another site is refused as anywhere else.
 TOKENLESS_POST_ENDPOINTS = frozenset({"console_login.redeem"})
-IDENTITIES_KEY = "PROCWIRE_IDENTITIES"  # app.config: the app.identity.Identities
+# Asked by every console page load, to learn whether an auth proxy signed the browser in
+# (app/operations/http_api.py): its 401 for a request without any credentials is not audited.
+QUIET_PROBES = frozenset({"http_api.whoami"})
+IDENTITIES_KEY = "PROCWIRE_IDENTITIES"  # app.config: the app.security.identity.Identities
 
 
 def init_app(app: Flask) -> None:
@@ -40,10 +45,11 @@ def check_access() -> Response | None:
         return None
     if request.method == "POST" and request.endpoint in TOKENLESS_POST_ENDPOINTS:
         return refused_origin(settings.ALLOWED_ORIGINS, None)
-    identity = current_app.config[IDENTITIES_KEY].lookup(presented_token())
-    if identity is None:
-        refused_http(401, "token", "missing or wrong token")
-        response = jsonify(error="missing or wrong token")
+    identity = current_app.config[IDENTITIES_KEY].identify(request)
+    if isinstance(identity, Unknown):
+        if identity.presented or request.endpoint not in QUIET_PROBES:
+            refused_http(401, identity.rule, identity.message)
+        response = jsonify(error=identity.message)
         response.status_code = 401
         response.headers["WWW-Authenticate"] = 'Bearer realm="procwire"'
         return response
@@ -80,16 +86,6 @@ def refused_http(
         rule=rule,
         message=message,
     )
-
-
-def presented_token(presented: Request | None = None) -> str | None:
-    """``Authorization: Bearer <token>``, else ``?token=`` (browsers cannot set headers);
-    of Flask's request unless another is given."""
-    presented = request if presented is None else presented
-    scheme, _, credentials = presented.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and credentials.strip():
-        return credentials.strip()
-    return presented.args.get("token")
 
 
 def origin_allowed(origin: str | None, host: str, allowed: list[str]) -> bool:

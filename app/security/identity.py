@@ -1,9 +1,16 @@
-"""Who holds a token: a name, a role and the policy that applies to them.
+"""Who is asking: a name, a role and the policy that applies to them.
 
 Tokens are kept only as SHA-256 digests.  A presented token is hashed and
 compared in constant time with every known digest (all of them, so the time
 taken does not tell which one matched).  ``TOKEN``, when set, is the simple
 default: an admin named ``default``; ``[[tokens]]`` entries add more.
+
+Single sign-on adds two ways (docs/security.md): a presented token that is no
+static token may be a JWT (``[jwt]``, app/security/jwt_auth.py), and a request
+with no token may carry the identity an auth proxy vouches for
+(``[auth_proxy]``, app/security/proxy_auth.py).  Their identities get the
+policy of their role.  :meth:`Identities.identify` is the one way in, for
+``/ws``, ``/api/*`` and program endpoints alike.
 """
 
 from __future__ import annotations
@@ -12,8 +19,14 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 
-from app.security.policy import ADMIN, Policy
-from config.settings import DEFAULT_TOKEN_NAME, Settings
+from werkzeug.wrappers import Request
+
+from app.security.jwt_auth import Claimed, JwtVerifier, Unauthenticated, looks_like_jwt
+from app.security.policy import ADMIN, USER, Policy
+from app.security.proxy_auth import ProxyIdentities
+from config.settings import DEFAULT_TOKEN_NAME, TOKEN_NAME, Settings
+
+WRONG_TOKEN = "missing or wrong token"
 
 
 @dataclass(frozen=True, eq=False)
@@ -31,6 +44,24 @@ class Identity:
         return self.is_admin or owner == self.name
 
 
+@dataclass(frozen=True)
+class Unknown:
+    """No identity: ``rule`` and ``message`` say why (audited with the 401); ``presented``:
+    credentials were offered (a public program's client without any is let in anonymously)."""
+
+    rule: str
+    message: str
+    presented: bool
+
+
+def presented_token(presented: Request) -> str | None:
+    """``Authorization: Bearer <token>``, else ``?token=`` (browsers cannot set headers)."""
+    scheme, _, credentials = presented.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip()
+    return presented.args.get("token")
+
+
 def token_digest(token: str) -> bytes:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
 
@@ -38,8 +69,12 @@ def token_digest(token: str) -> bytes:
 class Identities:
     """Every identity the settings know, looked up by token."""
 
-    def __init__(self, known: list[tuple[bytes, Identity]]) -> None:
+    def __init__(self, known: list[tuple[bytes, Identity]], settings: Settings) -> None:
         self._known = known
+        self._token_names = {identity.name for _digest, identity in known}
+        self._jwt = JwtVerifier(settings.JWT) if settings.JWT is not None else None
+        self._proxy = ProxyIdentities(settings.AUTH_PROXY, settings.PROXY_COUNT) if settings.AUTH_PROXY else None
+        self._policies = {role: Policy.build(role, settings.POLICIES.get(role)) for role in (ADMIN, USER)}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Identities:
@@ -50,7 +85,34 @@ class Identities:
         for entry in settings.TOKENS:
             policy = Policy.build(entry.role, settings.POLICIES.get(entry.role), entry.policy, entry.name)
             known.append((bytes.fromhex(entry.sha256), Identity(entry.name, entry.role, policy)))
-        return cls(known)
+        return cls(known, settings)
+
+    def identify(self, request: Request) -> Identity | Unknown:
+        """Who sent ``request``: a presented token (static, else a JWT), else the auth proxy's header."""
+        presented = presented_token(request)
+        try:
+            if presented:
+                return self._by_token(presented)
+            claimed = self._proxy.identify(request) if self._proxy is not None else None
+            return Unknown("token", WRONG_TOKEN, False) if claimed is None else self._claimed(claimed)
+        except Unauthenticated as refused:
+            return Unknown(refused.rule, refused.message, True)
+
+    def _by_token(self, presented: str) -> Identity | Unknown:
+        found = self.lookup(presented)
+        if found is not None:
+            return found
+        if self._jwt is None or not looks_like_jwt(presented):
+            return Unknown("token", WRONG_TOKEN, True)
+        return self._claimed(self._jwt.verify(presented))
+
+    def _claimed(self, claimed: Claimed) -> Identity:
+        """An identity from single sign-on, with its role's policy; its name as a token's would be."""
+        if not TOKEN_NAME.fullmatch(claimed.name):
+            raise Unauthenticated("name", f"{claimed.name!r} cannot name an identity ({TOKEN_NAME.pattern})")
+        if claimed.name in self._token_names:  # whose processes it would see: never decided by the provider
+            raise Unauthenticated("name", f"{claimed.name!r} is the name of a static token")
+        return Identity(claimed.name, claimed.role, self._policies[claimed.role])
 
     def lookup(self, presented: str | None) -> Identity | None:
         """The identity whose token this is, or None."""

@@ -12,10 +12,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from app.programs.catalog import BadArguments, Catalog
-from app.programs.cgi_env import Request, cgi_variables, program_environment, without_token
+from app.programs.cgi_env import HIDDEN_HEADERS, Request, cgi_variables, program_environment, without_token
 from app.programs.ending import close_for_exit, reason_text
 from app.programs.lines import Lines
-from config import ConfigError, load_settings
+from app.programs.session import hidden_headers
+from config import ConfigError, Settings, load_settings
 from config.programs import stop_sequence
 
 
@@ -109,6 +110,19 @@ def test_cgi_variables_as_websocketd_names_them_and_never_the_token() -> None:
     assert variables["GATEWAY_INTERFACE"] == "CGI/1.1" and variables["AUTH_TYPE"] == "Bearer"
     assert "HTTP_AUTHORIZATION" not in variables
     assert not any("secret" in value for value in variables.values())
+
+
+def test_the_auth_proxy_secret_never_reaches_a_program() -> None:
+    proxy = {"secret_header": "X-Front-Key", "secret_sha256": "0" * 64, "default_role": "user"}
+    settings = Settings.model_validate({"PROXY_COUNT": 1, "AUTH_PROXY": proxy})
+    environ = {**ENVIRON, "HTTP_X_FRONT_KEY": "front-secret", "HTTP_X_FORWARDED_USER": "alice"}
+    plain = Request(environ, "/programs/env", "/more", "alice", "abc123", "procwire/1")
+    hidden = Request(environ, "/programs/env", "/more", "alice", "abc123", "procwire/1", hidden_headers(settings))
+    assert cgi_variables(plain)["HTTP_X_FRONT_KEY"] == "front-secret"  # what the rule is there for
+    variables = cgi_variables(hidden)
+    assert "HTTP_X_FRONT_KEY" not in variables and "HTTP_AUTHORIZATION" not in variables
+    assert variables["HTTP_X_FORWARDED_USER"] == "alice"
+    assert hidden_headers(Settings()) == HIDDEN_HEADERS
 
 
 def test_a_tokenless_client_has_no_remote_user() -> None:

@@ -21,10 +21,11 @@ function socketUrl() {
 }
 
 // GET /ws without the upgrade: 401 for a wrong token, 400 once the token passed.
+// No token (null): signed in by an auth proxy, whose identity the request carries.
 async function refusalReason(token) {
   try {
     const response = await fetch(new URL('ws', location.href), {
-      headers: { Authorization: 'Bearer ' + token },
+      headers: token === null ? {} : { Authorization: 'Bearer ' + token },
       cache: 'no-store',
       signal: AbortSignal.timeout(5000),
     });
@@ -34,9 +35,9 @@ async function refusalReason(token) {
     } catch {
       // not JSON: no reason to show
     }
-    return { status: response.status, error };
+    return { status: response.status, error, redirected: response.redirected };
   } catch {
-    return { status: null, error: '' }; // unreachable
+    return { status: null, error: '', redirected: false }; // unreachable
   }
 }
 
@@ -187,8 +188,12 @@ export class Link {
   // Why a connection could not be made; null once the page logs out (a refused token: it does).
   // A refused upgrade hides its HTTP status from scripts: ask the same URL over plain HTTP.
   async refused(error) {
-    const { status, error: said } = await refusalReason(this.token);
-    if (this.token === null) return null; // logged out meanwhile
+    const { status, error: said, redirected } = await refusalReason(this.token);
+    if (this.client === null) return null; // logged out meanwhile
+    if (redirected) {
+      location.reload(); // sent to sign in: an auth proxy in front whose session ended
+      return null;
+    }
     if (status === 401) {
       this.events.onUnauthorized();
       return null;

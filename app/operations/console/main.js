@@ -1,6 +1,7 @@
 // procwire's web console: the JSON-RPC protocol of /ws (docs/protocol.md), spoken from the browser.
-// This module logs in (a token, or a one-time code from the address bar), keeps the link's state
-// on screen and switches views; each part follows its own processes through the client.
+// This module logs in (a token, a one-time code from the address bar, or an auth proxy's sign-in),
+// keeps the link's state on screen and switches views; each part follows its own processes
+// through the client.
 
 import { Link } from './link.js';
 import { ProcessesView } from './processes.js';
@@ -115,9 +116,10 @@ function logIn(event) {
   begin(value);
 }
 
+// `value` null: signed in by an auth proxy in front, no token to keep.
 function begin(value) {
   token = value;
-  sessionStorage.setItem(TOKEN_KEY, token);
+  if (token !== null) sessionStorage.setItem(TOKEN_KEY, token);
   $('login').hidden = true;
   $('app').hidden = false;
   $('login-error').textContent = '';
@@ -157,6 +159,20 @@ async function redeem(code) {
   return null;
 }
 
+// Behind an auth proxy that signed the user in (docs/security.md, "Single sign-on") the server
+// knows who this is without a token: ask before asking for one.
+async function signedInByProxy() {
+  try {
+    const response = await fetch(new URL('api/whoami', location.href), {
+      cache: 'no-store',
+      signal: AbortSignal.timeout(5000),
+    });
+    return response.ok;
+  } catch {
+    return false;
+  }
+}
+
 async function init() {
   app.link = new Link({
     onState: (state) => {
@@ -182,6 +198,7 @@ async function init() {
   const code = new URLSearchParams(location.search).get('code');
   if (code) token = (await redeem(code)) || token;
   if (token) begin(token);
+  else if (await signedInByProxy()) begin(null);
   else {
     $('login').hidden = false;
     $('token').focus();
