@@ -278,13 +278,13 @@ class Session:
         self.after_reply(replay)
         share = self.identity.share
         self.client.audit("attach", proc=process.id, mode=mode, share=share.id if share else None)
-        VIEWERS.changed(process)
+        VIEWERS.changed(process, self)
         return dict(answer, mode=mode)
 
     def detach(self, process: ProcessHandle) -> None:
         self.subscriber.detach(process)
         self.modes.pop(process.id, None)
-        VIEWERS.changed(process)
+        VIEWERS.changed(process, self)
 
     def receives(self, proc: int) -> bool:
         return proc in self.subscriber.processes

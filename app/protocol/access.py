@@ -92,7 +92,7 @@ class Viewers:
     def leave(self, watcher: Watcher, processes: list[ProcessHandle]) -> None:
         self._watchers.pop(watcher.client.id, None)
         for process in processes:
-            self.changed(process)
+            self.changed(process, watcher)
 
     def of(self, proc: int) -> list[dict[str, Any]]:
         """The ``viewers`` of ``find`` and of the notification."""
@@ -102,13 +102,14 @@ class Viewers:
             if watcher.receives(proc)
         ]
 
-    def changed(self, process: ProcessHandle) -> None:
-        """Tell the owner's connections that receive ``process`` who does now."""
+    def changed(self, process: ProcessHandle, by: Watcher) -> None:
+        """Tell the owner's connections that receive ``process`` who does now (``by`` made the change:
+        its answer says so)."""
         owner = process.options.owner
         listeners = [
             watcher
             for watcher in self._watchers.values()
-            if watcher.identity.name == owner and watcher.receives(process.id)
+            if watcher is not by and watcher.identity.name == owner and watcher.receives(process.id)
         ]
         if listeners:
             params = {"proc": process.id, "viewers": self.of(process.id)}
