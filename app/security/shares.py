@@ -12,6 +12,7 @@ first node sets it), else ``STATE_DIR/share-secret-<BIND>`` (0600).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import time
@@ -182,7 +183,8 @@ class Shares:
     def serializer(self) -> URLSafeSerializer:
         """Made at first use: the secret may need Redis, which a server starts without."""
         if self._serializer is None:
-            self._serializer = URLSafeSerializer(self.store.secret(), salt=SALT)
+            signing = {"digest_method": hashlib.sha256}
+            self._serializer = URLSafeSerializer(self.store.secret(), salt=SALT, signer_kwargs=signing)
         return self._serializer
 
     def issue(self, proc: int, owner: str, mode: str, expires_in: float, single_use: bool) -> tuple[Grant, str]:
