@@ -29,7 +29,7 @@ from redis import Redis, RedisError
 from app.cluster import keys
 from config import Settings
 from config.devtoken import load_or_create
-from config.state import private_directory, server_file
+from config.state import StateError, private_directory, server_file
 
 SALT = "procwire-share"
 VIEW, CONTROL = "view", "control"
@@ -37,6 +37,8 @@ ID_BYTES = 9  # 72 bits: 12 characters
 CLOSE_SHARE_ENDED = 4003  # the close code of a connection whose share was revoked or expired
 WATCH_SECONDS = 1.0  # how often a worker asks whether the shares of its connections were revoked elsewhere
 Close = Callable[[int, str], None]
+# Why the store may not answer: its files (or an unsafe secret file), or Redis.
+UNAVAILABLE: tuple[type[Exception], ...] = (OSError, StateError, RedisError)
 
 
 @dataclass(frozen=True)
@@ -200,14 +202,14 @@ class Shares:
             raise Refused("share link not valid (bad signature)") from None
         except (TypeError, ValueError):
             raise Refused("share link not valid") from None
-        except (OSError, RedisError):
+        except UNAVAILABLE:
             raise Refused("share links cannot be checked now") from None
         try:
             if grant.expires_at <= time.time():
                 raise Refused(f"share link {grant.id} expired")
             if self.store.revoked(grant.id):
                 raise Refused(f"share link {grant.id} was revoked")
-        except (OSError, RedisError):
+        except UNAVAILABLE:
             raise Refused("share links cannot be checked now") from None
         return grant
 
@@ -216,7 +218,7 @@ class Shares:
         try:
             if grant.single_use and not self.store.spend(grant):
                 raise Refused(f"share link {grant.id} was already used")
-        except (OSError, RedisError):
+        except UNAVAILABLE:
             raise Refused("share links cannot be checked now") from None
 
 
@@ -264,5 +266,5 @@ class Watch:
         """Revoked as far as the store can tell now (unreachable: asked again at the next round)."""
         try:
             return self._shares.store.revoked(share_id)
-        except (OSError, RedisError):
+        except UNAVAILABLE:
             return False
