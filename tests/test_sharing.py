@@ -204,7 +204,9 @@ def test_expired_tampered_revoked_and_reused_links_are_refused_before_the_upgrad
         owner.call("kill", proc=proc)
 
 
-def test_a_link_for_another_process_gets_nothing_of_this_one(shared_server: Server, directory: Path) -> None:
+def test_a_link_gets_nothing_of_another_process_nor_of_its_own_once_released(
+    shared_server: Server, directory: Path
+) -> None:
     with connected(shared_server.url, ALICE) as owner:
         proc, other = started_cat(owner), started_cat(owner)
         share = owner.call("share", proc=proc)
@@ -213,6 +215,10 @@ def test_a_link_for_another_process_gets_nothing_of_this_one(shared_server: Serv
             assert audited(directory, event="refused", rule="share", method="attach", proc=other)
         for item in (proc, other):
             owner.call("kill", proc=item)
+            owner.call("wait", proc=item)
+        share_connection(share["url"]).close()  # an exited process can still be watched (its history, its exit)
+        owner.call("release", proc=proc)
+        refused_with_audit(directory, share["url"], f"share link {share['id']}: process {proc} no longer exists")
 
 
 def test_unshare_closes_the_links_connections_with_4003(shared_server: Server) -> None:
