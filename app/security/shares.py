@@ -146,9 +146,11 @@ class RedisStore:
         self._redis = Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
 
     def secret(self) -> str:
-        self._redis.set(keys.SHARE_SECRET, secrets.token_urlsafe(32), nx=True)
-        stored: bytes = self._redis.get(keys.SHARE_SECRET)  # type: ignore[assignment]
-        return stored.decode("ascii")
+        stored = self._redis.get(keys.SHARE_SECRET)
+        if stored is None:  # the first use in this cluster (or Redis lost its data): one node's wins
+            self._redis.set(keys.SHARE_SECRET, secrets.token_urlsafe(32), nx=True)
+            stored = self._redis.get(keys.SHARE_SECRET)
+        return stored.decode("ascii")  # type: ignore[union-attr]
 
     def record(self, grant: Grant) -> None:
         self._redis.set(keys.share(grant.id), orjson.dumps(asdict(grant)), ex=grant.ttl())
@@ -172,7 +174,7 @@ class Shares:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._serializer: URLSafeSerializer | None = None
+        self._signing: tuple[str, URLSafeSerializer] | None = None
         self.watch = Watch(self)
 
     @classmethod
@@ -183,11 +185,13 @@ class Shares:
 
     @property
     def serializer(self) -> URLSafeSerializer:
-        """Made at first use: the secret may need Redis, which a server starts without."""
-        if self._serializer is None:
+        """Signing with the stored secret, read at each use (a share is rare): every worker and host
+        follows when it is replaced, and a server starts without Redis."""
+        secret = self.store.secret()
+        if self._signing is None or self._signing[0] != secret:
             signing = {"digest_method": hashlib.sha256}
-            self._serializer = URLSafeSerializer(self.store.secret(), salt=SALT, signer_kwargs=signing)
-        return self._serializer
+            self._signing = (secret, URLSafeSerializer(secret, salt=SALT, signer_kwargs=signing))
+        return self._signing[1]
 
     def issue(self, proc: int, owner: str, mode: str, expires_in: float, single_use: bool) -> tuple[Grant, str]:
         grant = Grant(secrets.token_urlsafe(ID_BYTES), proc, owner, mode, time.time() + expires_in, single_use)

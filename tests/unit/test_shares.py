@@ -30,6 +30,19 @@ def test_a_token_made_by_one_worker_is_checked_by_another(tmp_path: Path) -> Non
     assert stat.S_IMODE(secret.stat().st_mode) == 0o600
 
 
+def test_a_new_secret_invalidates_every_link_on_every_worker(tmp_path: Path) -> None:
+    first, second = workers(tmp_path)
+    _, token = first.issue(7, "alice", "view", 60, False)
+    second.check(token)
+    (tmp_path / "share-secret-127.0.0.1_9999").unlink()
+    _, fresh = second.issue(7, "alice", "view", 60, False)
+    with pytest.raises(Refused, match="bad signature"):
+        second.check(token)
+    with pytest.raises(Refused, match="bad signature"):
+        first.check(token)
+    first.check(fresh)
+
+
 def test_a_tampered_token_or_another_servers_is_refused(tmp_path: Path) -> None:
     ours, _ = workers(tmp_path / "ours")
     theirs, _ = workers(tmp_path / "theirs")
