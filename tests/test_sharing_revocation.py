@@ -87,6 +87,9 @@ def test_revocation_holds_on_every_host_of_a_cluster(tmp_path: Path) -> None:
             assert read_close(guest.ws) == (4003, "share revoked")
             assert upgrade_status(link_b) == 401
             assert upgrade_status(share["url"]) == 401
+            single = owner.call("share", proc=proc, single_use=True)
+            share_connection(single["url"].replace(f":{hosts[0].port}/", f":{hosts[1].port}/")).close()
+            assert upgrade_status(single["url"]) == 401  # used on the other host
             owner.call("kill", proc=proc)
     finally:
         for host in hosts:

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from flask import Flask, Response, current_app, g, jsonify, request
 from werkzeug.wrappers import Request
 
-from app.errors import ErrorCode, RpcError
+from app.errors import RpcError
 from app.registry import registry_of
 from app.security import audit
 from app.security.identity import Identity
@@ -90,17 +90,16 @@ def _share_access(token: str, allowed_origins: list[str]) -> Response | None:
 
 
 def _process_gone(identity: Identity, proc: int) -> str | None:
-    """Why the shared process cannot be reached, if it cannot: released or forgotten, or Redis
-    unreachable.  Several workers without Redis cannot tell (it may live in another): None."""
+    """Why the shared process is gone (released or forgotten), when this worker can tell: alone
+    (one worker, no Redis).  Another worker may hold it; a cluster's record of a process just
+    started may still be on its way (app/cluster/writer.py): then its attach says."""
     settings = current_app.config["PROCWIRE"]
-    if settings.WORKERS > 1 and not settings.REDIS_URL:
+    if settings.WORKERS > 1 or settings.REDIS_URL:
         return None
     try:
         registry_of(current_app).lookup(identity, proc)
-    except RpcError as error:
-        if error.code == ErrorCode.NO_SUCH_PROCESS:
-            return f"process {proc} no longer exists"
-        return error.message
+    except RpcError:
+        return f"process {proc} no longer exists"
     return None
 
 
