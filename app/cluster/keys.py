@@ -8,6 +8,12 @@ NODES = PREFIX + "nodes"  # sorted set: node -> time of its last heartbeat (ms)
 PROCS = PREFIX + "procs"  # set: every proc id with a record
 LOST = PREFIX + "lost"  # channel: names of nodes just declared lost
 JANITOR = PREFIX + "janitor"  # string with a TTL: which node sweeps lost nodes now
+SHARE_SECRET = PREFIX + "share-secret"  # string: the key share tokens are signed with (the first node sets it)
+
+
+def share(share_id: str, kind: str = "grant") -> str:
+    """A share's grant (JSON), ``revoked`` or ``used`` mark, each expiring with the share."""
+    return f"{PREFIX}share:{share_id}:{kind}"
 
 
 def alive(node: str) -> str:

@@ -13,7 +13,7 @@ from app.edge import handshake
 from app.edge.session import Session
 from app.edge.wire import NoReader
 from app.registry import registry_of
-from app.security.auth import refused_http
+from app.security.auth import SHARES_KEY, refused_http
 from app.security.connections import slots
 
 sock = Sock()
@@ -76,4 +76,5 @@ def websocket(ws: object) -> None:
         remote_addr=request.remote_addr,
         settings=current_app.config["PROCWIRE"],
         registry=registry_of(current_app),
+        shares=current_app.extensions[SHARES_KEY],
     ).run()

@@ -25,13 +25,16 @@ from app.edge.subscriber import Subscriber
 from app.edge.wire import Link
 from app.errors import ErrorCode, RpcError
 from app.processes.process import Limits, Process
+from app.protocol import access, sharing  # noqa: F401  (sharing registers share and unshare)
 from app.protocol import jsonrpc as protocol
+from app.protocol.access import VIEWERS
 from app.protocol.jsonrpc import Call
 from app.protocol.methods import METHODS, write_stdin
 from app.protocol.output import OutputFormat
 from app.registry.base import Answer, Client, ProcessHandle, Registry
 from app.security.identity import Identity
 from app.security.ratelimit import MessageLimiter, Verdict
+from app.security.shares import VIEW, Shares
 from app.version import PROTOCOL_VERSION, __version__
 from config import Settings
 
@@ -44,7 +47,14 @@ CLOSE_POLICY_VIOLATION = 1008
 
 class Session:
     def __init__(
-        self, ws: Any, *, identity: Identity, remote_addr: str | None, settings: Settings, registry: Registry
+        self,
+        ws: Any,
+        *,
+        identity: Identity,
+        remote_addr: str | None,
+        settings: Settings,
+        registry: Registry,
+        shares: Shares,
     ) -> None:
         self.link = Link(ws, settings.COMPRESSION)  # first: every later write is serialised
         self.settings = settings
@@ -57,6 +67,8 @@ class Session:
         self.subscriber = Subscriber(self.notify, self._send_binary)
         self.controller = f"{registry.node}/{self.client.id}"  # as a terminal's size rule names it
         self._sized: dict[int, ProcessHandle] = {}  # the terminals this connection gave a size
+        self.shares = shares
+        self.modes: dict[int, str] = {}  # of the processes attached here (app/protocol/access.py)
         self._after_reply: list[Callable[[], None]] = []
         self._messages_in = 0
 
@@ -64,7 +76,11 @@ class Session:
 
     def run(self) -> None:
         self.registry.add_client(self.client)
-        self.client.audit("connect", role=self.identity.role)
+        share = self.identity.share
+        self.client.audit("connect", role=self.identity.role, **({"share": share.id} if share else {}))
+        if share is not None:
+            self.shares.watch.follow(share, self.client.id, self.client.close)
+        VIEWERS.join(self)
         metrics.CONNECTIONS.inc()
         metrics.CONNECTIONS_OPEN.inc()
         log.info("client %s connected from %s", self.client.id, self.client.remote_addr)
@@ -81,7 +97,11 @@ class Session:
         finally:
             keepalive.forget(self.link)
             self.link.release()
+            received = list(self.subscriber.processes.values())
             self._stop_processes()
+            VIEWERS.leave(self, received)
+            if share is not None:
+                self.shares.watch.forget(share, self.client.id)
             self.registry.remove_client(self.client)
             self.client.audit("disconnect", duration=round(time.time() - self.client.connected_at, 3))
             metrics.CONNECTIONS_OPEN.dec()
@@ -108,7 +128,7 @@ class Session:
             "protocol": PROTOCOL_VERSION,
             "client_id": self.client.id,
             "node": self.registry.node,
-            "identity": {"name": self.identity.name, "role": self.identity.role},
+            "identity": self.identity.hello(),
             "limits": {
                 "max_message_bytes": self.settings.MAX_MESSAGE_BYTES,
                 "max_stdin_chunk": self.settings.MAX_STDIN_CHUNK,
@@ -190,6 +210,7 @@ class Session:
         """A binary stdin frame has no id: its errors are answered with id null."""
         try:
             proc, payload = protocol.parse_binary_stdin(frame)
+            access.permit(self, "write", {"proc": proc})
             written = write_stdin(self, proc, payload)
         except RpcError as error:
             self._send(_failure(None, error))
@@ -222,6 +243,7 @@ class Session:
             method = METHODS.get(call.method)
             if method is None:
                 raise RpcError(ErrorCode.METHOD_NOT_FOUND, f"Method not found: {call.method!r}")
+            access.permit(self, call.method, call.params)
             result = method.call(self, call.params)
         except Exception as error:
             rpc_error = _as_rpc_error(error, call)
@@ -253,15 +275,26 @@ class Session:
     # -- output ---------------------------------------------------------------------
 
     def attach(
-        self, process: ProcessHandle, offsets: dict[str, int], output_format: OutputFormat, snapshot: bool
+        self, process: ProcessHandle, offsets: dict[str, int], output_format: OutputFormat, snapshot: bool, mode: str
     ) -> dict[str, Any]:
         answer, replay = self.subscriber.attach(process, offsets, output_format, snapshot)
+        self.modes[process.id] = mode
+        if mode == VIEW:
+            self._forget_size(process.id)  # a viewer may not size the terminal: its old size stops counting
         self.after_reply(replay)
-        return answer
+        share = self.identity.share
+        self.client.audit("attach", proc=process.id, mode=mode, share=share.id if share else None)
+        VIEWERS.changed(process, self)
+        return dict(answer, mode=mode)
 
     def detach(self, process: ProcessHandle) -> None:
         self.subscriber.detach(process)
+        self.modes.pop(process.id, None)
+        VIEWERS.changed(process, self)
         self._forget_size(process.id)
+
+    def receives(self, proc: int) -> bool:
+        return proc in self.subscriber.processes
 
     # -- terminal sizes ----------------------------------------------------------------
 

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from app.processes.process import Limits, Process
     from app.protocol.output import OutputFormat
     from app.registry.base import Answer, ProcessHandle
+    from app.security.shares import Shares
     from config import Settings
 
 
@@ -39,10 +40,22 @@ class Caller(Requester, Protocol):
     @property
     def subscriber(self) -> ConnectionSink: ...
 
+    @property
+    def shares(self) -> Shares: ...
+
+    @property
+    def modes(self) -> dict[int, str]:
+        """The mode of each process this connection attached (app/protocol/access.py)."""
+        ...
+
+    def receives(self, proc: int) -> bool: ...
+
+    def notify(self, method: str, params: dict[str, Any]) -> None: ...
+
     def lookup(self, proc: int) -> ProcessHandle: ...
 
     def attach(
-        self, process: ProcessHandle, offsets: dict[str, int], output_format: OutputFormat, snapshot: bool
+        self, process: ProcessHandle, offsets: dict[str, int], output_format: OutputFormat, snapshot: bool, mode: str
     ) -> dict[str, Any]: ...
 
     def detach(self, process: ProcessHandle) -> None: ...

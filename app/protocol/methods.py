@@ -26,6 +26,7 @@ from app.errors import ErrorCode, RpcError
 from app.processes.environment import child_environment, server_environment
 from app.processes.launcher import NOT_IN_PATH, LaunchSpec, lookpath
 from app.processes.process import Options, Process, Source
+from app.protocol import access
 from app.protocol import params as P
 from app.protocol.output import OutputFormat
 from app.security.start_gate import admitted, record_signal, record_start
@@ -192,7 +193,8 @@ def _resize(caller: Caller, params: P.ResizeParams) -> Any:
 def _attach(caller: Caller, params: P.AttachParams) -> dict[str, Any]:
     process = caller.lookup(params.proc)
     output_format = OutputFormat.chosen(process, params.binary, params.encoding)
-    return caller.attach(process, params.offsets(), output_format, params.snapshot)
+    mode = access.attach_mode(caller, process.id, params.mode)
+    return caller.attach(process, params.offsets(), output_format, params.snapshot, mode)
 
 
 @method("detach", P.ProcParams)
@@ -296,7 +298,7 @@ def _list(caller: Caller, params: P.NoParams) -> dict[str, Any]:
 
 @method("find", P.FindParams)
 def _find(caller: Caller, params: P.FindParams) -> dict[str, Any]:
-    return caller.registry.find(caller.identity, params.pid)
+    return access.found(caller, caller.registry.find(caller.identity, params.pid))
 
 
 @method("release", P.ProcParams)

@@ -154,6 +154,7 @@ class AttachParams(ProcParams):
     binary: StrictBool | None = None  # None: as the process's starter chose
     encoding: Literal["text", "base64"] | None = None
     snapshot: StrictBool = False
+    mode: Literal["view", "control"] | None = None  # None: control, or a share link's mode (app/protocol/access.py)
 
     def offsets(self) -> dict[str, int]:
         """A lone number is stdout's offset."""

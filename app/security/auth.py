@@ -3,7 +3,9 @@
 Both checks run in ``before_request``, before flask-sock upgrades the
 connection, so a refusal is a real HTTP 401 or 403 rather than a socket
 that opens and closes.  The token's :class:`~app.identity.Identity` (name,
-role, policy) is left on ``g.identity``; refusals are audited.
+role, policy) is left on ``g.identity``; refusals are audited.  A share
+link (``?share=`` or a bearer token shaped like one, app/security/shares.py)
+opens ``/ws`` only, as the restricted identity of its share.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from flask import Flask, Response, current_app, g, jsonify, request
 from werkzeug.wrappers import Request
 
 from app.security import audit
+from app.security.identity import Identity
+from app.security.shares import Refused, Shares, looks_like_share
 
 PUBLIC_PATHS = frozenset({"/healthz"})
 # The web console's page and its static files, by endpoint (app/operations/console.py), and the
@@ -24,9 +28,11 @@ PUBLIC_PAGE_ENDPOINTS = frozenset({"console.page", "console.static", "console.ve
 # but a browser on another site is refused as anywhere else.
 TOKENLESS_POST_ENDPOINTS = frozenset({"console_login.redeem"})
 IDENTITIES_KEY = "PROCWIRE_IDENTITIES"  # app.config: the app.identity.Identities
+SHARES_KEY = "procwire.shares"  # app.extensions: the app.security.shares.Shares of this worker
 
 
 def init_app(app: Flask) -> None:
+    app.extensions[SHARES_KEY] = Shares.from_settings(app.config["PROCWIRE"])
     app.before_request(check_access)
 
 
@@ -40,17 +46,51 @@ def check_access() -> Response | None:
         return None
     if request.method == "POST" and request.endpoint in TOKENLESS_POST_ENDPOINTS:
         return refused_origin(settings.ALLOWED_ORIGINS, None)
-    identity = current_app.config[IDENTITIES_KEY].lookup(presented_token())
+    token = presented_token()
+    shared = request.args.get("share")
+    identity = current_app.config[IDENTITIES_KEY].lookup(token) if shared is None else None
+    if identity is None and (shared is not None or (token is not None and looks_like_share(token))):
+        return _share_access(shared or token or "", settings.ALLOWED_ORIGINS)
     if identity is None:
-        refused_http(401, "token", "missing or wrong token")
-        response = jsonify(error="missing or wrong token")
-        response.status_code = 401
-        response.headers["WWW-Authenticate"] = 'Bearer realm="procwire"'
-        return response
-    refusal = refused_origin(settings.ALLOWED_ORIGINS, identity.name)
+        return unauthorized("token", "missing or wrong token")
+    return _admitted(identity, settings.ALLOWED_ORIGINS)
+
+
+def _admitted(identity: Identity, allowed_origins: list[str]) -> Response | None:
+    refusal = refused_origin(allowed_origins, identity.name)
     if refusal is None:
         g.identity = identity
     return refusal
+
+
+def _share_access(token: str, allowed_origins: list[str]) -> Response | None:
+    """A share link opens ``/ws`` only, while valid; a single-use one is spent by its first upgrade."""
+    shares: Shares = current_app.extensions[SHARES_KEY]
+    if request.path != "/ws":
+        return unauthorized("share", "a share link opens /ws only")
+    try:
+        grant = shares.check(token)
+    except Refused as invalid:
+        return unauthorized("share", str(invalid))
+    identity = Identity.of_share(grant)
+    refusal = refused_origin(allowed_origins, identity.name)
+    if refusal is not None:
+        return refusal
+    try:
+        shares.spend(grant)
+    except Refused as spent:
+        return unauthorized("share", str(spent), identity.name)
+    g.identity = identity
+    return None
+
+
+def unauthorized(rule: str, message: str, token: str | None = None) -> Response:
+    """A 401 (audited) asking for a bearer token."""
+    refused_http(401, rule, message, token)
+    response = jsonify(error=message)
+    response.status_code = 401
+    response.headers["WWW-Authenticate"] = 'Bearer realm="procwire"'
+    return response
 
 
 def refused_origin(allowed: list[str], token: str | None) -> Response | None:

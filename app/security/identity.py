@@ -11,9 +11,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
+from typing import Any
 
-from app.security.policy import ADMIN, Policy
+from app.security.policy import ADMIN, USER, Policy
+from app.security.shares import Grant
 from config.settings import DEFAULT_TOKEN_NAME, Settings
+
+SHARE = "share"  # the role of a share link's holder
 
 
 @dataclass(frozen=True, eq=False)
@@ -21,14 +25,30 @@ class Identity:
     name: str
     role: str
     policy: Policy
+    share: Grant | None = None  # a share link's holder: one process of another identity (app/protocol/access.py)
+
+    @classmethod
+    def of_share(cls, grant: Grant) -> Identity:
+        """The holder of a share link: named by the share, with a user's policy it never starts anything under."""
+        return cls(f"share:{grant.id}", SHARE, Policy.build(USER), grant)
 
     @property
     def is_admin(self) -> bool:
         return self.role == ADMIN
 
     def may_see(self, owner: str) -> bool:
-        """Admins see every token's processes; others only their own."""
+        """Admins see every token's processes; others only their own; a share's holder its owner's
+        (the methods it may call then keep it to the one process, app/protocol/access.py)."""
+        if self.share is not None:
+            return owner == self.share.owner
         return self.is_admin or owner == self.name
+
+    def hello(self) -> dict[str, Any]:
+        """As the ``hello`` notification shows it."""
+        shown: dict[str, Any] = {"name": self.name, "role": self.role}
+        if self.share is not None:
+            shown["share"] = self.share.public()
+        return shown
 
 
 def token_digest(token: str) -> bytes:

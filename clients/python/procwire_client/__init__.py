@@ -21,6 +21,7 @@ Only ``websocket-client`` and ``websockets`` are needed (no Flask, no gevent).
 from procwire_client.async_process import AsyncProcess
 from procwire_client.asyncio_client import AsyncClient
 from procwire_client.connection import DEFAULT_URL
+from procwire_client.core.params import share_link
 from procwire_client.core.resume import Reconnect
 from procwire_client.errors import (
     AuthenticationError,
@@ -43,7 +44,7 @@ from procwire_client.errors import (
     Timeout,
 )
 from procwire_client.process import Process
-from procwire_client.results import Attachment, ExitStatus, ProcessInfo, Result
+from procwire_client.results import Attachment, ExitStatus, ProcessInfo, Result, Share
 from procwire_client.sync_client import Client
 
 __version__ = "0.1.0"
@@ -75,7 +76,9 @@ __all__ = [
     "ProcwireError",
     "Reconnect",
     "Result",
+    "Share",
     "SpawnFailed",
     "Timeout",
     "__version__",
+    "share_link",
 ]

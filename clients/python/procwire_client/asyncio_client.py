@@ -25,17 +25,20 @@ from procwire_client.core.params import (
     as_bytes,
     attach_params,
     run_params,
+    share_params,
     spawn_params,
     start_params,
 )
 from procwire_client.core.resume import output_format
 from procwire_client.errors import ProcwireError
+from procwire_client.handle import ProcessHandle, process_number
 from procwire_client.results import (
     Attachment,
     ExitStatus,
     OutputCollector,
     ProcessInfo,
     Result,
+    Share,
     checked_run_result,
     signal_param,
 )
@@ -75,6 +78,22 @@ class AsyncClient(AsyncResumingConnection):
 
     async def find(self, pid: int) -> ProcessInfo:
         return ProcessInfo.from_json(await self.call("find", {"pid": pid}))
+
+    async def share(
+        self,
+        proc: int | ProcessHandle,
+        *,
+        mode: str = "view",
+        expires_in: float | None = None,
+        single_use: bool = False,
+    ) -> Share:
+        """A link to this process (see :meth:`Client.share`)."""
+        params = share_params(process_number(proc), mode, expires_in, single_use)
+        return Share.from_json(await self.call("share", params))
+
+    async def unshare(self, share_id: str) -> None:
+        """Revoke a share (see :meth:`Client.unshare`)."""
+        await self.call("unshare", {"id": share_id})
 
     async def release(self, proc: int) -> None:
         await self.call("release", {"proc": proc})
@@ -199,12 +218,13 @@ class AsyncClient(AsyncResumingConnection):
         binary: bool | None = None,
         encoding: str | None = None,
         snapshot: bool = False,
+        mode: str | None = None,
     ) -> AsyncProcess:
         """Receive a process's output on this connection (see :meth:`Client.attach`).
 
         Raises :class:`NoSuchProcess`, :class:`InvalidParams` (a bad ``offset``).
         """
-        params = attach_params(proc, offset, binary, encoding, snapshot)
+        params = attach_params(proc, offset, binary, encoding, snapshot, mode)
         process = AsyncProcess(self, proc, kept=True, output_format=output_format(params))
         previous = self._route(process)
 

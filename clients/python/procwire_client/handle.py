@@ -160,3 +160,8 @@ def deliver(
         process._output(event.stream, event.data, event.offset)
     else:
         process._screen(event.data, event.offset)
+
+
+def process_number(proc: int | ProcessHandle) -> int:
+    """The ``proc`` of a handle, or the number given."""
+    return proc if isinstance(proc, int) else proc.proc

@@ -162,6 +162,21 @@ class ProcessInfo:
 
 
 @dataclass(frozen=True)
+class Share:
+    """The answer to ``share``: a link to one process, until ``expires_at`` (Unix time)."""
+
+    id: str
+    token: str
+    url: str
+    mode: str
+    expires_at: float
+
+    @classmethod
+    def from_json(cls, answer: Mapping[str, Any]) -> Share:
+        return cls(**_known_fields(cls, answer))
+
+
+@dataclass(frozen=True)
 class Attachment:
     """The answer to ``attach``: where the streams stand and what the replay lost."""
 

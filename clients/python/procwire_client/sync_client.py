@@ -14,11 +14,13 @@ from procwire_client.core.params import (
     as_bytes,
     attach_params,
     run_params,
+    share_params,
     spawn_params,
     start_params,
 )
 from procwire_client.core.resume import output_format
 from procwire_client.errors import ProcwireError
+from procwire_client.handle import ProcessHandle, process_number
 from procwire_client.process import Process, feed_stdin
 from procwire_client.results import (
     Attachment,
@@ -26,6 +28,7 @@ from procwire_client.results import (
     OutputCollector,
     ProcessInfo,
     Result,
+    Share,
     checked_run_result,
     signal_param,
 )
@@ -76,6 +79,28 @@ class Client(ResumingConnection):
     def find(self, pid: int) -> ProcessInfo:
         """The process of this token with this pid; :class:`NoSuchProcess` otherwise."""
         return ProcessInfo.from_json(self.call("find", {"pid": pid}))
+
+    def share(
+        self,
+        proc: int | ProcessHandle,
+        *,
+        mode: str = "view",
+        expires_in: float | None = None,
+        single_use: bool = False,
+    ) -> Share:
+        """A link that lets its holder watch this process (``mode="control"``: drive it too), and nothing else.
+
+        ``expires_in`` seconds (the server's default: an hour, at most a week);
+        ``single_use`` links open one connection.  Only the process's owner or an
+        admin may share it.  Connect with the link: :func:`share_link` splits it
+        into the URL and token a :class:`Client` takes.
+        Raises :class:`NoSuchProcess`, :class:`InvalidParams`.
+        """
+        return Share.from_json(self.call("share", share_params(process_number(proc), mode, expires_in, single_use)))
+
+    def unshare(self, share_id: str) -> None:
+        """Revoke a share: its link is refused from now on, its connections closed (4003)."""
+        self.call("unshare", {"id": share_id})
 
     def release(self, proc: int) -> None:
         """Forget an exited process on the server.
@@ -248,6 +273,7 @@ class Client(ResumingConnection):
         binary: bool | None = None,
         encoding: str | None = None,
         snapshot: bool = False,
+        mode: str | None = None,
     ) -> Process:
         """Receive a process's output on this connection (a kept one, typically).
 
@@ -264,7 +290,7 @@ class Client(ResumingConnection):
         Raises :class:`NoSuchProcess` (unknown, or not this token's),
         :class:`InvalidParams` (a bad ``offset``).
         """
-        params = attach_params(proc, offset, binary, encoding, snapshot)
+        params = attach_params(proc, offset, binary, encoding, snapshot, mode)
         process = Process(self, proc, kept=True, output_format=output_format(params))
         if isinstance(offset, int):
             process.offsets["stdout"] = offset

@@ -13,9 +13,10 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from procwire_client import Client, ExitStatus, Process
+from procwire_client import Client, ExitStatus, Process, share_link
 from procwire_client.commands.common import (
     EXIT_BROKEN_PIPE,
+    UsageError,
     add_command,
     command_words,
     connect,
@@ -102,9 +103,10 @@ procwire shell < deploy.sh
 procwire attach 7
 procwire attach 7 --offset 1024
 procwire attach -i 7
+procwire attach 'ws://host:9999/ws?share=...'     # a share link (procwire share): view or control
 """,
     )
-    attach.add_argument("proc", type=int, help="the process id (see ps)")
+    attach.add_argument("proc", help="the process id (see ps), or a share link (procwire share)")
     attach.add_argument("--offset", type=int, help="replay stdout from this byte offset (default: all kept output)")
     attach.add_argument(
         "-i", "--interactive", action="store_true", help="terminal mode: raw keys to the process, ~. detaches"
@@ -256,10 +258,35 @@ def cmd_shell(args: argparse.Namespace) -> int:
 
 
 def cmd_attach(args: argparse.Namespace) -> int:
+    if args.proc.startswith(("ws://", "wss://")):
+        return _attach_link(args)
+    if not args.proc.isdigit():
+        raise UsageError(f"not a process id nor a share link: {args.proc!r}")
+    proc = int(args.proc)
     with connect(args) as client:
         if args.interactive:
-            return exit_code(_attach_terminal(client, args.proc, args.offset))
-        process = client.attach(args.proc, offset=args.offset, binary=True)
+            return exit_code(_attach_terminal(client, proc, args.offset))
+        process = client.attach(proc, offset=args.offset, binary=True)
+        _note_truncation(process, args.offset)
+        return exit_code(copy_output(process))
+
+
+def _attach_link(args: argparse.Namespace) -> int:
+    """A share link's process: driven from our terminal with a control link, watched otherwise (its
+    current screen first when ours is a terminal; the keys typed here go nowhere)."""
+    try:
+        url, token = share_link(args.proc)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    with Client(url, token) as client:
+        grant = client.hello.get("identity", {}).get("share")
+        if not grant:
+            raise UsageError(f"{url} did not take this link as a share link")
+        proc, mode = grant["proc"], grant["mode"]
+        if mode == "control" and is_terminal():
+            return exit_code(_attach_terminal(client, proc, args.offset))
+        watch = args.offset is None and os.isatty(1)
+        process = client.attach(proc, offset=args.offset, binary=True, snapshot=watch, mode=mode)
         _note_truncation(process, args.offset)
         return exit_code(copy_output(process))
 

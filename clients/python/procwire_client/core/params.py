@@ -11,12 +11,14 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from procwire_client.core.protocol import JSON_SLACK
 from procwire_client.errors import InvalidParams
 
 DEFAULT_RUN_MAX_OUTPUT = 16 * 1024 * 1024
 OVERFLOW_CHOICES = ("raise", "truncate")
+MODES = ("view", "control")  # of an attachment and of a share link
 
 
 def as_bytes(data: bytes | str) -> bytes:
@@ -125,8 +127,13 @@ def attach_params(
     binary: bool | None,
     encoding: str | None,
     snapshot: bool,
+    mode: str | None = None,
 ) -> dict[str, Any]:
     params: dict[str, Any] = {"proc": proc}
+    if mode is not None:
+        if mode not in MODES:
+            raise ValueError(f"mode is 'view' or 'control', not {mode!r}")
+        params["mode"] = mode
     if offset is not None:
         params["offset"] = offset if isinstance(offset, int) else dict(offset)
     if binary is not None:
@@ -136,3 +143,24 @@ def attach_params(
     if snapshot:
         params["snapshot"] = True
     return params
+
+
+def share_params(proc: int, mode: str, expires_in: float | None, single_use: bool) -> dict[str, Any]:
+    """``share``'s params: the server's defaults (an hour, many uses) unless given."""
+    if mode not in MODES:
+        raise ValueError(f"mode is 'view' or 'control', not {mode!r}")
+    params: dict[str, Any] = {"proc": proc, "mode": mode}
+    if expires_in is not None:
+        params["expires_in"] = expires_in
+    if single_use:
+        params["single_use"] = True
+    return params
+
+
+def share_link(link: str) -> tuple[str, str]:
+    """The server URL and the token of a share link (``ws://host/ws?share=TOKEN``)."""
+    parts = urlsplit(link)
+    tokens = parse_qs(parts.query).get("share")
+    if parts.scheme not in ("ws", "wss") or not tokens:
+        raise ValueError(f"not a share link (ws://HOST/ws?share=TOKEN): {link!r}")
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")), tokens[0]

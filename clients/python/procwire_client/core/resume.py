@@ -47,12 +47,13 @@ class Reconnect:
 
 def resume_params(proc: int, offsets: Mapping[str, int], output_format: Mapping[str, Any]) -> dict[str, Any]:
     """The ``attach`` that resumes ``proc`` from exactly the bytes received, in the same format."""
-    return attach_params(proc, dict(offsets), output_format.get("binary"), output_format.get("encoding"), False)
+    binary, encoding, mode = (output_format.get(key) for key in ("binary", "encoding", "mode"))
+    return attach_params(proc, dict(offsets), binary, encoding, False, mode)
 
 
 def output_format(params: Mapping[str, Any]) -> dict[str, Any]:
-    """How a ``start`` or ``attach`` asked to receive the output (to ask the same again)."""
-    return {key: params[key] for key in ("binary", "encoding") if params.get(key) is not None}
+    """How a ``start`` or ``attach`` asked to receive the output, and in which mode (to ask the same again)."""
+    return {key: params[key] for key in ("binary", "encoding", "mode") if params.get(key) is not None}
 
 
 def worth_retrying(error: BaseException | None, now: float, give_up_at: float) -> bool:
