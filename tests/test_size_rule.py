@@ -16,6 +16,7 @@ from contextlib import ExitStack
 
 import pytest
 
+import procwire_client as pw
 from tests.client import RpcClient, chunk_bytes
 from tests.server import Server, wait_until
 
@@ -158,3 +159,15 @@ def test_a_process_without_a_terminal_shows_no_size_rule(client: RpcClient) -> N
     assert info["size"] is None and info["size_rule"] is None
     client.call("kill", proc=started["proc"])
     client.collect(started["proc"])
+
+
+def test_the_python_client_starts_a_terminal_with_a_size_rule(server: Server) -> None:
+    with pw.Client(server.url, server.token) as client:
+        process = client.start(["sleep", "30"], pty=(20, 70), size_rule="smallest")
+        try:
+            assert process.pid is not None
+            shown_info = client.find(process.pid).extra
+            assert shown_info["size_rule"] == "smallest" and shown_info["size"] == {"rows": 20, "cols": 70}
+        finally:
+            process.kill()
+            assert process.wait(BOUND).signal == "SIGKILL"
