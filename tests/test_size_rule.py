@@ -9,6 +9,7 @@ tests/test_cluster.py).
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
 from collections.abc import Iterator
@@ -20,18 +21,21 @@ import procwire_client as pw
 from tests.client import RpcClient, chunk_bytes
 from tests.server import Server, wait_until
 
-SIZE = re.compile(rb"size=(\d+) (\d+)=")
 BOUND = 10.0  # seconds for any answer from the shell
 NAME = "size rule"  # the shells these tests start, killed by the fixture
+ASKED = itertools.count(1)
 
 
 def stty_size(client: RpcClient, proc: int) -> tuple[int, int]:
     """The terminal's size as the process sees it: ``stty size`` in the shell, read back by ``client``
-    (attached).  The command's echo cannot match: it says ``$(stty size)``, not numbers."""
-    client.call("write", proc=proc, data='echo "size=$(stty size)="\n')
+    (attached).  Each question has its own tag, so an answer read by another connection earlier, or
+    the command's echo (it says ``$(stty size)``, not numbers), cannot match."""
+    tag = next(ASKED)
+    client.call("write", proc=proc, data=f'echo "size{tag}=$(stty size)="\n')
+    answer = re.compile(rb"size%d=(\d+) (\d+)=" % tag)
     seen = b""
     deadline = time.monotonic() + BOUND
-    while (found := SIZE.search(seen)) is None:
+    while (found := answer.search(seen)) is None:
         assert time.monotonic() < deadline, seen
         message = client.next_message()
         if isinstance(message, dict) and message.get("method") == "output" and message["params"]["proc"] == proc:
