@@ -284,7 +284,7 @@ def test_a_pasted_http_url_with_its_token_is_enough(server: Server) -> None:
 
 COMMANDS = (
     *("run", "shell", "attach", "ps", "clients", "logs", "wait"),
-    *("stop", "release", "kill", "cp", "login", "logout"),
+    *("stop", "release", "kill", "cp", "login", "logout", "share", "unshare"),
 )
 
 

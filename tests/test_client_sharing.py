@@ -12,8 +12,8 @@ import pytest
 import procwire_client as pw
 from tests.client import read_close
 from tests.server import Server, wait_until
+from tests.sharing_support import share_connection
 from tests.test_cli_support import BOUND, COMMAND, Terminal, cli_env, opened_terminals, procwire, procwire_line
-from tests.test_sharing import share_connection
 
 
 @pytest.fixture

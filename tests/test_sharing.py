@@ -1,15 +1,12 @@
 """View attachments and share links, against the real server (docs/protocol.md, "Sharing").
 
 One server for the module, with an audit log; its default token is an admin's,
-``alice`` and ``bob`` are users.  Revocation across workers and hosts has its
-own servers (WORKERS=2 without Redis; two hosts on one Redis).
+``alice`` and ``bob`` are users.  Revocation across workers and hosts:
+tests/test_sharing_revocation.py.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
 import time
 import urllib.error
 import urllib.request
@@ -18,15 +15,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import websocket
 
-from tests.client import RpcClient, RpcFailure, read_close
-from tests.redis_server import RedisServer
-from tests.server import Server, wait_until
+from tests.client import RpcClient, read_close
+from tests.server import Server
+from tests.sharing_support import (
+    ALICE,
+    BOB,
+    PERMISSION_DENIED,
+    audited,
+    connected,
+    error_without_id,
+    notification,
+    pid_of,
+    read_output,
+    share_connection,
+    started_cat,
+    upgrade_status,
+    users_env,
+)
 
-PERMISSION_DENIED = -32003
-ALICE, BOB = "alice-token-0123456789", "bob-token-0123456789"
-POLICY = {"allow": ["/usr/bin/*", "/bin/*"], "cwd_roots": ["/"], "pty": True}
 CONTROL_CALLS: dict[str, dict[str, Any]] = {
     "write": {"data": "refused\n"},
     "close_stdin": {},
@@ -36,32 +43,6 @@ CONTROL_CALLS: dict[str, dict[str, Any]] = {
     "kill": {},
     "release": {},
 }
-
-
-def users_env(directory: Path) -> dict[str, str]:
-    tokens = [
-        {"name": name, "role": "user", "sha256": hashlib.sha256(token.encode()).hexdigest(), "policy": POLICY}
-        for name, token in (("alice", ALICE), ("bob", BOB))
-    ]
-    return {
-        "PROCWIRE_TOKENS": json.dumps(tokens),
-        "PROCWIRE_AUDIT_LOG": str(directory / "audit.log"),
-        "PROCWIRE_KILL_GRACE": "0.5",
-    }
-
-
-def audit_lines(directory: Path) -> list[dict[str, Any]]:
-    path = directory / "audit.log"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-
-
-def audited(directory: Path, **fields: Any) -> bool:
-    """Whether an audit line with these fields is written (within a few seconds)."""
-
-    def present() -> bool:
-        return any(all(line.get(key) == value for key, value in fields.items()) for line in audit_lines(directory))
-
-    return wait_until(present, timeout=5)
 
 
 @pytest.fixture(scope="module")
@@ -78,69 +59,6 @@ def shared_server(directory: Path) -> Iterator[Server]:
         server.stop()
 
 
-@contextlib.contextmanager
-def connected(url: str, token: str | None) -> Iterator[RpcClient]:
-    client = RpcClient(url, token)
-    try:
-        yield client
-    finally:
-        client.close()
-
-
-def share_connection(link: str) -> RpcClient:
-    return RpcClient(link, None)
-
-
-def upgrade_status(url: str, header: list[str] | None = None) -> int:
-    """The HTTP status of a refused upgrade."""
-    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
-        websocket.create_connection(url, timeout=10, header=header or []).close()
-    return refused.value.status_code
-
-
-def started_cat(client: RpcClient) -> int:
-    proc: int = client.call("start", argv=["cat"], pty={"rows": 24, "cols": 80})["proc"]
-    return proc
-
-
-def read_output(client: RpcClient, proc: int, expected: bytes, timeout: float = 10) -> bytes:
-    """Output of ``proc`` until ``expected`` is in it (bounded); other messages stay queued."""
-    seen = bytearray()
-    deadline = time.monotonic() + timeout
-    kept: list[Any] = []
-    client.ws.settimeout(timeout)
-    try:
-        while expected not in seen:
-            assert time.monotonic() < deadline, f"no {expected!r} in {bytes(seen)!r}"
-            message = client.next_message()
-            params = message.get("params", {}) if isinstance(message, dict) else {}
-            if message.get("method") == "output" and params.get("proc") == proc:
-                seen += params["data"].encode()
-            else:
-                kept.append(message)
-    finally:
-        client.pending.extendleft(reversed(kept))
-    return bytes(seen)
-
-
-def notification(client: RpcClient, method: str, match: Any = lambda params: True, timeout: float = 10) -> Any:
-    """The next ``method`` notification whose params ``match`` (others stay queued)."""
-    deadline = time.monotonic() + timeout
-    kept: list[Any] = []
-    try:
-        while time.monotonic() < deadline:
-            message = client.next_message()
-            if isinstance(message, dict) and message.get("method") == method and match(message["params"]):
-                return message["params"]
-            kept.append(message)
-        raise AssertionError(f"no {method} notification in time")
-    finally:
-        client.pending.extendleft(reversed(kept))
-
-
-# -- view attachments ---------------------------------------------------------------------------
-
-
 def test_a_view_attachment_is_refused_every_control_method_and_nothing_changes(
     shared_server: Server, directory: Path
 ) -> None:
@@ -153,26 +71,13 @@ def test_a_view_attachment_is_refused_every_control_method_and_nothing_changes(
             assert failure.code == PERMISSION_DENIED, (method, failure)
             assert audited(directory, event="refused", rule="view", method=method, proc=proc, token="alice")
         viewer.send_binary(b"\x00" + proc.to_bytes(4, "big") + b"binary refused\n")
-        refusal = notification_or_error(viewer)
+        refusal = error_without_id(viewer)
         assert refusal["id"] is None and refusal["error"]["code"] == PERMISSION_DENIED
-        info = owner.call("find", pid=owner.call("list")["processes"][0]["pid"])
+        info = owner.call("find", pid=pid_of(owner, proc))
         assert info["state"] == "running" and info["size"] == {"rows": 24, "cols": 80}
         owner.call("write", proc=proc, data="from the owner\n")
         assert b"refused" not in read_output(viewer, proc, b"from the owner")
         owner.call("kill", proc=proc)
-
-
-def notification_or_error(client: RpcClient) -> dict[str, Any]:
-    """The next error answer with id null (other messages stay queued)."""
-    kept: list[Any] = []
-    try:
-        while True:
-            message = client.next_message()
-            if isinstance(message, dict) and "error" in message:
-                return message
-            kept.append(message)
-    finally:
-        client.pending.extendleft(reversed(kept))
 
 
 def test_a_control_attachment_still_controls_and_detach_ends_the_view_mode(shared_server: Server) -> None:
@@ -219,9 +124,8 @@ def test_a_view_link_sees_one_process_and_may_do_nothing_else(shared_server: Ser
                 "wait": {"proc": other, "timeout": 0.1},
             }.items():
                 assert guest.error_of(method, **params).code == PERMISSION_DENIED, method
-            pids = {item["proc"]: item["pid"] for item in owner.call("list")["processes"]}
-            assert guest.call("find", pid=pids[proc])["proc"] == proc
-            assert guest.error_of("find", pid=pids[other]).code == -32002
+            assert guest.call("find", pid=pid_of(owner, proc))["proc"] == proc
+            assert guest.error_of("find", pid=pid_of(owner, other)).code == -32002
             assert guest.call("ping")["time"] > 0
             owner.call("write", proc=proc, data="seen by the guest\n")
             read_output(guest, proc, b"seen by the guest")
@@ -290,8 +194,8 @@ def test_expired_tampered_revoked_and_reused_links_are_refused_before_the_upgrad
         owner.call("unshare", id=revoked["id"])
         assert audited(directory, event="unshare", share=revoked["id"], proc=proc)
         refused_with_audit(directory, revoked["url"], f"share link {revoked['id']} was revoked")
-        payload, signature = expiring["token"].rsplit(".", 1)
-        tampered = expiring["url"].replace(expiring["token"], f"{payload[:-2]}AA.{signature}")
+        token = expiring["token"]
+        tampered = expiring["url"].replace(token, ("B" if token[0] == "A" else "A") + token[1:])
         refused_with_audit(directory, tampered, "share link not valid (bad signature)")
         time.sleep(0.6)
         refused_with_audit(directory, expiring["url"], f"share link {expiring['id']} expired")
@@ -300,7 +204,9 @@ def test_expired_tampered_revoked_and_reused_links_are_refused_before_the_upgrad
         owner.call("kill", proc=proc)
 
 
-def test_a_link_for_another_process_gets_nothing_of_this_one(shared_server: Server, directory: Path) -> None:
+def test_a_link_gets_nothing_of_another_process_nor_of_its_own_once_released(
+    shared_server: Server, directory: Path
+) -> None:
     with connected(shared_server.url, ALICE) as owner:
         proc, other = started_cat(owner), started_cat(owner)
         share = owner.call("share", proc=proc)
@@ -309,6 +215,10 @@ def test_a_link_for_another_process_gets_nothing_of_this_one(shared_server: Serv
             assert audited(directory, event="refused", rule="share", method="attach", proc=other)
         for item in (proc, other):
             owner.call("kill", proc=item)
+            owner.call("wait", proc=item)
+        share_connection(share["url"]).close()  # an exited process can still be watched (its history, its exit)
+        owner.call("release", proc=proc)
+        refused_with_audit(directory, share["url"], f"share link {share['id']}: process {proc} no longer exists")
 
 
 def test_unshare_closes_the_links_connections_with_4003(shared_server: Server) -> None:
@@ -325,7 +235,7 @@ def test_unshare_closes_the_links_connections_with_4003(shared_server: Server) -
 def test_viewers_in_find_and_the_owners_notification(shared_server: Server) -> None:
     with connected(shared_server.url, ALICE) as owner:
         proc = started_cat(owner)
-        pid = owner.call("list")["processes"][0]["pid"]
+        pid = pid_of(owner, proc)
         owner_id = owner.hello["params"]["client_id"]
         assert owner.call("find", pid=pid)["viewers"] == [{"client": owner_id, "name": "alice", "mode": "control"}]
         share = owner.call("share", proc=proc)
@@ -342,76 +252,3 @@ def test_viewers_in_find_and_the_owners_notification(shared_server: Server) -> N
 
 
 # -- revocation on every worker and host --------------------------------------------------------
-
-
-def guests_on_every_node(link: str, nodes: int, timeout: float = 20) -> list[RpcClient]:
-    """Share connections until ``nodes`` distinct nodes serve one each (the kernel spreads them)."""
-    guests: dict[str, RpcClient] = {}
-    deadline = time.monotonic() + timeout
-    while len(guests) < nodes and time.monotonic() < deadline:
-        guest = share_connection(link)
-        node = guest.hello["params"]["node"]
-        if node in guests:
-            guest.close()
-        else:
-            guests[node] = guest
-    assert len(guests) == nodes, f"served by {list(guests)} only"
-    return list(guests.values())
-
-
-def test_revocation_holds_on_every_worker_without_redis(tmp_path: Path) -> None:
-    server = Server(env={**users_env(tmp_path), "PROCWIRE_WORKERS": "2"}).start()
-    try:
-        with connected(server.url, ALICE) as owner:
-            proc = started_cat(owner)
-            share = owner.call("share", proc=proc)
-            guests = guests_on_every_node(share["url"], 2)
-            owner.call("unshare", id=share["id"])
-            for guest in guests:
-                assert read_close(guest.ws) == (4003, "share revoked")
-            for _ in range(6):  # both workers, most likely: each refuses
-                assert upgrade_status(share["url"]) == 401
-            owner.call("kill", proc=proc)
-    finally:
-        server.stop()
-
-
-def test_a_single_use_link_is_used_once_across_workers(tmp_path: Path) -> None:
-    server = Server(env={**users_env(tmp_path), "PROCWIRE_WORKERS": "2"}).start()
-    try:
-        with connected(server.url, ALICE) as owner:
-            proc = started_cat(owner)
-            share = owner.call("share", proc=proc, single_use=True)
-            share_connection(share["url"]).close()
-            for _ in range(6):
-                assert upgrade_status(share["url"]) == 401
-            owner.call("kill", proc=proc)
-    finally:
-        server.stop()
-
-
-def test_revocation_holds_on_every_host_of_a_cluster(tmp_path: Path) -> None:
-    redis = RedisServer().start()
-    hosts: list[Server] = []
-    try:
-        env = {**users_env(tmp_path), "PROCWIRE_REDIS_URL": redis.url, "PROCWIRE_STATE_DIR": str(tmp_path / "state")}
-        hosts = [Server(env=env).start(), Server(env=env).start()]
-        with connected(hosts[0].url, ALICE) as owner:
-            proc = started_cat(owner)
-            share = owner.call("share", proc=proc)
-            link_b = share["url"].replace(f":{hosts[0].port}/", f":{hosts[1].port}/")
-            guest = share_connection(link_b)
-            guest.call("attach", proc=proc)
-            owner.call("write", proc=proc, data="across hosts\n")
-            read_output(guest, proc, b"across hosts")
-            with pytest.raises(RpcFailure):
-                guest.call("write", proc=proc, data="no\n")
-            owner.call("unshare", id=share["id"])
-            assert read_close(guest.ws) == (4003, "share revoked")
-            assert upgrade_status(link_b) == 401
-            assert upgrade_status(share["url"]) == 401
-            owner.call("kill", proc=proc)
-    finally:
-        for host in hosts:
-            host.stop()
-        redis.stop()

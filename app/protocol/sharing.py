@@ -17,7 +17,7 @@ from redis import RedisError
 from app.errors import ErrorCode, RpcError
 from app.protocol import params as P
 from app.protocol.methods import method
-from app.security.shares import Grant
+from app.security.shares import UNAVAILABLE, Grant
 
 if TYPE_CHECKING:
     from app.protocol.caller import Caller
@@ -44,7 +44,7 @@ def _share(caller: Caller, params: ShareParams) -> dict[str, Any]:
         grant, token = caller.shares.issue(
             process.id, process.options.owner, params.mode, params.expires_in, params.single_use
         )
-    except (OSError, RedisError) as error:
+    except UNAVAILABLE as error:
         raise _unavailable(error) from None
     caller.client.audit(
         "share",
@@ -63,7 +63,7 @@ def _unshare(caller: Caller, params: UnshareParams) -> dict[str, Any]:
     grant = _own_grant(caller, params.id)
     try:
         caller.shares.store.revoke(grant)
-    except (OSError, RedisError) as error:
+    except UNAVAILABLE as error:
         raise _unavailable(error) from None
     caller.client.audit("unshare", share=grant.id, proc=grant.proc, owner=grant.owner)
     caller.shares.watch.end(grant.id, "share revoked")
@@ -74,7 +74,7 @@ def _own_grant(caller: Caller, share_id: str) -> Grant:
     """The share, if the caller may revoke it (its process's owner, or an admin)."""
     try:
         grant = caller.shares.store.grant(share_id)
-    except (OSError, RedisError) as error:
+    except UNAVAILABLE as error:
         raise _unavailable(error) from None
     if grant is None or not caller.identity.may_see(grant.owner):
         raise RpcError(ErrorCode.NOT_FOUND, f"no such share: {share_id[:64]}", {"id": share_id[:64]})

@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 from flask import Flask, Response, current_app, g, jsonify, request
 from werkzeug.wrappers import Request
 
+from app.errors import ErrorCode, RpcError
+from app.registry import registry_of
 from app.security import audit
 from app.security.identity import Identity
 from app.security.shares import Refused, Shares, looks_like_share
@@ -73,6 +75,9 @@ def _share_access(token: str, allowed_origins: list[str]) -> Response | None:
     except Refused as invalid:
         return unauthorized("share", str(invalid))
     identity = Identity.of_share(grant)
+    gone = _process_gone(identity, grant.proc)
+    if gone is not None:
+        return unauthorized("share", f"share link {grant.id}: {gone}", identity.name)
     refusal = refused_origin(allowed_origins, identity.name)
     if refusal is not None:
         return refusal
@@ -81,6 +86,21 @@ def _share_access(token: str, allowed_origins: list[str]) -> Response | None:
     except Refused as spent:
         return unauthorized("share", str(spent), identity.name)
     g.identity = identity
+    return None
+
+
+def _process_gone(identity: Identity, proc: int) -> str | None:
+    """Why the shared process cannot be reached, if it cannot: released or forgotten, or Redis
+    unreachable.  Several workers without Redis cannot tell (it may live in another): None."""
+    settings = current_app.config["PROCWIRE"]
+    if settings.WORKERS > 1 and not settings.REDIS_URL:
+        return None
+    try:
+        registry_of(current_app).lookup(identity, proc)
+    except RpcError as error:
+        if error.code == ErrorCode.NO_SUCH_PROCESS:
+            return f"process {proc} no longer exists"
+        return error.message
     return None
 
 

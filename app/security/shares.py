@@ -12,6 +12,7 @@ first node sets it), else ``STATE_DIR/share-secret-<BIND>`` (0600).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import time
@@ -28,7 +29,7 @@ from redis import Redis, RedisError
 from app.cluster import keys
 from config import Settings
 from config.devtoken import load_or_create
-from config.state import private_directory, server_file
+from config.state import StateError, private_directory, server_file
 
 SALT = "procwire-share"
 VIEW, CONTROL = "view", "control"
@@ -36,6 +37,8 @@ ID_BYTES = 9  # 72 bits: 12 characters
 CLOSE_SHARE_ENDED = 4003  # the close code of a connection whose share was revoked or expired
 WATCH_SECONDS = 1.0  # how often a worker asks whether the shares of its connections were revoked elsewhere
 Close = Callable[[int, str], None]
+# Why the store may not answer: its files (or an unsafe secret file), or Redis.
+UNAVAILABLE: tuple[type[Exception], ...] = (OSError, StateError, RedisError)
 
 
 @dataclass(frozen=True)
@@ -143,9 +146,11 @@ class RedisStore:
         self._redis = Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
 
     def secret(self) -> str:
-        self._redis.set(keys.SHARE_SECRET, secrets.token_urlsafe(32), nx=True)
-        stored: bytes = self._redis.get(keys.SHARE_SECRET)  # type: ignore[assignment]
-        return stored.decode("ascii")
+        stored = self._redis.get(keys.SHARE_SECRET)
+        if stored is None:  # the first use in this cluster (or Redis lost its data): one node's wins
+            self._redis.set(keys.SHARE_SECRET, secrets.token_urlsafe(32), nx=True)
+            stored = self._redis.get(keys.SHARE_SECRET)
+        return stored.decode("ascii")  # type: ignore[union-attr]
 
     def record(self, grant: Grant) -> None:
         self._redis.set(keys.share(grant.id), orjson.dumps(asdict(grant)), ex=grant.ttl())
@@ -169,7 +174,7 @@ class Shares:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._serializer: URLSafeSerializer | None = None
+        self._signing: tuple[str, URLSafeSerializer] | None = None
         self.watch = Watch(self)
 
     @classmethod
@@ -180,10 +185,13 @@ class Shares:
 
     @property
     def serializer(self) -> URLSafeSerializer:
-        """Made at first use: the secret may need Redis, which a server starts without."""
-        if self._serializer is None:
-            self._serializer = URLSafeSerializer(self.store.secret(), salt=SALT)
-        return self._serializer
+        """Signing with the stored secret, read at each use (a share is rare): every worker and host
+        follows when it is replaced, and a server starts without Redis."""
+        secret = self.store.secret()
+        if self._signing is None or self._signing[0] != secret:
+            signing = {"digest_method": hashlib.sha256}
+            self._signing = (secret, URLSafeSerializer(secret, salt=SALT, signer_kwargs=signing))
+        return self._signing[1]
 
     def issue(self, proc: int, owner: str, mode: str, expires_in: float, single_use: bool) -> tuple[Grant, str]:
         grant = Grant(secrets.token_urlsafe(ID_BYTES), proc, owner, mode, time.time() + expires_in, single_use)
@@ -198,14 +206,14 @@ class Shares:
             raise Refused("share link not valid (bad signature)") from None
         except (TypeError, ValueError):
             raise Refused("share link not valid") from None
-        except (OSError, RedisError):
+        except UNAVAILABLE:
             raise Refused("share links cannot be checked now") from None
         try:
             if grant.expires_at <= time.time():
                 raise Refused(f"share link {grant.id} expired")
             if self.store.revoked(grant.id):
                 raise Refused(f"share link {grant.id} was revoked")
-        except (OSError, RedisError):
+        except UNAVAILABLE:
             raise Refused("share links cannot be checked now") from None
         return grant
 
@@ -214,7 +222,7 @@ class Shares:
         try:
             if grant.single_use and not self.store.spend(grant):
                 raise Refused(f"share link {grant.id} was already used")
-        except (OSError, RedisError):
+        except UNAVAILABLE:
             raise Refused("share links cannot be checked now") from None
 
 
@@ -262,5 +270,5 @@ class Watch:
         """Revoked as far as the store can tell now (unreachable: asked again at the next round)."""
         try:
             return self._shares.store.revoked(share_id)
-        except (OSError, RedisError):
+        except UNAVAILABLE:
             return False

@@ -18,7 +18,7 @@ def register(commands: Any, common: list[argparse.ArgumentParser]) -> None:
         commands,
         "share",
         common,
-        "print a link that lets someone watch (or drive) one process",
+        "print a link to watch (or drive) one process",
         "Make a share link for one of your processes and print it.  Its holder connects with it\n"
         "(procwire attach LINK, or the console) and may only watch that process (--view, the default)\n"
         "or also type into it, resize and signal it (--control); nothing else on the server.\n"
@@ -40,7 +40,7 @@ procwire share 7 --control --expires 30m --single-use
         commands,
         "unshare",
         common,
-        "revoke a share link: refused from now on, its connections closed",
+        "revoke a share link, close its connections",
         "Revoke a share made by procwire share (its id is printed there): the link is refused on every\n"
         "server of the cluster, and the connections made with it are closed.",
         """
