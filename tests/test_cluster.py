@@ -27,6 +27,7 @@ import websocket
 from tests.client import RpcClient, RpcFailure, read_close, start_bursts
 from tests.redis_server import RedisServer
 from tests.server import Server, children_of, pid_exists, wait_until
+from tests.test_size_rule import BOUND, expect, resized, shell, shown
 
 ALICE = "alice-token-0123456789"
 BOB = "bob-token-0123456789"
@@ -185,12 +186,30 @@ def test_a_second_token_sees_none_of_another_tokens_processes(pair: Pair) -> Non
         alice.call("release", proc=proc)
 
 
+def test_the_rule_holds_when_a_controller_is_on_another_host(pair: Pair) -> None:
+    """The owner node applies the rule: a remote resize names its connection, a remote
+    disconnect makes its size stop counting, and ``find`` on either host shows the size."""
+    with pair.connect(pair.a) as here, pair.connect(pair.b) as there:
+        started = shell(here, 40, 120, size_rule="smallest")
+        proc = started["proc"]
+        eventually_listed(there, proc)
+        there.call("attach", proc=proc)
+        assert resized(there, proc, 30, 150) == {"rows": 30, "cols": 120}
+        expect(here, started, 30, 120)
+        assert shown(there, started["pid"]) == {"rows": 30, "cols": 120}
+        there.close()
+        assert wait_until(lambda: shown(here, started["pid"]) == {"rows": 40, "cols": 120}, timeout=BOUND)
+        expect(here, started, 40, 120)
+        here.call("kill", proc=proc)
+        assert here.call("wait", proc=proc, timeout=BOUND)["signal"] == "SIGKILL"
+
+
 def test_signal_stop_and_resize_act_on_a_process_of_another_host(pair: Pair) -> None:
     with pair.connect(pair.a) as here, pair.connect(pair.b) as there:
         shell = here.call("start", argv=["sh"], pty={"rows": 24, "cols": 80}, on_disconnect="keep")["proc"]
         eventually_listed(there, shell)
         there.call("attach", proc=shell)
-        assert there.call("resize", proc=shell, rows=33, cols=101) == {}
+        assert there.call("resize", proc=shell, rows=33, cols=101) == {"size": {"rows": 33, "cols": 101}}
         there.call("write", proc=shell, data="stty size; exit\n")
         collected = there.collect(shell)
         assert b"33 101" in bytes(collected.stdout)

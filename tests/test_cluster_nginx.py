@@ -58,7 +58,7 @@ def test_a_client_carries_on_with_its_processes_from_another_worker_and_host(clu
         assert collected.exit["code"] == 0
 
         second.call("attach", proc=shell)
-        assert second.call("resize", proc=shell, rows=40, cols=120) == {}
+        assert second.call("resize", proc=shell, rows=40, cols=120) == {"size": {"rows": 40, "cols": 120}}
         second.call("write", proc=shell, data="stty size; exit 7\n")
         terminal = second.collect(shell)
         assert b"40 120" in bytes(terminal.stdout)

@@ -27,6 +27,7 @@ MODULES = [
     "terminal.js",
     "terminals.js",
     "files.js",
+    "share.js",
     "console.css",
 ]
 

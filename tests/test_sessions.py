@@ -42,7 +42,7 @@ def test_resize_delivers_sigwinch(client: RpcClient) -> None:
     script = "trap 'stty size' WINCH; echo ready; while :; do sleep 0.05; done"
     proc = client.call("start", argv=["bash", "-c", script], pty={"rows": 24, "cols": 80})["proc"]
     read_until(client, proc, b"ready")
-    assert client.call("resize", proc=proc, rows=50, cols=132) == {}
+    assert client.call("resize", proc=proc, rows=50, cols=132) == {"size": {"rows": 50, "cols": 132}}
     read_until(client, proc, b"50 132")
     client.call("kill", proc=proc)
     client.collect(proc)

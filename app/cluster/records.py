@@ -17,7 +17,7 @@ from app.processes.process import Process
 
 Command = tuple[Any, ...]
 STREAMS = ("stdout", "stderr")
-DYNAMIC_INFO = ("state", "exit", "offsets", "attached")  # written apart from the static info
+DYNAMIC_INFO = ("state", "exit", "offsets", "attached", "size")  # written apart from the static info
 
 # KEYS: the record, every id, the owner's ids, the node's ids, the node's running counts.
 # ARGV: the id, the running increment (0 or 1), the owner, then the record's fields and values.
@@ -54,7 +54,7 @@ def record(process: Process, node: str, client_id: str | None) -> Command:
         client=client_id,
     )
     fields: list[Any] = ["node", node, "owner", owner, "info", orjson.dumps(info)]
-    fields += ["offsets", orjson.dumps(process.offsets), "attached", process.subscribers]
+    fields += ["offsets", orjson.dumps(process.offsets), "attached", process.subscribers, *sized(process)[2:]]
     if process.status is not None:
         fields += ["exit", orjson.dumps(process.status)]
     record_keys = (keys.proc(process.id), keys.PROCS, keys.owner_procs(owner), keys.node_procs(node))
@@ -78,6 +78,11 @@ def forgotten_record(proc_id: int, owner: str, node: str) -> Command:
     process_keys = (keys.proc(proc_id), *(keys.output(proc_id, stream) for stream in STREAMS))
     indexes = (keys.PROCS, keys.node_procs(node), keys.owner_procs(owner))
     return ("EVAL", FORGOTTEN, 6, *process_keys, *indexes, proc_id)
+
+
+def sized(process: Process) -> Command:
+    """A terminal's size, whenever its size rule changes it."""
+    return ("HSET", keys.proc(process.id), "size", orjson.dumps(process.info()["size"]))
 
 
 def progress(process: Process) -> Command:

@@ -136,8 +136,13 @@ class ClusterRegistry:
         # A kept process is meant to be found from elsewhere, even if this worker dies right away.
         self._writer.put(*records.record(process, self.node, client.id), urgent=process.options.keep)
         process.when_finished.append(self._exited)
+        process.on_resize = self._resized
         if process.options.keep:
             self._mirror.start(process)
+
+    def _resized(self, process: Process) -> None:
+        """Before the answer to a remote ``resize`` (the same ordered writer): ``find`` anywhere shows it."""
+        self._writer.put(*records.sized(process), urgent=True)
 
     def _exited(self, process: Process) -> None:
         self._writer.put(*records.exited(process, self.node))
@@ -301,3 +306,6 @@ class ClusterRegistry:
         for process in list(self._remote.values()):
             if process.node == node:
                 process.lose()
+        for local in self.local.processes.values():  # its connections' terminal sizes stop counting
+            if local.window is not None:
+                local.forget_size(*local.window.controllers_of(f"{node}/"))

@@ -20,6 +20,7 @@ from app.cluster.bus import Bus, unavailable
 from app.cluster.feed import Feed
 from app.errors import ErrorCode, RpcError
 from app.processes.process import Options, OutputSink, Subscription
+from app.registry.base import Answer
 
 INTERNAL_INFO = ("encoding", "binary", "streams", "client")  # what remote nodes need, not what list shows
 
@@ -33,6 +34,7 @@ class Record:
     offsets: dict[str, int]
     attached: int
     exit: dict[str, Any] | None
+    size: dict[str, int] | None  # a terminal's size now (resizes update it)
 
     @classmethod
     def from_hash(cls, fields: Any) -> Record | None:
@@ -45,13 +47,15 @@ class Record:
             offsets=orjson.loads(fields.get(b"offsets", b"{}")),
             attached=int(fields.get(b"attached", 0)),
             exit=orjson.loads(fields[b"exit"]) if b"exit" in fields else None,
+            size=orjson.loads(fields[b"size"]) if b"size" in fields else None,
         )
 
     def listed(self) -> dict[str, Any]:
         """As ``list`` and ``find`` show it: the fields of a local process's info."""
         shown = {key: value for key, value in self.info.items() if key not in INTERNAL_INFO}
         state = "running" if self.exit is None else "exited"
-        return dict(shown, state=state, exit=self.exit, offsets=self.offsets, attached=self.attached, node=self.node)
+        dynamic = {"state": state, "exit": self.exit, "offsets": self.offsets, "attached": self.attached}
+        return dict(shown, **dynamic, size=self.size, node=self.node)
 
 
 class RemoteProcess:
@@ -101,11 +105,17 @@ class RemoteProcess:
         self._refuse_once_exited("the process has exited")
         return self._ask("signal", signal=signum, group=group)
 
-    def resize(self, rows: int, cols: int) -> AsyncResult:
+    def resize(self, rows: int, cols: int, controller: str = "") -> AsyncResult:
         if not self.info()["pty"]:
             raise RpcError(ErrorCode.INVALID_PARAMS, f"Invalid params: process {self.id} has no pty to resize")
         self._refuse_once_exited("the process has exited")
-        return self._ask("resize", rows=rows, cols=cols)
+        return self._ask("resize", rows=rows, cols=cols, controller=controller)
+
+    def forget_size(self, *controllers: str) -> Answer:
+        """The owner applies the size rule: it must hear that these stopped counting."""
+        if self.status is not None or not self.info()["pty"]:
+            return {}
+        return self._ask("forget_size", controllers=list(controllers))
 
     def stop(self, signum: int, grace: float | None = None) -> dict[str, Any]:
         if self.status is not None:

@@ -39,7 +39,9 @@ class Server:
         if op == "signal":
             return process.send_signal(params["signal"], params["group"])
         if op == "resize":
-            return process.resize(params["rows"], params["cols"])
+            return process.resize(params["rows"], params["cols"], params.get("controller", ""))
+        if op == "forget_size":
+            return process.forget_size(*params["controllers"])
         if op == "stop":
             return deferred(process.stop, params["signal"], params["grace"])
         if op == "wait":

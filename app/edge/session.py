@@ -24,17 +24,17 @@ from app.edge.keepalive import keepalive
 from app.edge.subscriber import Subscriber
 from app.edge.wire import Link
 from app.errors import ErrorCode, RpcError
-from app.processes.process import Limits
+from app.processes.process import Limits, Process
 from app.protocol import access, sharing  # noqa: F401  (sharing registers share and unshare)
 from app.protocol import jsonrpc as protocol
 from app.protocol.access import VIEWERS
 from app.protocol.jsonrpc import Call
 from app.protocol.methods import METHODS, write_stdin
 from app.protocol.output import OutputFormat
-from app.registry.base import Client, ProcessHandle, Registry
+from app.registry.base import Answer, Client, ProcessHandle, Registry
 from app.security.identity import Identity
 from app.security.ratelimit import MessageLimiter, Verdict
-from app.security.shares import Shares
+from app.security.shares import VIEW, Shares
 from app.version import PROTOCOL_VERSION, __version__
 from config import Settings
 
@@ -65,6 +65,8 @@ class Session:
         rate = settings.MAX_MESSAGES_PER_SECOND
         self.limiter = MessageLimiter(rate, settings.MESSAGE_BURST) if rate else None
         self.subscriber = Subscriber(self.notify, self._send_binary)
+        self.controller = f"{registry.node}/{self.client.id}"  # as a terminal's size rule names it
+        self._sized: dict[int, ProcessHandle] = {}  # the terminals this connection gave a size
         self.shares = shares
         self.modes: dict[int, str] = {}  # of the processes attached here (app/protocol/access.py)
         self._after_reply: list[Callable[[], None]] = []
@@ -143,6 +145,8 @@ class Session:
         """Stop every process this client started, grandchildren included,
         except kept ones, which go on without this connection."""
         self.subscriber.detach_all()
+        for proc in list(self._sized):
+            self._forget_size(proc)
         started = list(self.client.started.values())
         for process in started:
             process.begin_output()  # a start answer lost with the connection
@@ -276,6 +280,8 @@ class Session:
     ) -> dict[str, Any]:
         answer, replay = self.subscriber.attach(process, offsets, output_format, snapshot)
         self.modes[process.id] = mode
+        if mode == VIEW:
+            self._forget_size(process.id)  # a viewer may not size the terminal: its old size stops counting
         self.after_reply(replay)
         share = self.identity.share
         self.client.audit("attach", proc=process.id, mode=mode, share=share.id if share else None)
@@ -286,9 +292,33 @@ class Session:
         self.subscriber.detach(process)
         self.modes.pop(process.id, None)
         VIEWERS.changed(process, self)
+        self._forget_size(process.id)
 
     def receives(self, proc: int) -> bool:
         return proc in self.subscriber.processes
+
+    # -- terminal sizes ----------------------------------------------------------------
+
+    def resize(self, process: ProcessHandle, rows: int, cols: int) -> Answer:
+        answer = process.resize(rows, cols, self.controller)
+        self._remember_size(process)
+        return answer
+
+    def sized(self, process: Process, size: tuple[int, int]) -> None:
+        assert process.window is not None
+        process.window.set(self.controller, size)
+        self._remember_size(process)
+
+    def _remember_size(self, process: ProcessHandle) -> None:
+        """Sizes given to finished processes need no forgetting: let them go."""
+        self._sized = {proc: sized for proc, sized in self._sized.items() if sized.running}
+        self._sized[process.id] = process
+
+    def _forget_size(self, proc: int) -> None:
+        """This connection's size for ``proc`` stops counting (a remote one: asked, not awaited)."""
+        process = self._sized.pop(proc, None)
+        if process is not None:
+            process.forget_size(self.controller)
 
     def _send_binary(self, header: bytes, payload: bytes) -> None:
         self.link.send_binary(header, payload)

@@ -163,7 +163,7 @@ class Subscriber:
 
 
 def _window(process: ProcessHandle) -> tuple[int, int]:
-    """The terminal's size now (a remote process: its size at the start)."""
+    """The terminal's size now (a remote process: as its record last said)."""
     size = process.info().get("size") or {"rows": 24, "cols": 80}
     return size["rows"], size["cols"]
 

@@ -33,7 +33,9 @@ from app.processes.history import History, Replay
 from app.processes.launcher import LaunchSpec, launch, set_window_size
 from app.processes.pump import Pump
 from app.processes.reaper import ChildWatch, Reaped, reaper
+from app.processes.status import exit_status
 from app.processes.stdin import StdinFeeder
+from app.processes.window import Size, SizeRule, Window
 
 GROUP_POLL_INTERVAL = 0.02
 END_OF_TRANSMISSION = b"\x04"  # a terminal's end of file, ^D
@@ -79,6 +81,7 @@ class Options:
     timeout: float | None = None
     keep: bool = False  # on_disconnect: "keep"
     history_bytes: int = 0  # per stream; 0 keeps no history
+    size_rule: SizeRule = "latest"  # a terminal's size among several controllers (app.processes.window)
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,8 @@ class Process:
         self.cwd = spec.cwd or server_directory()
         self.options = options
         self.pty = spec.pty is not None
-        self.window = spec.pty  # (rows, cols) of the terminal, kept through resizes
+        self.window = Window(options.size_rule, spec.pty) if spec.pty is not None else None
+        self.on_resize: Callable[[Process], None] | None = None  # a cluster tells the other nodes
         self._sinks: list[OutputSink] = [sink]
         self._uncounted: list[OutputSink] = []  # sinks that are no client (a cluster's mirror)
         self._limits = limits
@@ -180,7 +184,8 @@ class Process:
             "started_at": self.started_at,
             "exit": self.status,
             "pty": self.pty,
-            "size": {"rows": self.window[0], "cols": self.window[1]} if self.window else None,
+            "size": self.window.shown if self.window else None,
+            "size_rule": self.window.rule if self.window else None,
             "on_disconnect": "keep" if self.options.keep else "kill",
             "attached": self.subscribers,
             "offsets": dict(self.offsets),
@@ -247,14 +252,28 @@ class Process:
         if self.reaped:
             raise RpcError(ErrorCode.PROCESS_EXITED, f"process {self.id} has exited")
 
-    def resize(self, rows: int, cols: int) -> dict[str, Any]:
-        if not self.pty:
+    def resize(self, rows: int, cols: int, controller: str = "") -> dict[str, Any]:
+        """``controller`` (a connection) asks for this size; the terminal takes what its rule picks."""
+        if self.window is None:
             raise RpcError(ErrorCode.INVALID_PARAMS, f"Invalid params: process {self.id} has no pty to resize")
         if self.reaped or self._terminal is None:
             raise RpcError(ErrorCode.PROCESS_EXITED, "the process has exited")
-        set_window_size(self._terminal, rows, cols)  # the kernel sends SIGWINCH
-        self.window = (rows, cols)
-        return {}
+        return self._take_size(self.window.set(controller, (rows, cols)))
+
+    def forget_size(self, *controllers: str) -> dict[str, Any]:
+        """``controllers`` detached or left: their sizes stop counting."""
+        if self.window is None or self.reaped or self._terminal is None:
+            return {}
+        return self._take_size(self.window.forget(*controllers))
+
+    def _take_size(self, size: Size) -> dict[str, Any]:
+        assert self.window is not None and self._terminal is not None
+        if size != self.window.size:
+            set_window_size(self._terminal, *size)  # the kernel sends SIGWINCH
+            self.window.size = size
+            if self.on_resize is not None:
+                self.on_resize(self)
+        return {"size": self.window.shown}
 
     def send_signal(self, signum: int, group: bool = True) -> dict[str, Any]:
         """Signal the group (or the leader only); refused once it is reaped."""
@@ -380,39 +399,12 @@ class Process:
         if self._terminal is not None:
             close_fd(self._terminal)
             self._terminal = None
-        self.status = exit_status(self, self._child.result, self._duration, self._incomplete)
+        self.status = exit_status(
+            self.id, self.pid, self.timed_out, self._child.result, self._duration, self._incomplete
+        )
         for sink in list(self._sinks):
             sink.exited(self)
         self._sinks.clear()  # nothing more will come; let the connections go
         self._finished.set()
         for callback in self.when_finished:
             callback(self)
-
-
-def exit_status(process: Process, reaped: Reaped, duration: float, incomplete: bool) -> dict[str, Any]:
-    """The ``exit`` notification's params, from a ``wait4`` status and rusage."""
-    status = reaped.status
-    signaled = os.WIFSIGNALED(status)
-    signum = os.WTERMSIG(status) if signaled else None
-    return {
-        "proc": process.id,
-        "pid": process.pid,
-        "code": None if signaled else os.waitstatus_to_exitcode(status),
-        "signal": signal_name(signum) if signum else None,
-        "core_dumped": bool(signaled and os.WCOREDUMP(status)),
-        "timed_out": process.timed_out,
-        "duration": round(duration, 6),
-        "output_incomplete": incomplete,
-        "rusage": {
-            "utime": reaped.rusage.ru_utime,
-            "stime": reaped.rusage.ru_stime,
-            "maxrss_kb": reaped.rusage.ru_maxrss,
-        },
-    }
-
-
-def signal_name(signum: int) -> str:
-    try:
-        return signal.Signals(signum).name
-    except ValueError:
-        return f"SIG{signum}"

@@ -17,7 +17,7 @@ from app.security.start_gate import Requester
 if TYPE_CHECKING:
     from app.processes.process import Limits, Process
     from app.protocol.output import OutputFormat
-    from app.registry.base import ProcessHandle
+    from app.registry.base import Answer, ProcessHandle
     from app.security.shares import Shares
     from config import Settings
 
@@ -59,5 +59,13 @@ class Caller(Requester, Protocol):
     ) -> dict[str, Any]: ...
 
     def detach(self, process: ProcessHandle) -> None: ...
+
+    def resize(self, process: ProcessHandle, rows: int, cols: int) -> Answer:
+        """This connection's size for ``process``'s terminal; it counts until the connection detaches or leaves."""
+        ...
+
+    def sized(self, process: Process, size: tuple[int, int]) -> None:
+        """``process`` was started on a terminal of ``size``: this connection's first size for it."""
+        ...
 
     def after_reply(self, callback: Callable[[], None]) -> None: ...

@@ -150,10 +150,14 @@ def checked_cwd(cwd: str | None) -> str | None:
 def _start(caller: Caller, params: P.StartParams) -> dict[str, Any]:
     keep = params.on_disconnect == "keep"
     history_bytes = _history_bytes(caller, params.buffer, keep)
-    options = spawn_options(caller, params, binary=params.binary, keep=keep, history_bytes=history_bytes)
+    options = spawn_options(
+        caller, params, binary=params.binary, keep=keep, history_bytes=history_bytes, size_rule=params.size_rule
+    )
     pty = (params.pty.rows, params.pty.cols) if params.pty else None
     process = spawn(caller, params, caller.subscriber, options, pty)
     caller.subscriber.subscribed(process)
+    if pty is not None:
+        caller.sized(process, pty)  # the starter's size counts as its first resize
     caller.after_reply(process.begin_output)
     return {"proc": process.id, "pid": process.pid, "pgid": process.pgid}
 
@@ -181,8 +185,8 @@ def _history_bytes(caller: Caller, requested: int | None, keep: bool) -> int:
 
 
 @method("resize", P.ResizeParams)
-def _resize(caller: Caller, params: P.ResizeParams) -> dict[str, Any]:
-    return caller.lookup(params.proc).resize(params.rows, params.cols)
+def _resize(caller: Caller, params: P.ResizeParams) -> Any:
+    return caller.resize(caller.lookup(params.proc), params.rows, params.cols)
 
 
 @method("attach", P.AttachParams)

@@ -107,6 +107,7 @@ class StartParams(SpawnParams):
     binary: StrictBool = False
     pty: PtySize | None = None
     on_disconnect: Literal["kill", "keep"] = "kill"
+    size_rule: Literal["latest", "smallest"] = "latest"  # the terminal's size among its controllers
     buffer: Annotated[StrictInt, Field(ge=0)] | None = None
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from app.errors import RpcError
 from app.processes.environment import server_directory
-from app.processes.process import signal_name
+from app.processes.status import signal_name
 from app.security import audit
 from app.security.policy import Refused, StartRequest, check_start
 

@@ -11,7 +11,8 @@ export interface Hello {
   protocol: number;
   client_id: string;
   node: string;
-  identity: { name: string; role: 'admin' | 'user' };
+  /** A share link's connection: role "share", and the one process it may reach. */
+  identity: { name: string; role: 'admin' | 'user' | 'share'; share?: { id: string; proc: number; mode: AttachMode } };
   limits: {
     max_message_bytes: number;
     max_stdin_chunk: number;
@@ -74,15 +75,29 @@ export interface ProcessInfo {
   exit: ExitStatus | null;
   pty: boolean;
   size: { rows: number; cols: number } | null;
+  /** On a pty, how its size is chosen among its controllers; else null. */
+  size_rule: SizeRule | null;
   on_disconnect: 'kill' | 'keep';
   attached: number;
+  /** Who is attached (the owner sees it). */
+  viewers?: Viewer[];
   owner: string;
   offsets: Partial<Record<Stream, number>>;
   node: string;
 }
 
+export type AttachMode = 'control' | 'view';
+export type SizeRule = 'latest' | 'smallest';
+
+export interface Viewer {
+  client: string;
+  name: string;
+  mode: AttachMode;
+}
+
 export interface AttachAnswer {
   proc: number;
+  mode?: AttachMode;
   offsets: Partial<Record<Stream, number>>;
   replay_from: Partial<Record<Stream, number>>;
   truncated: boolean;
@@ -105,6 +120,8 @@ export interface StartOptions {
   command?: string | null;
   pty?: { rows: number; cols: number } | null;
   on_disconnect?: 'kill' | 'keep';
+  /** With `pty`: the size when several connections control it ("latest" by default). */
+  size_rule?: SizeRule;
   buffer?: number | null;
 }
 
@@ -138,6 +155,30 @@ export interface AttachOptions {
   binary?: boolean | null;
   encoding?: Encoding | null;
   snapshot?: boolean;
+  /** "view": output only, every method that acts on the process refused (-32003). */
+  mode?: AttachMode;
+}
+
+/** The params of `share` other than `proc`. */
+export interface ShareOptions {
+  mode?: AttachMode;
+  /** Seconds, default 3600, at most 7 days. */
+  expires_in?: number;
+  single_use?: boolean;
+}
+
+export interface ShareAnswer {
+  id: string;
+  token: string;
+  /** ws://HOST/ws?share=TOKEN: connect with `new Client(url, null)`. */
+  url: string;
+  mode: AttachMode;
+  expires_at: number;
+}
+
+export interface ResizeAnswer {
+  /** The size the terminal took (under "smallest", maybe less than asked). */
+  size: { rows: number; cols: number };
 }
 
 export interface ReconnectPolicy {
@@ -240,6 +281,8 @@ export class Process implements AsyncIterable<Chunk> {
   truncated: boolean;
   /** The last `screen` notification (an attach with `snapshot`). */
   screen: ScreenParams | null;
+  /** "control" or "view" once attached; null for a process started by this client. */
+  readonly mode: AttachMode | null;
   /** The answer of the last attach, for a process followed with `attach`. */
   info: AttachAnswer | null;
   /** The exit status once it came. */
@@ -265,7 +308,8 @@ export class Process implements AsyncIterable<Chunk> {
   closeStdin(): Promise<{ written?: number }>;
   /** Writes `input` (if any), closes stdin, resolves with all the output until the exit. */
   communicate(input?: string | Uint8Array | null): Promise<{ stdout: Uint8Array; stderr: Uint8Array }>;
-  resize(rows: number, cols: number): Promise<{}>;
+  resize(rows: number, cols: number): Promise<ResizeAnswer>;
+  share(options?: ShareOptions): Promise<ShareAnswer>;
   signal(signal: Signal, options?: { group?: boolean }): Promise<{}>;
   kill(): Promise<{}>;
   stop(options?: { signal?: Signal; grace?: number | null }): Promise<ExitStatus>;
@@ -305,7 +349,9 @@ export class Client {
   signal(proc: number, signal: Signal, options?: { group?: boolean }): Promise<{}>;
   kill(proc: number): Promise<{}>;
   stop(proc: number, options?: { signal?: Signal; grace?: number | null }): Promise<ExitStatus>;
-  resize(proc: number, rows: number, cols: number): Promise<{}>;
+  resize(proc: number, rows: number, cols: number): Promise<ResizeAnswer>;
+  share(proc: number, options?: ShareOptions): Promise<ShareAnswer>;
+  unshare(id: string): Promise<{}>;
   release(proc: number): Promise<{}>;
 }
 

@@ -177,7 +177,7 @@ function closeText(event) {
 
 /** One process followed by a client: its output as chunks, its exit, and the methods acting on it. */
 export class Process {
-  constructor(client, proc, { pid = null, pgid = null, pty = false, resumable = false, format = {} } = {}) {
+  constructor(client, proc, { pid = null, pgid = null, pty = false, resumable = false, format = {}, mode = null } = {}) {
     this.client = client;
     this.proc = proc;
     this.pid = pid;
@@ -185,6 +185,7 @@ export class Process {
     this.pty = pty;
     this.resumable = resumable; // attached again after a reconnect (kept, or attached to)
     this.format = format; // {binary, encoding} asked for, asked again when re-attaching
+    this.mode = mode; // "control" or "view" once attached (null: started here, in control)
     this.offsets = { stdout: 0, stderr: 0 }; // per stream, the offset of the next byte expected
     this.truncated = false; // some bytes asked for were no longer held by the server
     this.info = null; // the answer of the last attach
@@ -248,6 +249,7 @@ export class Process {
   // An attach answer: each stream goes on from its `replay_from` (the screen's offset for a snapshot).
   attached(answer) {
     this.info = answer;
+    if (answer.mode) this.mode = answer.mode;
     Object.assign(this.offsets, answer.replay_from);
     if (answer.truncated) this.truncated = true;
   }
@@ -366,6 +368,11 @@ export class Process {
 
   resize(rows, cols) {
     return this.client.resize(this.proc, rows, cols);
+  }
+
+  /** A link to this process for someone else (options: the params of `share`). */
+  share(options = {}) {
+    return this.client.share(this.proc, options);
   }
 
   signal(signal, options = {}) {
@@ -629,7 +636,7 @@ export class Client {
   attach(proc, options = {}) {
     const format = { binary: options.binary ?? null, encoding: options.encoding ?? null };
     return this.request('attach', { proc, ...options }, (result) => {
-      const process = new Process(this, proc, { resumable: true, format });
+      const process = new Process(this, proc, { resumable: true, format, mode: options.mode ?? null });
       process.attached(result);
       this.processes.get(proc)?.unfollowed();
       this.processes.set(proc, process);
@@ -706,8 +713,23 @@ export class Client {
     return this.call('stop', grace === null ? { proc, signal } : { proc, signal, grace });
   }
 
+  /** Resolves with `{size}`: the size the terminal took (its size rule may pick a smaller one). */
   resize(proc, rows, cols) {
     return this.call('resize', { proc, rows, cols });
+  }
+
+  /**
+   * A link to process `proc` for someone else: `options` `mode` ("view", the default, or
+   * "control"), `expires_in` (seconds), `single_use`.  Resolves with {id, token, url, mode,
+   * expires_at}; connect with `new Client(url, null)` (the token is in the URL).
+   */
+  share(proc, options = {}) {
+    return this.call('share', { proc, ...options });
+  }
+
+  /** Revoke the share `id`: its link is refused from now on, its connections are closed. */
+  unshare(id) {
+    return this.call('unshare', { id });
   }
 
   /** Forget an exited process on the server (ProcessRunning while its exit is not sent yet). */
@@ -793,6 +815,7 @@ export class Client {
     const params = { offset: { ...process.offsets } };
     if (process.format.binary !== null && process.format.binary !== undefined) params.binary = process.format.binary;
     if (process.format.encoding) params.encoding = process.format.encoding;
+    if (process.mode === 'view') params.mode = 'view'; // never more than it had
     for (;;) {
       try {
         await this.request('attach', { proc: process.proc, ...params }, (answer) => process.attached(answer));

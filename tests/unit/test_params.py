@@ -83,6 +83,7 @@ def test_start_defaults() -> None:
         "binary": False,
         "pty": None,
         "on_disconnect": "kill",
+        "size_rule": "latest",
         "buffer": None,
     }
 
@@ -226,6 +227,7 @@ def test_wrong_type_in_a_union_names_just_the_field(model: type[P.Params], raw: 
         ("stderr", "stderr", "'pipe', 'stdout' or 'null'"),
         ("encoding", "utf-8", "'text' or 'base64'"),
         ("encoding", None, "'text' or 'base64'"),
+        ("size_rule", "largest", "'latest' or 'smallest'"),
     ],
 )
 def test_enumerated_values(field: str, value: Any, allowed: str) -> None:

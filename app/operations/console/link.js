@@ -13,10 +13,12 @@ const TEXT = { binary: false, encoding: 'text' };
 const RECONNECT = { deadline: Infinity };
 const CONNECT_TIMEOUT_MS = 10000;
 
-// Relative to the page, so that /some/prefix/ connects to /some/prefix/ws (the client adds ?token=).
-function socketUrl() {
+// Relative to the page, so that /some/prefix/ connects to /some/prefix/ws (the client adds ?token=;
+// a share link's token goes as ?share=).
+function socketUrl(share = null) {
   const url = new URL('ws', location.href);
   url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+  if (share !== null) url.searchParams.set('share', share);
   return url.href;
 }
 
@@ -88,9 +90,10 @@ export class Link {
     return this.client ? this.client.hello : null;
   }
 
-  logIn(token) {
+  /** Connect with `token`; `share`: it is a share link's token (one process, see share.js). */
+  logIn(token, { share = false } = {}) {
     this.token = token;
-    this.client = new Client(socketUrl(), token, {
+    this.client = new Client(share ? socketUrl(token) : socketUrl(), share ? null : token, {
       connectTimeout: CONNECT_TIMEOUT_MS,
       reconnect: RECONNECT,
       onNotification: (method, params) => this.events.onNotification(method, params),

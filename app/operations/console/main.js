@@ -1,16 +1,18 @@
 // procwire's web console: the JSON-RPC protocol of /ws (docs/protocol.md), spoken from the browser.
-// This module logs in (a token, a one-time code from the address bar, or an auth proxy's sign-in),
-// keeps the link's state on screen and switches views; each part follows its own processes
-// through the client.
+// This module logs in (a token, a one-time code from the address bar, an auth proxy's sign-in, or
+// a share link: then the page is one shared terminal and nothing else), keeps the link's state on
+// screen and switches views; each part follows its own processes through the client.
 
 import { Link } from './link.js';
 import { ProcessesView } from './processes.js';
 import { RunView } from './run.js';
+import { ShareDialog, shareTokenOf, showShareBanner } from './share.js';
 import { Terminals } from './terminals.js';
 import { $, splitArgs } from './util.js';
 
 const TOKEN_KEY = 'procwire.token';
 const VIEW_KEY = 'procwire.view';
+const SHARE_KEY = 'procwire.share'; // a share link's token, while this tab uses one
 const VIEWS = ['run', 'processes', 'terminal'];
 
 let token = sessionStorage.getItem(TOKEN_KEY);
@@ -20,6 +22,7 @@ let messageTimer = null;
 
 const app = {
   link: null,
+  sharing: false, // opened with a share link: one process, no list, no other views
   refreshList: () => app.processes.refresh(),
   listChanged: () => app.processes.schedule(),
   listed(processes) {
@@ -81,7 +84,18 @@ function onNotification(method) {
   if (method === 'exit') app.processes.schedule();
 }
 
-async function onUp() {
+async function onUp(hello) {
+  if (app.sharing) {
+    const shared = hello.identity && hello.identity.share;
+    if (!shared) {
+      message('This link opened no shared process.', true);
+      return;
+    }
+    showShareBanner(shared);
+    app.terminals.openShared(shared);
+    app.terminals.up();
+    return;
+  }
   await app.processes.refresh(); // the list first: a terminal may adopt a session from it
   app.run.up();
   app.terminals.up();
@@ -113,7 +127,21 @@ function logIn(event) {
   const value = $('token').value.trim();
   if (!value) return;
   $('token').value = '';
-  begin(value);
+  const shared = shareTokenOf(value);
+  if (shared) beginShared(shared);
+  else begin(value);
+}
+
+// A share link: the one process it reaches, in the Terminal view, with nothing else on the page.
+function beginShared(value) {
+  app.sharing = true;
+  sessionStorage.setItem(SHARE_KEY, value);
+  document.body.classList.add('shared');
+  $('login').hidden = true;
+  $('app').hidden = false;
+  $('login-error').textContent = '';
+  showView('terminal');
+  app.link.logIn(value, { share: true });
 }
 
 // `value` null: signed in by an auth proxy in front, no token to keep.
@@ -131,18 +159,27 @@ function logOut(reason = '') {
   app.link.logOut();
   token = null;
   sessionStorage.removeItem(TOKEN_KEY);
+  sessionStorage.removeItem(SHARE_KEY);
+  app.sharing = false;
+  document.body.classList.remove('shared');
+  $('share-banner').hidden = true;
   $('app').hidden = true;
   $('login').hidden = false;
   $('login-error').textContent = reason;
   $('token').focus();
 }
 
+// Take `name` out of the address bar and its history (a secret: it stays in this tab only).
+function unlist(name) {
+  const url = new URL(location.href);
+  url.searchParams.delete(name);
+  history.replaceState(history.state, '', url.href);
+}
+
 // `?code=` in the address: a one-time way in (`make run` prints it), traded for the token
 // once, then removed from the address bar and its history.
 async function redeem(code) {
-  const url = new URL(location.href);
-  url.searchParams.delete('code');
-  history.replaceState(history.state, '', url.href);
+  unlist('code');
   try {
     const response = await fetch(new URL('console/redeem', location.href), {
       method: 'POST',
@@ -182,12 +219,15 @@ async function init() {
     onUp,
     onDown,
     onNotification,
-    onUnauthorized: () => logOut('The server refused this token.'),
+    onUnauthorized: () => logOut(app.sharing
+      ? 'The server refused this share link: it expired, was revoked, or was for one use and used.'
+      : 'The server refused this token.'),
     onStrayError: (error) => message(`server: ${error.message}`, true),
   });
   app.run = new RunView(app);
   app.processes = new ProcessesView(app);
   app.terminals = new Terminals(app);
+  app.share = new ShareDialog(app);
   $('login-form').addEventListener('submit', logIn);
   $('logout').addEventListener('click', () => {
     sessionStorage.clear(); // the token and what the page showed: nothing is restored for the next login
@@ -195,9 +235,14 @@ async function init() {
   });
   $('offline-now').addEventListener('click', () => app.link.retryNow());
   for (const tab of document.querySelectorAll('.tab')) tab.addEventListener('click', () => showView(tab.dataset.view));
-  const code = new URLSearchParams(location.search).get('code');
+  const query = new URLSearchParams(location.search);
+  const linked = query.get('share');
+  if (linked) unlist('share');
+  const code = query.get('code');
   if (code) token = (await redeem(code)) || token;
-  if (token) begin(token);
+  const shared = linked || sessionStorage.getItem(SHARE_KEY);
+  if (shared) beginShared(shared);
+  else if (token) begin(token);
   else if (await signedInByProxy()) begin(null);
   else {
     $('login').hidden = false;
@@ -218,6 +263,9 @@ window.procwireConsole = {
   },
   get clientId() {
     return app.link.hello ? app.link.hello.client_id : null;
+  },
+  get readOnly() {
+    return app.terminals.active ? app.terminals.active.readOnly : null;
   },
   terminalText: (index) => app.terminals.text(index),
   splitArgs,

@@ -21,6 +21,7 @@ export class ProcessesView {
 
   async refresh() {
     clearTimeout(this.timer);
+    if (this.app.sharing) return; // a share link may list nothing
     const { link } = this.app;
     if (!link.up) {
       this.render();
@@ -104,6 +105,7 @@ export class ProcessesView {
       $('processes-error').textContent = `${what}: ${error.message}`;
     };
     if (running) {
+      buttons.push(button('Share', () => this.app.share.open(info.proc)));
       // A process of another worker or host sends its exit only to those attached: list again.
       const killed = () => this.schedule(300);
       buttons.push(button('Kill', () => link.call('kill', { proc: info.proc }).then(killed, failed('kill')), { cls: 'danger' }));

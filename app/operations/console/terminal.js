@@ -1,7 +1,9 @@
 // One terminal tab: an xterm.js terminal bound to one process on a pseudo-terminal.  Keystrokes are
 // never dropped: typed before the process is known or while connecting, they wait and go in order.
 // A fresh attach asks for the current screen (a `screen` notification) instead of a replay of the
-// whole history; across a lost connection the client follows the process on by itself.
+// whole history; across a lost connection the client follows the process on by itself.  A tab
+// opened with a view share link is read-only: keys do nothing, and it takes the process's size
+// instead of giving it one.
 
 import { ConnectionError, ProcessLost, RpcError, follow } from './link.js';
 import { describeExit } from './util.js';
@@ -14,14 +16,17 @@ export class TerminalSession {
   /**
    * `plan`: what to run once connected: {attach: proc} or {start: argv, name, adopt: bool}.
    * `keep`: the process outlives this page (on_disconnect "keep") or ends with it ("kill").
+   * `mode`: a share link's ("view" or "control"), asked for when attaching; null for the owner.
    */
-  constructor(app, { pane, plan, keep, name = null, onChange }) {
+  constructor(app, { pane, plan, keep, name = null, mode = null, onChange }) {
     this.app = app;
     this.pane = pane;
     this.plan = plan;
     this.keep = keep;
     this.name = name;
     this.onChange = onChange;
+    this.mode = mode;
+    this.readOnly = mode === 'view';
     this.proc = plan.attach ?? null;
     this.info = null;
     this.state = 'connecting'; // connecting, starting, attaching, running, exited, gone, failed
@@ -35,7 +40,8 @@ export class TerminalSession {
 
   createTerminal() {
     const term = new window.Terminal({
-      cursorBlink: true,
+      cursorBlink: !this.readOnly,
+      disableStdin: this.readOnly,
       fontFamily: 'ui-monospace, "DejaVu Sans Mono", Menlo, monospace',
       fontSize: 14,
       scrollback: 5000,
@@ -47,7 +53,7 @@ export class TerminalSession {
     term.onData((data) => this.input({ data }));
     term.onBinary((data) => this.input({ data: btoa(data), encoding: 'base64' }));
     term.onResize(({ rows, cols }) => {
-      if (this.live) this.app.link.call('resize', { proc: this.proc, rows, cols }).catch(() => {});
+      if (this.live && !this.readOnly) this.app.link.call('resize', { proc: this.proc, rows, cols }).catch(() => {});
       this.onChange(this);
     });
     new ResizeObserver(() => requestAnimationFrame(() => this.fit())).observe(this.pane);
@@ -62,8 +68,9 @@ export class TerminalSession {
     return !this.pane.hidden && this.pane.offsetParent !== null;
   }
 
+  // A read-only tab keeps the process's size (from its screen): only controllers size it.
   fit() {
-    if (this.visible) this.fitter.fit();
+    if (this.visible && !this.readOnly) this.fitter.fit();
   }
 
   focus() {
@@ -81,7 +88,7 @@ export class TerminalSession {
   // -- keystrokes ---------------------------------------------------------------------
 
   input(params) {
-    if (['exited', 'gone', 'failed'].includes(this.state)) return;
+    if (this.readOnly || ['exited', 'gone', 'failed'].includes(this.state)) return;
     if (this.queued + params.data.length > MAX_QUEUED) return;
     this.queue.push(params);
     this.queued += params.data.length;
@@ -164,11 +171,14 @@ export class TerminalSession {
     this.onChange(this);
     try {
       const { rows, cols } = this.term;
-      await link.call('resize', { proc, rows, cols }).catch((error) => {
-        if (!(error instanceof RpcError && error.code === -32005)) throw error; // -32005: exited
-      });
+      if (!this.readOnly) {
+        await link.call('resize', { proc, rows, cols }).catch((error) => {
+          if (!(error instanceof RpcError && error.code === -32005)) throw error; // -32005: exited
+        });
+      }
       this.term.write('\x1bc'); // a full reset, in order with what is written next
-      const process = await link.attach(proc, { snapshot: true });
+      const process = await link.attach(proc, this.mode ? { snapshot: true, mode: this.mode } : { snapshot: true });
+      if (this.mode && !process.info.screen) this.term.options.convertEol = true; // pipes: bare newlines
       if (process.info.exit) this.exited(process.info.exit);
       else this.state = 'running';
       this.follow(process);
@@ -194,6 +204,7 @@ export class TerminalSession {
     follow(process, {
       screen: ({ data }) => {
         if (!shown()) return;
+        if (this.readOnly && process.screen) this.term.resize(process.screen.cols, process.screen.rows);
         this.term.write('\x1bc'); // reset, then the screen as it is now
         this.term.write(data);
       },
@@ -247,7 +258,8 @@ export class TerminalSession {
 
   statusText() {
     const size = `${this.term.rows}×${this.term.cols}`;
-    const mode = this.keep ? 'kept when the tab closes' : 'ends with the tab';
+    let mode = this.keep ? 'kept when the tab closes' : 'ends with the tab';
+    if (this.mode) mode = this.readOnly ? 'shared with you, read-only' : 'shared with you';
     if (this.proc === null) return `${this.state === 'failed' ? 'not started' : this.state + '…'} · ${size}`;
     let state = this.state;
     if (this.exit) state = `ended: ${describeExit(this.exit)}`;

@@ -1,7 +1,8 @@
 // The Terminal view: terminals in tabs, the list of this token's kept sessions (any tab or browser
 // of the token may open one), and files in and out of the active session.  The first visit opens
 // a shell at once: this page's own sessions again after a reload, else a console session nobody
-// is attached to, else a new one; "+" always starts a new one.
+// is attached to, else a new one; "+" always starts a new one.  Opened with a share link, the
+// view is that one shared process (openShared).
 
 import { Transfers } from './files.js';
 import { TerminalSession } from './terminal.js';
@@ -26,6 +27,7 @@ export class Terminals {
 
   bind() {
     $('new-terminal').addEventListener('click', () => this.newTerminal());
+    $('share-terminal').addEventListener('click', () => this.active && this.app.share.open(this.active.proc));
     $('end-terminal').addEventListener('click', () => this.active && this.active.kill().catch((error) => {
       this.report(`end: ${error.message}`, true);
     }));
@@ -54,7 +56,7 @@ export class Terminals {
   // -- opening and closing -------------------------------------------------------------
 
   shown() {
-    if (!this.opened) this.openFirst();
+    if (!this.opened && !this.app.sharing) this.openFirst();
     if (this.active) this.activate(this.active);
     clearInterval(this.listTimer);
     this.listTimer = setInterval(() => this.app.refreshList(), LIST_EVERY_MS);
@@ -100,12 +102,19 @@ export class Terminals {
     this.activate(session);
   }
 
-  add({ plan, keep, name }) {
+  // The process of a share link (`shared`: the hello's identity.share), once: a reconnect follows it on.
+  openShared({ proc, mode }) {
+    this.opened = true;
+    if (this.has(proc)) return;
+    this.activate(this.add({ plan: { attach: proc }, keep: true, name: `shared proc ${proc}`, mode }));
+  }
+
+  add({ plan, keep, name, mode = null }) {
     const pane = document.createElement('div');
     pane.className = 'term-pane';
     pane.hidden = true;
     $('terminals').append(pane);
-    const session = new TerminalSession(this, { pane, plan, keep, name, onChange: () => this.changed() });
+    const session = new TerminalSession(this, { pane, plan, keep, name, mode, onChange: () => this.changed() });
     this.sessions.push(session);
     if (this.app.link.up) this.app.refreshList().then(() => session.up());
     this.changed();
@@ -191,8 +200,8 @@ export class Terminals {
   // -- drawing -------------------------------------------------------------------------------
 
   changed() {
-    const stored = this.sessions.filter((session) => session.keep && session.proc !== null && !session.exit);
-    sessionStorage.setItem(TABS_KEY, JSON.stringify(stored.map(({ proc, name }) => ({ proc, name }))));
+    const stored = this.sessions.filter((session) => session.keep && session.proc !== null && !session.exit && !session.mode);
+    if (!this.app.sharing) sessionStorage.setItem(TABS_KEY, JSON.stringify(stored.map(({ proc, name }) => ({ proc, name }))));
     this.renderTabs();
     this.renderStatus();
     this.renderSessions();
@@ -223,6 +232,7 @@ export class Terminals {
     $('terminal-status').textContent = session ? session.statusText() : 'No terminal: + opens one.';
     const live = Boolean(session && session.live);
     $('end-terminal').disabled = !live;
+    $('share-terminal').disabled = !live;
     $('upload').disabled = !live;
     $('download').disabled = !live;
     $('download-go').disabled = !live;

@@ -1,7 +1,10 @@
 // Compiled (never run) by types.test.js: the declarations in procwire.d.ts allow the README's uses
 // and refuse wrong ones (each @ts-expect-error must be an error).
 
-import { Client, ConnectionError, NotFound, OutputTruncated, ProcessLost, RpcError, type Chunk, type ExitStatus, type Hello } from '../procwire.js';
+import {
+  Client, ConnectionError, NotFound, OutputTruncated, ProcessLost, RpcError,
+  type AttachMode, type Chunk, type ExitStatus, type Hello, type ShareAnswer, type SizeRule,
+} from '../procwire.js';
 
 export async function uses(WebSocket: new (url: string) => unknown): Promise<void> {
   const client = await Client.connect('ws://127.0.0.1:9999/ws', 'token', {
@@ -22,7 +25,17 @@ export async function uses(WebSocket: new (url: string) => unknown): Promise<voi
   await cat.write('text');
   await cat.write(stdout);
   cat.send(new Uint8Array([0]));
-  await cat.resize(40, 120);
+  const { size } = await cat.resize(40, 120);
+  void [size.rows, size.cols];
+  const link: ShareAnswer = await cat.share({ mode: 'view', expires_in: 600 });
+  await client.unshare((await client.share(cat.proc, { single_use: true })).id);
+  const viewer = await Client.connect(link.url, null);
+  const watched = await viewer.attach(cat.proc, { mode: 'view', snapshot: true });
+  const mode: AttachMode | null = watched.mode;
+  void [mode, watched.info?.mode, viewer.hello?.identity.share?.proc, link.expires_at];
+  await client.start(['sh'], { pty: { rows: 24, cols: 80 }, size_rule: 'smallest' });
+  const rule: SizeRule | null | undefined = (await client.list())[0]?.size_rule;
+  void rule;
   await cat.signal('INT', { group: false });
   const exit: ExitStatus = await cat.exit;
   cat.on('screen', (params) => params.rows).on('exit', (done) => done.signal);
@@ -49,5 +62,9 @@ export async function uses(WebSocket: new (url: string) => unknown): Promise<voi
   void (await cat.exit).rusage.nothing;
   // @ts-expect-error `on_disconnect` is "kill" or "keep"
   await client.start(['ls'], { on_disconnect: 'detach' });
+  // @ts-expect-error a share is for "view" or "control"
+  await client.share(1, { mode: 'admin' });
+  // @ts-expect-error `size_rule` is "latest" or "smallest"
+  await client.start(['sh'], { size_rule: 'largest' });
   client.close();
 }

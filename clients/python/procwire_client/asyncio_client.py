@@ -152,10 +152,17 @@ class AsyncClient(AsyncResumingConnection):
         on_disconnect: str | None = None,
         buffer: int | None = None,
         command: str | None = None,
+        size_rule: str | None = None,
     ) -> AsyncProcess:
         spawn = spawn_params(argv, env, clear_env, cwd, stdin, stderr, timeout, encoding, name)
         params = start_params(
-            spawn, binary=binary, pty=pty, on_disconnect=on_disconnect, buffer=buffer, command=command
+            spawn,
+            binary=binary,
+            pty=pty,
+            on_disconnect=on_disconnect,
+            buffer=buffer,
+            command=command,
+            size_rule=size_rule,
         )
         started: dict[str, AsyncProcess] = {}
 

@@ -177,6 +177,7 @@ class Client(ResumingConnection):
         on_disconnect: str | None = None,
         buffer: int | None = None,
         command: str | None = None,
+        size_rule: str | None = None,
     ) -> Process:
         """Start a process; read its output by iterating over the returned :class:`Process`.
 
@@ -185,6 +186,8 @@ class Client(ResumingConnection):
         binary frames (no JSON or base64 on the way).  ``on_disconnect="keep"``
         lets it outlive this connection (see :meth:`attach`).  ``command`` is
         what ``list`` shows as its command line (default: ``shlex.join(argv)``).
+        ``size_rule`` (``"latest"`` or ``"smallest"``) sizes a pseudo-terminal
+        that several connections control (docs/protocol.md, resize).
 
         Raises :class:`NotFound` (no such executable), :class:`PermissionDenied`
         (not executable, bad ``cwd``), :class:`SpawnFailed`,
@@ -192,7 +195,13 @@ class Client(ResumingConnection):
         """
         spawn = spawn_params(argv, env, clear_env, cwd, stdin, stderr, timeout, encoding, name)
         params = start_params(
-            spawn, binary=binary, pty=pty, on_disconnect=on_disconnect, buffer=buffer, command=command
+            spawn,
+            binary=binary,
+            pty=pty,
+            on_disconnect=on_disconnect,
+            buffer=buffer,
+            command=command,
+            size_rule=size_rule,
         )
         started: list[Process] = []
 

@@ -78,6 +78,7 @@ def start_params(
     on_disconnect: str | None = None,
     buffer: int | None = None,
     command: str | None = None,
+    size_rule: str | None = None,
 ) -> dict[str, Any]:
     """``start``'s params: the spawn params and the ones only ``start`` takes."""
     params = dict(spawn)
@@ -86,7 +87,7 @@ def start_params(
     if pty is not None and pty is not False:
         rows, cols = pty_size(pty)
         params["pty"] = {"rows": rows, "cols": cols}
-    optional = {"on_disconnect": on_disconnect, "buffer": buffer, "command": command}
+    optional = {"on_disconnect": on_disconnect, "buffer": buffer, "command": command, "size_rule": size_rule}
     params.update({key: value for key, value in optional.items() if value is not None})
     return params
 
