@@ -60,6 +60,14 @@ class OutputSink(Protocol):
     def exited(self, process: Source) -> None: ...
 
 
+class Tap(Protocol):
+    """What also sees a process's input and resizes (a recording, app.recording)."""
+
+    def input(self, data: bytes) -> None: ...
+
+    def resized(self, rows: int, cols: int) -> None: ...
+
+
 @dataclass(frozen=True)
 class Limits:
     kill_grace: float
@@ -101,7 +109,9 @@ class Process:
         self.pty = spec.pty is not None
         self.window = spec.pty  # (rows, cols) of the terminal, kept through resizes
         self._sinks: list[OutputSink] = [sink]
-        self._uncounted: list[OutputSink] = []  # sinks that are no client (a cluster's mirror)
+        self._uncounted: list[OutputSink] = []  # sinks that are no client (a cluster's mirror, a recording)
+        self.taps: list[Tap] = []
+        self.recording: str | None = None  # its recording's id (app.recording)
         self._limits = limits
         self._child: ChildWatch | None = None
         self.started_at = time.time()
@@ -184,6 +194,7 @@ class Process:
             "on_disconnect": "keep" if self.options.keep else "kill",
             "attached": self.subscribers,
             "offsets": dict(self.offsets),
+            "recording": self.recording,
         }
 
     # -- output fan-out ---------------------------------------------------------
@@ -201,6 +212,10 @@ class Process:
         self._ended.add(stream)
         for sink in list(self._sinks):
             sink.end_of_stream(self, stream)
+
+    @property
+    def sinks(self) -> tuple[OutputSink, ...]:
+        return tuple(self._sinks)
 
     def subscribe(self, sink: OutputSink, offsets: dict[str, int], *, counted: bool = True) -> Subscription:
         """Add ``sink``; say what it must replay first.  Never yields, so no
@@ -231,7 +246,10 @@ class Process:
         self._refuse_once_reaped()
         if self.stdin is None:
             raise RpcError(ErrorCode.PROCESS_EXITED, f"process {self.id} was started with stdin: null")
-        return self.stdin.write(data)
+        written = self.stdin.write(data)
+        for tap in self.taps:
+            tap.input(data)
+        return written
 
     def close_stdin(self) -> dict[str, Any] | AsyncResult:
         """End of input after what is queued; on a terminal, that is a ^D."""
@@ -254,6 +272,8 @@ class Process:
             raise RpcError(ErrorCode.PROCESS_EXITED, "the process has exited")
         set_window_size(self._terminal, rows, cols)  # the kernel sends SIGWINCH
         self.window = (rows, cols)
+        for tap in self.taps:
+            tap.resized(rows, cols)
         return {}
 
     def send_signal(self, signum: int, group: bool = True) -> dict[str, Any]:
