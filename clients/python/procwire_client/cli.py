@@ -2,7 +2,7 @@
 
     procwire login URL                        (once; or PROCWIRE_URL / PROCWIRE_TOKEN)
     procwire run [options] -- CMD ARGS...     procwire shell [options] [-- CMD ARGS...]
-    procwire ps | logs | wait | stop | release | kill | attach PROC | cp SRC DST | clients
+    procwire ps | logs | wait | stop | release | kill | attach PROC | cp SRC DST | clients | recordings
 
 The commands live in :mod:`procwire_client.commands`, the local terminal in
 :mod:`procwire_client.terminal`; docs/cli.md is the manual, exit codes included.
@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable
 
 from procwire_client import __version__, settings
-from procwire_client.commands import copy, jobs, listing, login, running, server
+from procwire_client.commands import copy, jobs, listing, login, recordings, running, server
 from procwire_client.commands.common import (
     EXIT_BAD_CWD,
     EXIT_BROKEN_PIPE,
@@ -117,6 +117,6 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     connection_options(common, argparse.SUPPRESS)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for module in (running, listing, jobs, copy, login, server):
+    for module in (running, listing, recordings, jobs, copy, login, server):
         module.register(commands, [common])
     return parser
