@@ -27,6 +27,7 @@ MODULES = [
     "terminal.js",
     "terminals.js",
     "files.js",
+    "recordings.js",
     "console.css",
 ]
 

@@ -4,13 +4,14 @@
 
 import { Link } from './link.js';
 import { ProcessesView } from './processes.js';
+import { RecordingsView } from './recordings.js';
 import { RunView } from './run.js';
 import { Terminals } from './terminals.js';
 import { $, splitArgs } from './util.js';
 
 const TOKEN_KEY = 'procwire.token';
 const VIEW_KEY = 'procwire.view';
-const VIEWS = ['run', 'processes', 'terminal'];
+const VIEWS = ['run', 'processes', 'terminal', 'recordings'];
 
 let token = sessionStorage.getItem(TOKEN_KEY);
 let retryAt = null;
@@ -103,6 +104,7 @@ function showView(name) {
   if (view === 'terminal') app.terminals.shown();
   else app.terminals.hidden();
   if (view === 'processes') app.processes.refresh();
+  if (view === 'recordings') app.recordings.refresh();
 }
 
 // -- logging in and out -----------------------------------------------------------------------
@@ -172,6 +174,7 @@ async function init() {
   app.run = new RunView(app);
   app.processes = new ProcessesView(app);
   app.terminals = new Terminals(app);
+  app.recordings = new RecordingsView(app);
   $('login-form').addEventListener('submit', logIn);
   $('logout').addEventListener('click', () => {
     sessionStorage.clear(); // the token and what the page showed: nothing is restored for the next login
