@@ -8,8 +8,8 @@ opens and replaced (write, then rename) when it ends.  The directory is
 user (policy ``user``) can neither read nor change them.
 
 Every worker (and every server of a host) sharing the directory lists the
-same recordings.  Retention runs when a recording ends, at most once per
-``SWEEP_INTERVAL`` per worker: recordings that ended (or whose worker is
+same recordings.  Retention runs when a recording ends, at most once every
+``SWEEP_INTERVAL`` seconds per worker: recordings that ended (or whose worker is
 gone) more than ``RECORDINGS_MAX_AGE`` seconds ago are deleted, then the
 oldest ones until all of them fit in ``RECORDINGS_MAX_BYTES``.  A
 recording still being written is never deleted.
@@ -26,13 +26,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import gevent
 import orjson
 
 from app.recording.formats import EXTENSIONS
 
 RECORDING_ID = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9]+-[0-9a-f]{8}$")
 META = ".json"
-SWEEP_INTERVAL = 10.0  # seconds
+SWEEP_INTERVAL = 2.0  # seconds
 DIRECTORY_MODE = 0o700
 FILE_MODE = 0o600
 RECORDING = "recording"  # states: recording, complete, failed, interrupted
@@ -69,17 +70,21 @@ class Store:
         return os.open(self.path(recording_id, kind), flags, FILE_MODE)
 
     def write_meta(self, meta: dict[str, Any]) -> None:
-        """Replace the metadata whole (a reader never sees half of it)."""
+        """Replace the metadata whole (a reader never sees half of it); on a full disk, where
+        the copy finds no room, in place: its own blocks, freed by the truncation, take it."""
         final = os.path.join(self.directory, meta["id"] + META)
         temporary = final + ".tmp"
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW
-        fd = os.open(temporary, flags, FILE_MODE)
+        data = orjson.dumps(meta)
         try:
-            data = orjson.dumps(meta)
-            while data:
-                data = data[os.write(fd, data) :]
-        finally:
-            os.close(fd)
+            _write_file(temporary, os.O_CREAT, data)
+        except OSError as error:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+            try:
+                _write_file(final, 0, data)
+            except FileNotFoundError:
+                raise error from None  # a new recording, with no metadata yet: the first error says why
+            return
         os.replace(temporary, final)
 
     def remove(self, recording_id: str, kind: str) -> None:
@@ -111,11 +116,12 @@ class Store:
         return sorted((meta for meta in metas if meta is not None), key=lambda meta: meta["started_at"])
 
     def sweep_soon(self) -> None:
-        """Retention, unless this worker ran it less than ``SWEEP_INTERVAL`` ago."""
+        """Retention, in the hub's thread pool (a large directory is never read in the hub),
+        unless this worker ran it less than ``SWEEP_INTERVAL`` ago."""
         now = time.monotonic()
         if now - self._last_sweep >= SWEEP_INTERVAL:
             self._last_sweep = now
-            self.sweep()
+            gevent.get_hub().threadpool.spawn(self.sweep)
 
     def sweep(self) -> list[str]:
         """Delete what is too old, then the oldest until the rest fits; return their ids."""
@@ -132,6 +138,15 @@ class Store:
                 total -= meta["bytes"]
                 deleted.append(meta["id"])
         return deleted
+
+
+def _write_file(path: str, create: int, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW | create, FILE_MODE)
+    try:
+        while data:
+            data = data[os.write(fd, data) :]
+    finally:
+        os.close(fd)
 
 
 def _writer_alive(meta: dict[str, Any]) -> bool:
