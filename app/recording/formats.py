@@ -12,9 +12,9 @@ a header (``format``, ``version``, ``timestamp``, ``command``, ``streams``),
 then ``{"time", "stream", "offset", "data"}`` per chunk (``stream`` is
 ``stdout``, ``stderr`` or ``stdin``; ``offset`` is the stream's byte offset
 as the protocol counts it), with ``"encoding": "base64"`` when the chunk is
-not UTF-8 on its own, so every byte is kept; ``{"time", "stream", "eof": true}``
-at a stream's end, and ``{"time", "exit": {...}}`` (the ``exit``
-notification's params) last.
+binary (not UTF-8 on its own, or with a NUL byte), so every byte is kept;
+``{"time", "stream", "eof": true}`` at a stream's end, and
+``{"time", "exit": {...}}`` (the ``exit`` notification's params) last.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ ASCIICAST = "asciicast"
 PIPES = "pipes"
 PIPES_FORMAT = "procwire-pipes"
 EXTENSIONS = {ASCIICAST: ".cast", PIPES: ".jsonl"}
+NUL = b"\x00"  # binary data: as base64 (JSON would spend six bytes on each)
 MEDIA_TYPES = {ASCIICAST: "application/x-asciicast", PIPES: "application/x-ndjson"}
 
 
@@ -110,11 +111,11 @@ class Pipes:
 
     def output(self, time: float, stream: str, data: bytes, offset: int) -> bytes:
         event: dict[str, Any] = {"time": round(time, 6), "stream": stream, "offset": offset}
-        try:
-            event["data"] = data.decode("utf-8")
-        except UnicodeDecodeError:
-            event["data"] = base64.b64encode(data).decode("ascii")
-            event["encoding"] = "base64"
+        text = _text(data)
+        if text is None:
+            event.update(data=base64.b64encode(data).decode("ascii"), encoding="base64")
+        else:
+            event["data"] = text
         return line(event)
 
     def input(self, time: float, data: bytes, offset: int) -> bytes:
@@ -128,6 +129,16 @@ class Pipes:
 
     def exited(self, time: float, status: dict[str, Any]) -> bytes:
         return line({"time": round(time, 6), "exit": status})
+
+
+def _text(data: bytes) -> str | None:
+    """The chunk as text, unless it is binary (not UTF-8, or with a NUL byte)."""
+    if NUL in data:
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
 
 
 def format_for(pty: bool) -> Format:

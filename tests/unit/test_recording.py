@@ -66,8 +66,9 @@ def test_pipes_keep_every_byte() -> None:
     assert events(pipes.output(0.5, "stderr", "é".encode(), 7)) == [
         {"time": 0.5, "stream": "stderr", "offset": 7, "data": "é"}
     ]
-    binary = events(pipes.output(0.6, "stdout", b"\x00\xff", 0))[0]
-    assert binary["encoding"] == "base64" and base64.b64decode(binary["data"]) == b"\x00\xff"
+    for binary in (b"\x00\xff", b"zeros\x00\x00"):  # not UTF-8; UTF-8 but binary
+        event = events(pipes.output(0.6, "stdout", binary, 0))[0]
+        assert event["encoding"] == "base64" and base64.b64decode(event["data"]) == binary
     assert events(pipes.input(0.7, b"x", 3)) == [{"time": 0.7, "stream": "stdin", "offset": 3, "data": "x"}]
     assert events(pipes.end_of_stream(0.8, "stdout")) == [{"time": 0.8, "stream": "stdout", "eof": True}]
     assert events(pipes.exited(0.9, {"code": 1})) == [{"time": 0.9, "exit": {"code": 1}}]
