@@ -10,6 +10,7 @@ the process.  ``/api/recordings`` lists and serves them (:mod:`.http`).
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from app.errors import ErrorCode, RpcError
@@ -49,5 +50,5 @@ def begin(
         return Recorder(store_of(settings), proc, owner, command, pty, inputs=inputs)
     except OSError as error:
         message = f"cannot record this process: {error.strerror or error}"
-        audit.event("recording_failed", token=owner, proc=proc, errno=error.errno, error=message)
+        audit.event("recording_failed", level=logging.ERROR, token=owner, proc=proc, errno=error.errno, error=message)
         raise RpcError(ErrorCode.SPAWN_FAILED, message, {"errno": error.errno}) from None

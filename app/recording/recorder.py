@@ -10,7 +10,7 @@ delivered.
 
 A write that fails (a full disk: ENOSPC, EDQUOT, EFBIG) stops the recording
 only: the file is cut back to its last whole line, its metadata say
-``failed`` with the error, an ``recording_failed`` line goes to the audit
+``failed`` with the error, a ``recording_failed`` line goes to the audit
 log, and every connection receiving the process's output gets a
 ``recording`` notification.  The process and the server go on.
 """
@@ -160,7 +160,13 @@ class Recorder:
         proc = self.meta["proc"]
         log.error("recording %s of process %s: %s", self.id, proc, message)
         audit.event(
-            "recording_failed", token=self.meta["owner"], proc=proc, recording=self.id, errno=error.errno, error=message
+            "recording_failed",
+            level=logging.ERROR,
+            token=self.meta["owner"],
+            proc=proc,
+            recording=self.id,
+            errno=error.errno,
+            error=message,
         )
         if self._process is not None:
             notice = {"proc": proc, "recording": self.id, "state": "failed", "error": message}
