@@ -133,10 +133,17 @@ class AsyncClient(AsyncResumingConnection):
         on_disconnect: str | None = None,
         buffer: int | None = None,
         command: str | None = None,
+        record: bool | Mapping[str, bool] | None = None,
     ) -> AsyncProcess:
         spawn = spawn_params(argv, env, clear_env, cwd, stdin, stderr, timeout, encoding, name)
         params = start_params(
-            spawn, binary=binary, pty=pty, on_disconnect=on_disconnect, buffer=buffer, command=command
+            spawn,
+            binary=binary,
+            pty=pty,
+            on_disconnect=on_disconnect,
+            buffer=buffer,
+            command=command,
+            record=record,
         )
         started: dict[str, AsyncProcess] = {}
 
@@ -146,6 +153,7 @@ class AsyncClient(AsyncResumingConnection):
                 result["proc"],
                 pid=result.get("pid"),
                 pgid=result.get("pgid"),
+                recording=result.get("recording"),
                 pty="pty" in params,
                 kept=on_disconnect == "keep",
                 output_format=output_format(params),

@@ -152,6 +152,7 @@ class Client(ResumingConnection):
         on_disconnect: str | None = None,
         buffer: int | None = None,
         command: str | None = None,
+        record: bool | Mapping[str, bool] | None = None,
     ) -> Process:
         """Start a process; read its output by iterating over the returned :class:`Process`.
 
@@ -160,6 +161,8 @@ class Client(ResumingConnection):
         binary frames (no JSON or base64 on the way).  ``on_disconnect="keep"``
         lets it outlive this connection (see :meth:`attach`).  ``command`` is
         what ``list`` shows as its command line (default: ``shlex.join(argv)``).
+        ``record=True`` records the session on the server (``{"input": True}``:
+        stdin too); its id is ``process.recording``.
 
         Raises :class:`NotFound` (no such executable), :class:`PermissionDenied`
         (not executable, bad ``cwd``), :class:`SpawnFailed`,
@@ -167,7 +170,13 @@ class Client(ResumingConnection):
         """
         spawn = spawn_params(argv, env, clear_env, cwd, stdin, stderr, timeout, encoding, name)
         params = start_params(
-            spawn, binary=binary, pty=pty, on_disconnect=on_disconnect, buffer=buffer, command=command
+            spawn,
+            binary=binary,
+            pty=pty,
+            on_disconnect=on_disconnect,
+            buffer=buffer,
+            command=command,
+            record=record,
         )
         started: list[Process] = []
 
@@ -179,6 +188,7 @@ class Client(ResumingConnection):
                     result["proc"],
                     pid=result.get("pid"),
                     pgid=result.get("pgid"),
+                    recording=result.get("recording"),
                     pty="pty" in params,
                     kept=on_disconnect == "keep",
                     output_format=output_format(params),

@@ -124,6 +124,13 @@ def spawn_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cwd", help="working directory on the server")
     parser.add_argument("--timeout", type=float, help="stop the command after this many seconds (exit 124)")
     parser.add_argument("--name", help="a label shown by ps")
+    parser.add_argument(
+        "--record",
+        nargs="?",
+        const="output",
+        choices=("output", "input"),
+        help="record the session on the server (procwire recordings); --record=input: what is typed too",
+    )
 
 
 # -- connection ----------------------------------------------------------------------------
@@ -196,4 +203,5 @@ def environment(pairs: list[str]) -> dict[str, str]:
 
 
 def spawn_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    return {"env": environment(args.env), "cwd": args.cwd, "timeout": args.timeout, "name": args.name}
+    record = {"input": True} if args.record == "input" else args.record is not None
+    return {"env": environment(args.env), "cwd": args.cwd, "timeout": args.timeout, "name": args.name, "record": record}
