@@ -21,6 +21,7 @@ from websocket import WebSocketException
 from tests.client import RpcClient, chunk_bytes
 from tests.recordings import api, asciicast, fetched, listed, pipes, stream_bytes, terminal_output
 from tests.server import Server, wait_until
+from tests.test_cli_support import procwire
 
 LOOP = "i=0; while :; do echo line $i; i=$((i+1)); sleep 0.005; done"
 
@@ -245,3 +246,21 @@ def test_a_full_disk_stops_the_recording_not_the_process(tmp_path: Path, tiny_di
             assert client.call("run", argv=["echo", "still serving"])["stdout"] == "still serving\n"
     finally:
         server.stop()
+
+
+def test_the_cli_records_lists_and_fetches(server: Server, tmp_path: Path) -> None:
+    done = procwire(server, "run", "--record=input", "--", "sh", "-c", "cat; echo cli-recorded", input=b"typed\n")
+    assert done.returncode == 0 and done.stdout == b"typed\ncli-recorded\n", done.stderr
+    listing = procwire(server, "recordings", "list", "--json")
+    assert listing.returncode == 0, listing.stderr
+    mine = [meta for meta in json.loads(listing.stdout) if meta["command"] == "sh -c 'cat; echo cli-recorded'"]
+    assert len(mine) == 1 and mine[0]["input"] is True
+    table = procwire(server, "recordings")
+    assert mine[0]["id"] in table.stdout.decode()
+    target = tmp_path / "session.jsonl"
+    assert procwire(server, "recordings", "get", mine[0]["id"], "-o", str(target)).returncode == 0
+    _header, events = pipes(target.read_bytes())
+    assert stream_bytes(events, "stdin") == b"typed\n" and stream_bytes(events, "stdout") == done.stdout
+    assert procwire(server, "recordings", "get", mine[0]["id"]).stdout == target.read_bytes()
+    missing = procwire(server, "recordings", "get", "20261202T000000Z-1-00000000")
+    assert missing.returncode == 1 and b"HTTP 404" in missing.stderr
