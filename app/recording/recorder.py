@@ -86,6 +86,7 @@ class Recorder:
         self._write(self._format.header(timestamp, self.meta["command"], process.window, process.streams))
         process.subscribe(self, {}, counted=False)
         process.taps.append(self)
+        self._save_meta()  # with the pid and the node, for the listing while it runs
         audit.event("recording", token=self.meta["owner"], proc=process.id, recording=self.id, input=self._inputs)
 
     def _now(self) -> float:
@@ -106,7 +107,7 @@ class Recorder:
         if self._fd is not None:
             self._write(self._format.exited(self._now(), status))
         if self._fd is None:
-            return  # failed: its metadata say so already
+            return  # failed (before, or with this last line): its metadata say so already
         self._close()
         self.meta.update(state="complete", ended_at=time.time(), exit=status, bytes=self._size)
         self._save_meta()
