@@ -4,6 +4,7 @@ stop; who may list and fetch which; retention; a full disk (a real one: a tiny t
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -241,7 +242,8 @@ def test_a_full_disk_stops_the_recording_not_the_process(tmp_path: Path, tiny_di
             assert got.stdout.startswith(stream_bytes(events, "stdout"))
             failed = [json.loads(line) for line in audit_log.read_text().splitlines() if "recording_failed" in line]
             assert failed and failed[0]["errno"] == 28 and failed[0]["proc"] == started["proc"]
-            refused = client.error_of("start", argv=["true"], record=True)  # no room even to begin one
+            fill(tiny_disk / "filler")  # what the cut-back freed too: no room even to begin a recording
+            refused = client.error_of("start", argv=["true"], record=True)
             assert refused.code == -32007 and "cannot record" in refused.message
             assert client.call("run", argv=["echo", "still serving"])["stdout"] == "still serving\n"
     finally:
@@ -264,3 +266,15 @@ def test_the_cli_records_lists_and_fetches(server: Server, tmp_path: Path) -> No
     assert procwire(server, "recordings", "get", mine[0]["id"]).stdout == target.read_bytes()
     missing = procwire(server, "recordings", "get", "20261202T000000Z-1-00000000")
     assert missing.returncode == 1 and b"HTTP 404" in missing.stderr
+
+
+def fill(path: Path) -> None:
+    """Write to ``path`` until the filesystem is full."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while os.write(fd, bytes(4096)):
+            pass
+    except OSError as error:
+        assert error.errno == errno.ENOSPC, error
+    finally:
+        os.close(fd)
