@@ -247,9 +247,12 @@ class Process:
         if self.stdin is None:
             raise RpcError(ErrorCode.PROCESS_EXITED, f"process {self.id} was started with stdin: null")
         written = self.stdin.write(data)
+        self._tap_input(data)
+        return written
+
+    def _tap_input(self, data: bytes) -> None:
         for tap in self.taps:
             tap.input(data)
-        return written
 
     def close_stdin(self) -> dict[str, Any] | AsyncResult:
         """End of input after what is queued; on a terminal, that is a ^D."""
@@ -258,6 +261,7 @@ class Process:
             return {}
         if self.pty:
             self.stdin.write(END_OF_TRANSMISSION)
+            self._tap_input(END_OF_TRANSMISSION)
             return {}
         return self.stdin.close()
 
