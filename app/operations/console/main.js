@@ -77,8 +77,9 @@ function message(text, isError = false) {
 
 // -- the connection -------------------------------------------------------------------------
 
-function onNotification(method) {
+function onNotification(method, params) {
   if (method === 'exit') app.processes.schedule();
+  if (method === 'recording') message(`process ${params.proc}: ${params.error}`, true);
 }
 
 async function onUp() {
