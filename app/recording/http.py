@@ -62,6 +62,8 @@ def fetch(recording_id: str) -> Response | tuple[Response, int]:
 
 
 class Found(NamedTuple):
+    """The recordings a viewer may see on every node, and whether every node answered."""
+
     found: dict[str, tuple[dict[str, Any], str | None]]  # id -> (metadata, the other node that has it, or None)
     partial: bool  # some node did not answer
 

@@ -19,6 +19,7 @@ import pytest
 from app.recording import wanted
 from app.recording.formats import Asciicast, Pipes
 from app.recording.recorder import Recorder
+from app.recording.remote import CHUNK_BYTES, RECORDING_OPS, remote_chunks
 from app.recording.store import RECORDING, Store
 
 
@@ -178,3 +179,19 @@ def test_a_refused_write_stops_the_recording_and_keeps_whole_lines(store: Store,
     assert meta is not None and meta["state"] == "failed" and "File too large" in meta["error"]
     made.exited(FakeSource())  # type: ignore[arg-type]
     assert store.read_meta(made.id)["state"] == "failed"  # type: ignore[index]
+
+
+def test_a_file_crosses_the_cluster_in_chunks_and_lists_per_viewer(store: Store) -> None:
+    """What a node answers another (app.recording.remote), called as its bus server calls it."""
+    made = recorder(store, proc=3)
+    payload = os.urandom(3 * CHUNK_BYTES + 17)
+    with open(store.path(made.id, "pipes"), "ab") as file:
+        file.write(payload)
+
+    def ask(params: dict[str, Any]) -> Any:
+        return RECORDING_OPS["recording_chunk"](store, json.loads(json.dumps(params)))
+
+    assert b"".join(remote_chunks(ask, made.id)) == payload
+    assert [meta["id"] for meta in RECORDING_OPS["recordings"](store, {"name": "alice", "admin": False})] == [made.id]
+    assert RECORDING_OPS["recordings"](store, {"name": "bob", "admin": False}) == []
+    assert len(RECORDING_OPS["recordings"](store, {"name": "bob", "admin": True})) == 1
