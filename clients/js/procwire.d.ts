@@ -79,6 +79,8 @@ export interface ProcessInfo {
   owner: string;
   offsets: Partial<Record<Stream, number>>;
   node: string;
+  /** Its recording's id (§10, Recording), or null. */
+  recording: string | null;
 }
 
 export interface AttachAnswer {
@@ -106,6 +108,8 @@ export interface StartOptions {
   pty?: { rows: number; cols: number } | null;
   on_disconnect?: 'kill' | 'keep';
   buffer?: number | null;
+  /** Record the session on the server; `{ input: true }`: stdin too (§10, Recording). */
+  record?: boolean | { input?: boolean } | null;
 }
 
 export interface RunOptions {
