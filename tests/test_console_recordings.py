@@ -51,7 +51,7 @@ def test_a_pipes_recording_is_shown_as_timed_text(console: Console, console_serv
     show(console, recording)
     lines = console.page.locator("#recording-player .recording-lines")
     expect(lines).to_contain_text("stdout: out-line")
-    expect(lines.locator(".stderr")).to_contain_text("stderr: err-line")
+    expect(lines.locator(".stderr").first).to_contain_text("stderr: err-line")
 
 
 @pytest.mark.parametrize("path", ["/vendor/asciinema-player.js", "/vendor/asciinema-player.css"])
