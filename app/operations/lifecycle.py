@@ -40,8 +40,8 @@ def close_sessions_when_stopping(worker: Any) -> None:
     for client in registry.local_clients():
         client.close(CLOSE_GOING_AWAY, "server shutting down")
     kept = [process for process in registry.local_processes() if process.options.keep]
-    settings = worker.wsgi.config["PROCWIRE"]
-    # Until each exit is delivered (its recording closed), within the stop's own bounds.
-    bound = settings.KILL_GRACE + settings.DRAIN_TIMEOUT + 1
-    gevent.joinall([gevent.spawn(process.stop) for process in kept], timeout=bound)
+    gevent.joinall([gevent.spawn(process.terminate) for process in kept])
+    # Then until each exit is delivered (its recording closed), as a session waits for its own.
+    drain = worker.wsgi.config["PROCWIRE"].DRAIN_TIMEOUT
+    gevent.joinall([gevent.spawn(process.wait) for process in kept], timeout=drain + 1)
     registry.close()
