@@ -23,6 +23,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from app import programs
     from app.edge import endpoint
     from app.operations import console, http_api, js_client, login, static_dir
+    from app.recording import http as recordings_http
     from app.registry import EXTENSION
     from app.security import audit, auth
     from app.security.identity import Identities
@@ -44,6 +45,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     if settings.PROXY_COUNT:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.PROXY_COUNT, x_proto=settings.PROXY_COUNT)  # type: ignore[method-assign]
     app.register_blueprint(http_api.bp)
+    app.register_blueprint(recordings_http.bp)
     app.register_blueprint(console.bp)
     app.register_blueprint(js_client.bp)
     app.register_blueprint(login.bp)

@@ -108,6 +108,12 @@ def _directory_or_empty(value: str) -> str:
     return value
 
 
+def _absolute_or_empty(value: str) -> str:
+    if value and not os.path.isabs(value):
+        raise ValueError(f"not an absolute path: {value!r}")
+    return value
+
+
 def _audit_destination(value: str) -> str:
     """``-`` (stderr), empty (no audit log), or a file the server can append to
     (checked without creating it: validating settings has no side effects)."""
@@ -151,6 +157,8 @@ class PolicySettings(BaseModel):
     rlimits: dict[RlimitName, Annotated[int, Field(ge=1, le=2**62)]] | None = None
     user: Annotated[str, AfterValidator(_known_user)] | None = None
     group: Annotated[str, AfterValidator(_known_group)] | None = None
+    record: bool | None = None  # every start is recorded (app.recording)
+    record_input: bool | None = None  # ... with what was typed too
 
 
 class TokenSettings(BaseModel):
@@ -212,6 +220,9 @@ class Settings(BaseModel):
     PROGRAMS_ROOT: str = ""  # the program also served at "/" (websocketd's single-program form)
     MAX_PROGRAM_PROCS: int = Field(1024, ge=0)  # per worker, like websocketd's --maxforks; 0: unbounded
     STATIC_DIR: Annotated[str, AfterValidator(_directory_or_empty)] = ""  # files served at "/", like --staticdir
+    RECORDINGS_DIR: Annotated[str, AfterValidator(_absolute_or_empty)] = ""  # empty: STATE_DIR/recordings
+    RECORDINGS_MAX_AGE: float = Field(30 * 86400.0, ge=0)  # seconds; 0 keeps them whatever their age
+    RECORDINGS_MAX_BYTES: int = Field(1024 * MIB, ge=0)  # all of them together; 0: no bound
 
     @model_validator(mode="after")
     def _consistent_identities(self) -> Settings:

@@ -28,6 +28,7 @@ MODULES = [
     "terminals.js",
     "files.js",
     "share.js",
+    "recordings.js",
     "console.css",
 ]
 

@@ -17,6 +17,7 @@ import weakref
 from typing import Any, cast
 
 import orjson
+from gevent.event import AsyncResult
 from redis import Redis, RedisError
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
@@ -31,6 +32,7 @@ from app.cluster.serve import Server
 from app.cluster.writer import Writer
 from app.errors import ErrorCode, RpcError
 from app.processes.process import Process
+from app.recording import store_of
 from app.registry.base import Answer, Client, ProcessHandle
 from app.registry.local import LocalRegistry
 from app.security.identity import Identity
@@ -53,7 +55,8 @@ class ClusterRegistry:
         self.local = LocalRegistry(node, on_forget=self._forgotten)
         self._writer = Writer(self._redis, settings.CLUSTER_MIRROR_BYTES)
         self._mirror = Mirror(self._writer, settings.DEFAULT_BUFFER_BYTES)
-        self._bus = Bus(self._redis, self._writer, node, settings.CLUSTER_TIMEOUT, Server(self.local, self._mirror))
+        serve = Server(self.local, self._mirror, store_of(settings))
+        self._bus = Bus(self._redis, self._writer, node, settings.CLUSTER_TIMEOUT, serve)
         self._bus.on_node_lost = self._node_lost
         self._ids = ProcIds(self._redis, mark_file(settings.STATE_DIR, settings.BIND), settings.CLUSTER_HEARTBEAT)
         self._remote: weakref.WeakValueDictionary[int, RemoteProcess] = weakref.WeakValueDictionary()
@@ -268,6 +271,16 @@ class ClusterRegistry:
 
     def local_processes(self) -> list[Process]:
         return self.local.local_processes()
+
+    def ask_other_nodes(self, op: str, params: dict[str, Any], only: str | None = None) -> dict[str, AsyncResult]:
+        """Unreachable Redis: no node is asked (the caller says its answer is partial)."""
+        if only is not None:
+            return {only: self._bus.request(only, op, params)}
+        try:
+            nodes = [node for node in self._live_nodes() if node != self.node]
+        except RedisError:
+            raise unavailable("Redis is unreachable") from None
+        return {node: self._bus.request(node, op, params) for node in nodes}
 
     # -- membership -------------------------------------------------------------------
 

@@ -14,6 +14,8 @@ from app.cluster.mirror import Mirror
 from app.deferred import deferred
 from app.errors import ErrorCode, RpcError
 from app.processes.process import Process
+from app.recording.remote import RECORDING_OPS
+from app.recording.store import Store
 from app.registry.base import Answer
 from app.registry.local import LocalRegistry
 
@@ -21,11 +23,14 @@ CLOSE_BY_ADMIN = 4000
 
 
 class Server:
-    def __init__(self, local: LocalRegistry, mirror: Mirror) -> None:
+    def __init__(self, local: LocalRegistry, mirror: Mirror, recordings: Store) -> None:
         self._local = local
         self._mirror = mirror
+        self._recordings = recordings
 
     def __call__(self, op: str, params: dict[str, Any], data: bytes) -> Answer:
+        if op in RECORDING_OPS:
+            return RECORDING_OPS[op](self._recordings, params)
         if op == "close_client":
             closed = self._local.close_client(params["client"], params["code"], params["reason"])
             if closed is None:

@@ -105,6 +105,10 @@ class Subscriber:
     def detach(self, process: ProcessHandle) -> None:
         self._unsubscribe(process)
 
+    def notice(self, method: str, params: dict[str, Any]) -> None:
+        """A notification about a process this connection follows (a recording that failed)."""
+        self._notify(method, params)
+
     def detach_all(self) -> None:
         for process in list(self.processes.values()):
             self._unsubscribe(process)

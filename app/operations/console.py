@@ -1,9 +1,10 @@
 """The web console: one page at ``/`` that speaks the protocol from the browser.
 
-The page, its own script and style (``app/operations/console/``) and three files of
-xterm.js from ``node_modules`` (installed by ``make install``, never copied
-into the repository) are served without a token: they hold no secret, and a
-browser needs the page before it can ask for the token.  Everything the
+The page, its own script and style (``app/operations/console/``) and the files
+of xterm.js and asciinema-player (the Recordings view) from ``node_modules``
+(installed by ``make install``, never copied into the repository) are served
+without a token: they hold no secret, and a browser needs the page before it
+can ask for the token.  Everything the
 page does goes through ``/ws``, which checks the token and the Origin like
 any other client.  Every URL in the page is relative, so it works behind a
 path prefix (served at ``/prefix/``, with its slash).
@@ -24,13 +25,17 @@ VENDOR_FILES = {
     "xterm.js": "@xterm/xterm/lib/xterm.js",
     "xterm.css": "@xterm/xterm/css/xterm.css",
     "addon-fit.js": "@xterm/addon-fit/lib/addon-fit.js",
+    "asciinema-player.js": "asciinema-player/dist/bundle/asciinema-player.min.js",
+    "asciinema-player.css": "asciinema-player/dist/bundle/asciinema-player.css",
 }
 
 PAGE_HEADERS = {
     "Cache-Control": "no-cache",
     "Content-Security-Policy": (
-        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; connect-src 'self'; "
-        "img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+        # wasm-unsafe-eval: asciinema-player's terminal is WebAssembly (no eval of JavaScript).
+        "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self' 'unsafe-inline'; "
+        "connect-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'none'; "
+        "frame-ancestors 'none'"
     ),
     "Referrer-Policy": "no-referrer",
     "X-Content-Type-Options": "nosniff",

@@ -41,4 +41,7 @@ def close_sessions_when_stopping(worker: Any) -> None:
         client.close(CLOSE_GOING_AWAY, "server shutting down")
     kept = [process for process in registry.local_processes() if process.options.keep]
     gevent.joinall([gevent.spawn(process.terminate) for process in kept])
+    # Then until each exit is delivered (its recording closed), as a session waits for its own.
+    drain = worker.wsgi.config["PROCWIRE"].DRAIN_TIMEOUT
+    gevent.joinall([gevent.spawn(process.wait) for process in kept], timeout=drain + 1)
     registry.close()

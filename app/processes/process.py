@@ -62,6 +62,14 @@ class OutputSink(Protocol):
     def exited(self, process: Source) -> None: ...
 
 
+class Tap(Protocol):
+    """What also sees a process's input and resizes (a recording, app.recording)."""
+
+    def input(self, data: bytes) -> None: ...
+
+    def resized(self, rows: int, cols: int) -> None: ...
+
+
 @dataclass(frozen=True)
 class Limits:
     kill_grace: float
@@ -105,7 +113,9 @@ class Process:
         self.window = Window(options.size_rule, spec.pty) if spec.pty is not None else None
         self.on_resize: Callable[[Process], None] | None = None  # a cluster tells the other nodes
         self._sinks: list[OutputSink] = [sink]
-        self._uncounted: list[OutputSink] = []  # sinks that are no client (a cluster's mirror)
+        self._uncounted: list[OutputSink] = []  # sinks that are no client (a cluster's mirror, a recording)
+        self.taps: list[Tap] = []
+        self.recording: str | None = None  # its recording's id (app.recording)
         self._limits = limits
         self._child: ChildWatch | None = None
         self.started_at = time.time()
@@ -189,6 +199,7 @@ class Process:
             "on_disconnect": "keep" if self.options.keep else "kill",
             "attached": self.subscribers,
             "offsets": dict(self.offsets),
+            "recording": self.recording,
         }
 
     # -- output fan-out ---------------------------------------------------------
@@ -206,6 +217,10 @@ class Process:
         self._ended.add(stream)
         for sink in list(self._sinks):
             sink.end_of_stream(self, stream)
+
+    @property
+    def sinks(self) -> tuple[OutputSink, ...]:
+        return tuple(self._sinks)
 
     def subscribe(self, sink: OutputSink, offsets: dict[str, int], *, counted: bool = True) -> Subscription:
         """Add ``sink``; say what it must replay first.  Never yields, so no
@@ -236,7 +251,13 @@ class Process:
         self._refuse_once_reaped()
         if self.stdin is None:
             raise RpcError(ErrorCode.PROCESS_EXITED, f"process {self.id} was started with stdin: null")
-        return self.stdin.write(data)
+        written = self.stdin.write(data)
+        self._tap_input(data)
+        return written
+
+    def _tap_input(self, data: bytes) -> None:
+        for tap in self.taps:
+            tap.input(data)
 
     def close_stdin(self) -> dict[str, Any] | AsyncResult:
         """End of input after what is queued; on a terminal, that is a ^D."""
@@ -245,6 +266,7 @@ class Process:
             return {}
         if self.pty:
             self.stdin.write(END_OF_TRANSMISSION)
+            self._tap_input(END_OF_TRANSMISSION)
             return {}
         return self.stdin.close()
 
@@ -271,6 +293,8 @@ class Process:
         if size != self.window.size:
             set_window_size(self._terminal, *size)  # the kernel sends SIGWINCH
             self.window.size = size
+            for tap in self.taps:
+                tap.resized(*size)
             if self.on_resize is not None:
                 self.on_resize(self)
         return {"size": self.window.shown}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import errno
 import os
+import shlex
 import signal
 import stat
 import time
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from gevent.event import AsyncResult
 
-from app import metrics
+from app import metrics, recording
 from app.deferred import deferred
 from app.errors import ErrorCode, RpcError
 from app.processes.environment import child_environment, server_environment
@@ -29,11 +30,12 @@ from app.processes.process import Options, Process, Source
 from app.protocol import access
 from app.protocol import params as P
 from app.protocol.output import OutputFormat
-from app.security.start_gate import admitted, record_signal, record_start
+from app.security.start_gate import Admission, admitted, record_signal, record_start
 
 if TYPE_CHECKING:
     from app.processes.process import OutputSink
     from app.protocol.caller import Caller
+    from app.recording.recorder import Recorder
 
 Handler = Callable[["Caller", Any], Any]
 FastHandler = Callable[["Caller", dict[str, Any]], Any]
@@ -112,10 +114,16 @@ def spawn(
         executable = lookpath(params.argv[0], env.get("PATH"), cwd)
         with admitted(caller, params, executable, cwd, pty is not None, options) as admission:
             spec = LaunchSpec(params.argv, executable, env, cwd, params.stdin, params.stderr, pty, **admission.launch)
-            with metrics.SPAWN_SECONDS.time():
-                process = Process(
-                    caller.registry.next_proc_id(), spec, sink=sink, limits=caller.limits, options=admission.options
-                )
+            proc_id = caller.registry.next_proc_id()
+            recorder = _recorder(caller, params, admission, proc_id, pty)
+            try:
+                with metrics.SPAWN_SECONDS.time():
+                    process = Process(proc_id, spec, sink=sink, limits=caller.limits, options=admission.options)
+                process.recording = recorder.id if recorder is not None else None
+            except BaseException:
+                if recorder is not None:
+                    recorder.discard()
+                raise
     except OSError as error:
         raise os_error(error) from None
     caller.registry.add_process(  # nothing yields since the reservation ended: the counts stay exact
@@ -125,7 +133,20 @@ def spawn(
         keep_seconds=settings.KEEP_EXITED_SECONDS,
     )
     record_start(caller, params, process, executable)
+    if recorder is not None:
+        recorder.attach(process, caller.registry.node)
     return process
+
+
+def _recorder(
+    caller: Caller, params: P.SpawnParams, admission: Admission, proc: int, pty: tuple[int, int] | None
+) -> Recorder | None:
+    """A recording, if the start asks for one or the policy requires it (app.recording)."""
+    record, inputs = recording.wanted(params.record, admission.record, admission.record_input)
+    if not record:
+        return None
+    command = params.command or shlex.join(params.argv)
+    return recording.begin(caller.settings, caller.client.owner, proc, command, pty, inputs=inputs)
 
 
 def checked_cwd(cwd: str | None) -> str | None:
@@ -159,7 +180,8 @@ def _start(caller: Caller, params: P.StartParams) -> dict[str, Any]:
     if pty is not None:
         caller.sized(process, pty)  # the starter's size counts as its first resize
     caller.after_reply(process.begin_output)
-    return {"proc": process.id, "pid": process.pid, "pgid": process.pgid}
+    answer = {"proc": process.id, "pid": process.pid, "pgid": process.pgid}
+    return dict(answer, recording=process.recording) if process.recording else answer
 
 
 def spawn_options(caller: Caller, params: P.SpawnParams, **more: Any) -> Options:

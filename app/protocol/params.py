@@ -83,6 +83,10 @@ class LookpathParams(Params):
     file: NonEmptyStr
 
 
+class RecordOptions(Params):
+    input: StrictBool = False  # stdin too (a terminal's keys)
+
+
 class SpawnParams(Params):
     """What ``start`` and ``run`` share."""
 
@@ -96,6 +100,7 @@ class SpawnParams(Params):
     encoding: Literal["text", "base64"] = "text"
     name: StrictStr | None = None
     command: Annotated[StrictStr, Field(min_length=1, max_length=MAX_COMMAND_CHARS)] | None = None
+    record: StrictBool | RecordOptions | None = None  # app.recording; a policy may require it anyway
 
 
 class PtySize(Params):

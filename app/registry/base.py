@@ -137,6 +137,11 @@ class Registry(Protocol):
 
     def local_clients(self) -> list[Client]: ...
 
+    def ask_other_nodes(self, op: str, params: dict[str, Any], only: str | None = None) -> dict[str, AsyncResult]:
+        """Send ``op`` to every other live node (or ``only`` that one; none without a cluster):
+        each node's answer."""
+        ...
+
     def close(self) -> None:
         """The worker stops, its processes ended: leave what others must know."""
         ...

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import gevent
+from gevent.event import AsyncResult
 
 from app import metrics
 from app.errors import ErrorCode, RpcError
@@ -171,6 +172,9 @@ class LocalRegistry:
 
     def local_processes(self) -> list[Process]:
         return list(self.processes.values())
+
+    def ask_other_nodes(self, op: str, params: dict[str, Any], only: str | None = None) -> dict[str, AsyncResult]:
+        return {}  # alone
 
     def close(self) -> None:
         pass  # nothing outlives the worker

@@ -2,7 +2,8 @@
 
 Events: ``connect``, ``disconnect``, ``start``, ``signal``, ``exit``,
 ``refused`` and ``close`` (a connection closed by the server for its
-conduct), and ``disconnect_client`` (an admin's DELETE).  Identities appear
+conduct), ``disconnect_client`` (an admin's DELETE), and the recordings'
+``recording``, ``recording_failed`` and ``recording_fetch``.  Identities appear
 by token name; the token itself is never written.  ``AUDIT_LOG`` names a file
 (appended to, reopened when logrotate moves it), ``-`` for stderr, or is
 empty for no audit log.
@@ -55,7 +56,8 @@ def configure(destination: str) -> None:
     logger.addHandler(handler)
 
 
-def event(name: str, **fields: Any) -> None:
-    """Write one audit line (a failing write is reported by logging, never raised)."""
+def event(name: str, *, level: int = logging.INFO, **fields: Any) -> None:
+    """Write one audit line (a failing write is reported by logging, never raised);
+    ``level`` ``logging.ERROR`` for a failure (``levelname``: ``ERROR``)."""
     if not logger.disabled and logger.handlers:
-        logger.info(name, extra={"audit": fields})
+        logger.log(level, name, extra={"audit": fields})

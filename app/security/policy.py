@@ -70,6 +70,8 @@ INHERITED_KEYS = (
     "rlimits",
     "user",
     "group",
+    "record",
+    "record_input",
 )
 
 
@@ -91,6 +93,8 @@ class Grant:
     rlimits: dict[str, int]
     user: str | None
     group: str | None
+    record: bool = False  # the policy requires a recording (app.recording)
+    record_input: bool = False  # ... of the input too
 
 
 @dataclass(frozen=True)
@@ -126,6 +130,8 @@ class Policy:
     rlimits: dict[str, int] = field(default_factory=dict)
     user: str | None = None
     group: str | None = None
+    record: bool = False
+    record_input: bool = False
     sources: dict[str, str] = field(default_factory=dict)
     written: bool = False  # a role or token table says something: not the role's defaults alone
 
@@ -189,7 +195,8 @@ def check_start(policy: Policy, request: StartRequest, running_own: int = 0, run
             f"the max_procs_total of {policy.source('max_procs_total')}",
             ErrorCode.LIMIT_EXCEEDED,
         )
-    return Grant(timeout, dict(policy.rlimits), policy.user, policy.group)
+    record = policy.record or policy.record_input
+    return Grant(timeout, dict(policy.rlimits), policy.user, policy.group, record, policy.record_input)
 
 
 def _check_written(policy: Policy) -> None:

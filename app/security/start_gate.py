@@ -53,6 +53,8 @@ class Admission:
 
     options: Options  # with the policy's timeout
     launch: dict[str, Any]  # LaunchSpec keyword arguments: rlimits, user, group
+    record: bool = False  # the policy requires a recording
+    record_input: bool = False
 
 
 @contextmanager
@@ -90,7 +92,8 @@ def admitted(
         raise RpcError(refusal.code, refusal.message, {"rule": refusal.rule}) from None
     launch = {"rlimits": grant.rlimits, "user": grant.user, "group": grant.group}
     with requester.registry.reserved(identity.name):
-        yield Admission(dataclasses.replace(options, timeout=grant.timeout), launch)
+        options = dataclasses.replace(options, timeout=grant.timeout)
+        yield Admission(options, launch, grant.record, grant.record_input)
 
 
 def record_start(

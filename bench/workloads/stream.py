@@ -9,6 +9,7 @@ accepts ``"binary": true`` (``--stream-mode``).  websocketd: ``websocketd
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from bench.client import BASE64, Conn, OutputMode, ProcwireClient
 from bench.results import Metric, at_least_ratio
@@ -54,11 +55,12 @@ class Stream(Workload):
     def run_profiled(self, server: Procwire, deadline: float) -> None:
         self._procwire_mode(server, self.modes()[0], deadline)  # the mode of the target row only
 
-    def _procwire_mode(self, server: Procwire, mode: OutputMode, deadline: float) -> dict[str, float]:
+    def _procwire_mode(self, server: Procwire, mode: OutputMode, deadline: float, **params: Any) -> dict[str, float]:
+        """One stream; ``params``: more of ``start``'s (``record``)."""
         client = ProcwireClient(server.url, server.headers, self.ctx.timeout)
         try:
             started = time.perf_counter()
-            proc = client.start(self.argv(), mode, stdin="null")
+            proc = client.start(self.argv(), mode, stdin="null", **params)
             received = frames = 0
             while True:
                 kind, value = client.next()

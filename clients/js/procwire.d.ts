@@ -84,6 +84,8 @@ export interface ProcessInfo {
   owner: string;
   offsets: Partial<Record<Stream, number>>;
   node: string;
+  /** Its recording's id (§10, Recording), or null. */
+  recording: string | null;
 }
 
 export type AttachMode = 'control' | 'view';
@@ -123,6 +125,8 @@ export interface StartOptions {
   /** With `pty`: the size when several connections control it ("latest" by default). */
   size_rule?: SizeRule;
   buffer?: number | null;
+  /** Record the session on the server; `{ input: true }`: stdin too (§10, Recording). */
+  record?: boolean | { input?: boolean } | null;
 }
 
 export interface RunOptions {

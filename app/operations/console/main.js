@@ -5,6 +5,7 @@
 
 import { Link } from './link.js';
 import { ProcessesView } from './processes.js';
+import { RecordingsView } from './recordings.js';
 import { RunView } from './run.js';
 import { ShareDialog, shareTokenOf, showShareBanner } from './share.js';
 import { Terminals } from './terminals.js';
@@ -13,7 +14,7 @@ import { $, splitArgs } from './util.js';
 const TOKEN_KEY = 'procwire.token';
 const VIEW_KEY = 'procwire.view';
 const SHARE_KEY = 'procwire.share'; // a share link's token, while this tab uses one
-const VIEWS = ['run', 'processes', 'terminal'];
+const VIEWS = ['run', 'processes', 'terminal', 'recordings'];
 
 let token = sessionStorage.getItem(TOKEN_KEY);
 let retryAt = null;
@@ -80,8 +81,9 @@ function message(text, isError = false) {
 
 // -- the connection -------------------------------------------------------------------------
 
-function onNotification(method) {
+function onNotification(method, params) {
   if (method === 'exit') app.processes.schedule();
+  if (method === 'recording') message(`process ${params.proc}: ${params.error}`, true);
 }
 
 async function onUp(hello) {
@@ -118,6 +120,7 @@ function showView(name) {
   if (view === 'terminal') app.terminals.shown();
   else app.terminals.hidden();
   if (view === 'processes') app.processes.refresh();
+  if (view === 'recordings') app.recordings.refresh();
 }
 
 // -- logging in and out -----------------------------------------------------------------------
@@ -228,6 +231,7 @@ async function init() {
   app.processes = new ProcessesView(app);
   app.terminals = new Terminals(app);
   app.share = new ShareDialog(app);
+  app.recordings = new RecordingsView(app);
   $('login-form').addEventListener('submit', logIn);
   $('logout').addEventListener('click', () => {
     sessionStorage.clear(); // the token and what the page showed: nothing is restored for the next login

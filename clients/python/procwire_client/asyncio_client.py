@@ -153,6 +153,7 @@ class AsyncClient(AsyncResumingConnection):
         buffer: int | None = None,
         command: str | None = None,
         size_rule: str | None = None,
+        record: bool | Mapping[str, bool] | None = None,
     ) -> AsyncProcess:
         spawn = spawn_params(argv, env, clear_env, cwd, stdin, stderr, timeout, encoding, name)
         params = start_params(
@@ -163,6 +164,7 @@ class AsyncClient(AsyncResumingConnection):
             buffer=buffer,
             command=command,
             size_rule=size_rule,
+            record=record,
         )
         started: dict[str, AsyncProcess] = {}
 
@@ -172,6 +174,7 @@ class AsyncClient(AsyncResumingConnection):
                 result["proc"],
                 pid=result.get("pid"),
                 pgid=result.get("pgid"),
+                recording=result.get("recording"),
                 pty="pty" in params,
                 kept=on_disconnect == "keep",
                 output_format=output_format(params),

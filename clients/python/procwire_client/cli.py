@@ -2,7 +2,7 @@
 
     procwire login URL                        (once; or PROCWIRE_URL / PROCWIRE_TOKEN)
     procwire run [options] -- CMD ARGS...     procwire shell [options] [-- CMD ARGS...]
-    procwire ps | logs | wait | stop | release | kill | attach PROC | cp SRC DST | clients
+    procwire ps | logs | wait | stop | release | kill | attach PROC | cp SRC DST | clients | recordings
     procwire share PROC [--view|--control] [--expires 1h]     procwire unshare ID     procwire attach LINK
 
 The commands live in :mod:`procwire_client.commands`, the local terminal in
@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable
 
 from procwire_client import __version__, settings
-from procwire_client.commands import copy, jobs, listing, login, running, server, sharing
+from procwire_client.commands import copy, jobs, listing, login, recordings, running, server, sharing
 from procwire_client.commands.common import (
     EXIT_BAD_CWD,
     EXIT_BROKEN_PIPE,
@@ -118,6 +118,6 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     connection_options(common, argparse.SUPPRESS)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for module in (running, listing, jobs, copy, login, server, sharing):
+    for module in (running, listing, recordings, jobs, copy, login, server, sharing):
         module.register(commands, [common])
     return parser

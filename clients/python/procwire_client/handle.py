@@ -41,10 +41,12 @@ class ProcessHandle:
         pty: bool = False,
         kept: bool = False,
         output_format: dict[str, Any] | None = None,
+        recording: str | None = None,
     ) -> None:
         self.proc = proc
         self.pid = pid
         self.pgid = pgid
+        self.recording = recording  # the server's recording of it, when one was asked or required
         self.pty = pty
         self._kept = kept  # outlives a dropped connection: resumed by a reconnecting client
         self._output_format = output_format or {}  # binary/encoding asked for, asked again on resume

@@ -178,6 +178,7 @@ class Client(ResumingConnection):
         buffer: int | None = None,
         command: str | None = None,
         size_rule: str | None = None,
+        record: bool | Mapping[str, bool] | None = None,
     ) -> Process:
         """Start a process; read its output by iterating over the returned :class:`Process`.
 
@@ -188,6 +189,8 @@ class Client(ResumingConnection):
         what ``list`` shows as its command line (default: ``shlex.join(argv)``).
         ``size_rule`` (``"latest"`` or ``"smallest"``) sizes a pseudo-terminal
         that several connections control (docs/protocol.md, resize).
+        ``record=True`` records the session on the server (``{"input": True}``:
+        stdin too); its id is ``process.recording``.
 
         Raises :class:`NotFound` (no such executable), :class:`PermissionDenied`
         (not executable, bad ``cwd``), :class:`SpawnFailed`,
@@ -202,6 +205,7 @@ class Client(ResumingConnection):
             buffer=buffer,
             command=command,
             size_rule=size_rule,
+            record=record,
         )
         started: list[Process] = []
 
@@ -213,6 +217,7 @@ class Client(ResumingConnection):
                     result["proc"],
                     pid=result.get("pid"),
                     pgid=result.get("pgid"),
+                    recording=result.get("recording"),
                     pty="pty" in params,
                     kept=on_disconnect == "keep",
                     output_format=output_format(params),

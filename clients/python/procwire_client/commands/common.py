@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import http.client
+import json
 import os
 import sys
 import threading
-from collections.abc import Callable
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from procwire_client import DEFAULT_URL, Client, ExitStatus, settings
-from procwire_client.address import websocket_url
+from procwire_client.address import http_base, websocket_url
+from procwire_client.errors import ProcwireConnectionError
 
 # Exit codes (docs/cli.md).  run, shell, attach and wait otherwise exit with the remote command's status.
 EXIT_ERROR = 1
@@ -23,6 +29,7 @@ EXIT_BAD_CWD = 125  # as env --chdir
 EXIT_CANNOT_EXECUTE = 126
 EXIT_NOT_FOUND = 127
 EXIT_INTERRUPTED = 130
+API_TIMEOUT = 10.0  # seconds for an answer of the HTTP API (between two reads of a file)
 EXIT_BROKEN_PIPE = 128 + 13
 EXIT_DISCONNECTED = 255
 READ_SIZE = 64 * 1024
@@ -117,6 +124,13 @@ def spawn_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cwd", help="working directory on the server")
     parser.add_argument("--timeout", type=float, help="stop the command after this many seconds (exit 124)")
     parser.add_argument("--name", help="a label shown by ps")
+    parser.add_argument(
+        "--record",
+        nargs="?",
+        const="output",
+        choices=("output", "input"),
+        help="record the session on the server (procwire recordings); --record=input: what is typed too",
+    )
 
 
 # -- connection ----------------------------------------------------------------------------
@@ -134,6 +148,26 @@ def url_and_token(args: argparse.Namespace) -> tuple[str, str]:
     if not token:
         raise UsageError("no token: run procwire login URL, pass --token or set PROCWIRE_TOKEN")
     return url, token
+
+
+@contextlib.contextmanager
+def open_api(args: argparse.Namespace, path: str) -> Iterator[http.client.HTTPResponse]:
+    """GET ``path`` of the server's HTTP API with the token; its errors as ProcwireConnectionError."""
+    url, token = url_and_token(args)
+    endpoint = http_base(url) + path
+    request = urllib.request.Request(endpoint, headers={"Authorization": f"Bearer {token}"})
+    try:
+        response = urllib.request.urlopen(request, timeout=API_TIMEOUT)
+    except urllib.error.HTTPError as error:
+        detail = ""
+        with contextlib.suppress(ValueError, AttributeError):
+            detail = json.loads(error.read() or b"{}").get("error", "")
+        raise ProcwireConnectionError(f"{endpoint}: HTTP {error.code}: {detail or error.reason}") from None
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        reason = getattr(error, "reason", error)
+        raise ProcwireConnectionError(f"cannot reach {endpoint}: {reason}") from None
+    with response:
+        yield response
 
 
 def connect(args: argparse.Namespace) -> Client:
@@ -169,4 +203,5 @@ def environment(pairs: list[str]) -> dict[str, str]:
 
 
 def spawn_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    return {"env": environment(args.env), "cwd": args.cwd, "timeout": args.timeout, "name": args.name}
+    record = {"input": True} if args.record == "input" else args.record is not None
+    return {"env": environment(args.env), "cwd": args.cwd, "timeout": args.timeout, "name": args.name, "record": record}

@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import fnmatch
 import json
 import shlex
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
 from procwire_client import ExitStatus
-from procwire_client.address import http_base
-from procwire_client.commands.common import add_command, connect, url_and_token
-from procwire_client.errors import ProcwireConnectionError
+from procwire_client.commands.common import add_command, connect, open_api
 
 
 def register(commands: Any, common: list[argparse.ArgumentParser]) -> None:
@@ -71,7 +66,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
     header = ("PROC", "PID", "STATE", "EXIT", "STARTED", "FLAGS", "NODE", "NAME", "COMMAND")
     rows = [(*header[:7], *(("OWNER",) if admin else ()), *header[7:])]
     rows += [_row(info, admin) for info in processes]
-    _table(rows)
+    table(rows)
     return 0
 
 
@@ -127,20 +122,8 @@ def _flags(info: dict[str, Any]) -> str:
 
 
 def cmd_clients(args: argparse.Namespace) -> int:
-    url, token = url_and_token(args)
-    endpoint = http_base(url) + "/api/clients"
-    request = urllib.request.Request(endpoint, headers={"Authorization": f"Bearer {token}"})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            answer = json.load(response)
-    except urllib.error.HTTPError as error:
-        detail = ""
-        with contextlib.suppress(ValueError, AttributeError):
-            detail = json.loads(error.read() or b"{}").get("error", "")
-        raise ProcwireConnectionError(f"{endpoint}: HTTP {error.code}: {detail or error.reason}") from None
-    except (urllib.error.URLError, OSError, ValueError) as error:
-        reason = getattr(error, "reason", error)
-        raise ProcwireConnectionError(f"cannot reach {endpoint}: {reason}") from None
+    with open_api(args, "/api/clients") as response:
+        answer = json.load(response)
     if args.json:
         print(json.dumps(answer["clients"], indent=2))
         return 0
@@ -148,7 +131,7 @@ def cmd_clients(args: argparse.Namespace) -> int:
     for client in answer["clients"]:
         procs = ",".join(str(proc) for proc in client.get("processes") or []) or "-"
         rows.append((str(client.get("id")), str(client.get("remote_addr")), _time(client.get("connected_at")), procs))
-    _table(rows)
+    table(rows)
     return 0
 
 
@@ -158,7 +141,7 @@ def _time(value: Any) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(value))
 
 
-def _table(rows: Sequence[tuple[str, ...]]) -> None:
+def table(rows: Sequence[tuple[str, ...]]) -> None:
     widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
     for row in rows:
         cells = [cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=False)]

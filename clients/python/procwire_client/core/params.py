@@ -79,15 +79,23 @@ def start_params(
     buffer: int | None = None,
     command: str | None = None,
     size_rule: str | None = None,
+    record: bool | Mapping[str, bool] | None = None,
 ) -> dict[str, Any]:
-    """``start``'s params: the spawn params and the ones only ``start`` takes."""
+    """``start``'s params: the spawn params and the ones only ``start`` takes
+    (``record``: ``True``, or ``{"input": True}`` to record stdin too)."""
     params = dict(spawn)
     if binary:
         params["binary"] = True
     if pty is not None and pty is not False:
         rows, cols = pty_size(pty)
         params["pty"] = {"rows": rows, "cols": cols}
-    optional = {"on_disconnect": on_disconnect, "buffer": buffer, "command": command, "size_rule": size_rule}
+    optional = {
+        "on_disconnect": on_disconnect,
+        "buffer": buffer,
+        "command": command,
+        "size_rule": size_rule,
+        "record": record or None,
+    }
     params.update({key: value for key, value in optional.items() if value is not None})
     return params
 
