@@ -6,11 +6,10 @@ from __future__ import annotations
 import base64
 import json
 import os
-import resource
-import signal
 import stat
+import subprocess
+import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from app.recording.formats import Asciicast, Pipes
 from app.recording.recorder import Recorder
 from app.recording.remote import CHUNK_BYTES, RECORDING_OPS, remote_chunks
 from app.recording.store import RECORDING, Store
+from tests.server import ROOT
 
 
 def events(lines: bytes) -> list[Any]:
@@ -146,18 +146,21 @@ def test_a_recording_whose_worker_is_gone_is_interrupted(store: Store) -> None:
     assert store.read_meta(made.id)["state"] == "interrupted"  # type: ignore[index]
 
 
-@pytest.fixture
-def small_files() -> Iterator[int]:
-    """Files of this process may not grow past 4 KiB: the kernel refuses with EFBIG (SIGXFSZ ignored)."""
-    limit = 4096
-    old_limit = resource.getrlimit(resource.RLIMIT_FSIZE)
-    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, old_limit[1]))
-    try:
-        yield limit
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, old_limit)
-        signal.signal(signal.SIGXFSZ, old_handler)
+SMALL_FILES = 4096
+# Run in a child process of its own: a lowered RLIMIT_FSIZE would also refuse pytest's own writes
+# (its report, when stdout is a file) while it lasts.
+REFUSED_WRITES = """
+import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the kernel then refuses with EFBIG instead of killing
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[2]), resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+from app.recording.store import Store
+from tests.unit.test_recording import FakeSource, recorder
+made = recorder(Store(sys.argv[1], max_age=0, max_bytes=0))
+for offset in range(0, 10_000, 1000):
+    made.output(FakeSource(), "stdout", b"a" * 1000, offset)
+made.exited(FakeSource())
+print(made.id)
+"""
 
 
 class FakeSource:
@@ -167,18 +170,22 @@ class FakeSource:
     status: dict[str, Any] | None = {"code": 0}
 
 
-def test_a_refused_write_stops_the_recording_and_keeps_whole_lines(store: Store, small_files: int) -> None:
-    made = recorder(store)
-    for offset in range(0, 10_000, 1000):
-        made.output(FakeSource(), "stdout", b"a" * 1000, offset)  # type: ignore[arg-type]
-    path = store.path(made.id, "pipes")
-    data = Path(path).read_bytes()
-    assert 0 < len(data) <= small_files and data.endswith(b"\n")
+def test_a_refused_write_stops_the_recording_and_keeps_whole_lines(store: Store) -> None:
+    """Files of the recording process may not grow past 4 KiB: the kernel's own EFBIG."""
+    child = subprocess.run(
+        [sys.executable, "-c", REFUSED_WRITES, store.directory, str(SMALL_FILES)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    made_id = child.stdout.strip()
+    data = Path(store.path(made_id, "pipes")).read_bytes()
+    assert 0 < len(data) <= SMALL_FILES and data.endswith(b"\n")
     assert all(json.loads(line)["data"] == "a" * 1000 for line in data.splitlines())
-    meta = store.read_meta(made.id)
+    meta = store.read_meta(made_id)
     assert meta is not None and meta["state"] == "failed" and "File too large" in meta["error"]
-    made.exited(FakeSource())  # type: ignore[arg-type]
-    assert store.read_meta(made.id)["state"] == "failed"  # type: ignore[index]
 
 
 def test_a_file_crosses_the_cluster_in_chunks_and_lists_per_viewer(store: Store) -> None:
