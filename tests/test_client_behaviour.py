@@ -172,14 +172,15 @@ def test_kept_process_replays_to_a_new_connection(new_client: Connect) -> None:
 
 def test_operator_disconnect_is_a_connection_error(new_client: Connect, server: Server) -> None:
     connected = new_client()
+    client_id = connected.client_id  # read now: once the connection is gone a client may forget it
     process = connected.start(["sleep", "30"])
     request = urllib.request.Request(
-        f"{server.http}/api/clients/{connected.client_id}",
+        f"{server.http}/api/clients/{client_id}",
         method="DELETE",
         headers={"Authorization": f"Bearer {server.token}"},
     )
     with urllib.request.urlopen(request, timeout=BOUND) as answer:
-        assert json.load(answer) == {"closed": connected.client_id}
+        assert json.load(answer) == {"closed": client_id}
     with pytest.raises(pw.ProcwireConnectionError) as raised:
         process.wait(BOUND)
     assert raised.value.close_code == 4000 and "disconnected by an operator" in str(raised.value)

@@ -7,6 +7,7 @@ endpoint), and time by a clock the test moves, so refresh rules are checked with
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -101,26 +102,28 @@ def test_claims_by_configured_names_and_paths() -> None:
     assert claim({"a": {"b": [1]}}, "a.b") == [1] and claim({"a": 1}, "a.b") is None
 
 
+# Each token is made when its test runs: made at collection, minutes before in a whole suite,
+# those with the usual lifetime would have expired.
 @pytest.mark.parametrize(
-    ("token", "says"),
+    ("make_token", "says"),
     [
-        (RSA.sign(exp=int(time.time()) - 120), "Signature has expired"),
-        (RSA.sign(nbf=int(time.time()) + 600), "not yet valid"),
-        (RSA.sign(iss="https://evil.test"), "Invalid issuer"),
-        (RSA.sign(aud="someone-else"), "Audience doesn't match"),
-        (RSA.sign(exp=None), 'missing the "exp" claim'),
-        (RSA.sign(aud=None), 'missing the "aud" claim'),
-        (OTHER.sign(), "Signature verification failed"),
-        (unsigned(usual_claims(), "k1"), "algorithm 'none' is not one of"),
-        (hmac_with_public_key(usual_claims(), RSA), "algorithm 'HS256' is not one of"),
-        (EC.sign(), "algorithm 'ES256' is not one of"),
-        ("a.b.c", "unreadable"),
-        (RSA.sign(groups=["nobody"]), "no role"),
-        (RSA.sign(sub=None), "no sub claim"),
+        (lambda: RSA.sign(exp=int(time.time()) - 120), "Signature has expired"),
+        (lambda: RSA.sign(nbf=int(time.time()) + 600), "not yet valid"),
+        (lambda: RSA.sign(iss="https://evil.test"), "Invalid issuer"),
+        (lambda: RSA.sign(aud="someone-else"), "Audience doesn't match"),
+        (lambda: RSA.sign(exp=None), 'missing the "exp" claim'),
+        (lambda: RSA.sign(aud=None), 'missing the "aud" claim'),
+        (lambda: OTHER.sign(), "Signature verification failed"),
+        (lambda: unsigned(usual_claims(), "k1"), "algorithm 'none' is not one of"),
+        (lambda: hmac_with_public_key(usual_claims(), RSA), "algorithm 'HS256' is not one of"),
+        (lambda: EC.sign(), "algorithm 'ES256' is not one of"),
+        (lambda: "a.b.c", "unreadable"),
+        (lambda: RSA.sign(groups=["nobody"]), "no role"),
+        (lambda: RSA.sign(sub=None), "no sub claim"),
     ],
 )
-def test_refused(token: str, says: str) -> None:
-    assert says in refusal(JwtVerifier(jwt_settings()), token)
+def test_refused(make_token: Callable[[], str], says: str) -> None:
+    assert says in refusal(JwtVerifier(jwt_settings()), make_token())
 
 
 def test_an_allowed_algorithm_that_does_not_fit_the_key_is_refused() -> None:
