@@ -153,9 +153,10 @@ def collect(process: Any) -> dict[str, bytes]:
     return streams
 
 
-def read_until(process: Any, needle: bytes) -> bytes:
+def read_until(process: Any, needle: bytes, timeout: float = BOUND) -> bytes:
+    """Output of ``process`` (all streams) up to and including ``needle``."""
     seen = b""
-    for _, data in process.iter_output(BOUND):
+    for _, data in process.iter_output(timeout):
         seen += data
         if needle in seen:
             return seen

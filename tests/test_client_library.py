@@ -17,19 +17,10 @@ import pytest
 import procwire_client as pw
 from app.errors import ErrorCode
 from procwire_client.errors import ERRORS_BY_CODE
+from tests.client_kinds import read_until
 from tests.server import ROOT, Server, free_port, pid_exists, wait_until
 
 BOUND = 15.0  # seconds: every wait in these tests is bounded
-
-
-def read_until(process: pw.Process, needle: bytes, timeout: float = BOUND) -> bytes:
-    """Output of ``process`` (all streams) up to and including ``needle``."""
-    seen = b""
-    for _, data in process.iter_output(timeout):
-        seen += data
-        if needle in seen:
-            return seen
-    raise AssertionError(f"{needle!r} never came; got {seen!r}")
 
 
 def kill_if_running(client: pw.Client, proc: int) -> None:

@@ -91,12 +91,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "PROCWIRE_MAX_MESSAGE_BYTES": "1024",
         "SECRET_OF_THE_SERVER": "not-for-programs",
     }
-    running = Server(env=env).start()
+    log = (directory / "server.log").open("w")  # the programs' logged stderr, at LOG_LEVEL info
+    running = Server(env={**env, "PROCWIRE_LOG_LEVEL": "info"}, stderr=log).start()
     running.directory = directory  # type: ignore[attr-defined]
     try:
         yield running
     finally:
         running.stop()
+        log.close()
 
 
 def url(server: Server, name: str, query: str = "") -> str:
@@ -186,7 +188,9 @@ def test_stderr_merged_tagged_or_logged(server: Server) -> None:
     assert sorted(tagged, key=str) == sorted(
         [{"stream": "stdout", "data": "out"}, {"stream": "stderr", "data": "err"}], key=str
     )
-    assert converse(url(server, "logged"), server.token).messages == ["out"]  # stderr went to the server log
+    assert converse(url(server, "logged"), server.token).messages == ["out"]  # stderr went to the server log:
+    server_log = server.directory / "server.log"  # type: ignore[attr-defined]
+    assert wait_until(lambda: "program logged stderr: to-the-log" in server_log.read_text())
 
 
 # -- the client goes first -----------------------------------------------------------------------------
