@@ -114,6 +114,9 @@ class ClusterRegistry:
         ]
 
     def close_client(self, client_id: str, code: int, reason: str) -> dict[str, Any] | None:
+        """Closed here, or by the node that serves it; None when no node has it.  Another node's
+        list in Redis lags its closes (its writer's pipeline): a client just closed is still
+        listed, and that node answers that it has no such client."""
         closed = self.local.close_client(client_id, code, reason)
         if closed is not None:
             return closed
@@ -124,6 +127,9 @@ class ClusterRegistry:
                     return info
         except RedisError:
             raise unavailable("Redis is unreachable") from None
+        except RpcError as error:
+            if error.code != ErrorCode.NOT_FOUND:
+                raise
         return None
 
     def local_clients(self) -> list[Client]:
