@@ -204,11 +204,6 @@ def test_client_close_runs_the_stop_sequence_on_the_whole_group(server: Server) 
     grandchild = int(log.read_text().split()[1])
     closed_at = time.time()
     ws.close()
-    assert wait_until(lambda: not pid_exists(grandchild), 10), "the grandchild outlived the stop sequence"
-    lines = log.read_text().split("\n")
-    signals = {line.split()[0]: float(line.split()[1]) - closed_at for line in lines if line[:3] in ("INT", "TER")}
-    assert set(signals) == {"INT", "TERM"}, lines  # trapped both, so only KILL ended it
-    assert 0.05 < signals["INT"] < signals["TERM"], signals  # INT at ~0.1 s, TERM at ~0.35 s
     started = [line for line in audit_lines(server) if line["event"] == "start" and line.get("program") == "trap"]
     assert started and started[-1]["method"] == "program"
     proc = started[-1]["proc"]
@@ -216,8 +211,15 @@ def test_client_close_runs_the_stop_sequence_on_the_whole_group(server: Server) 
     def exit_line() -> list[dict[str, object]]:
         return [line for line in audit_lines(server) if line["event"] == "exit" and line["proc"] == proc]
 
+    # The leader's exit, not the grandchild's: TERM ends the grandchild at once, while the
+    # leader may still be writing its TERM line.
     assert wait_until(lambda: bool(exit_line()), 10)
     assert exit_line()[0]["signal"] == "SIGKILL"
+    assert not pid_exists(grandchild), "the grandchild outlived the stop sequence"
+    lines = log.read_text().split("\n")
+    signals = {line.split()[0]: float(line.split()[1]) - closed_at for line in lines if line[:3] in ("INT", "TER")}
+    assert set(signals) == {"INT", "TERM"}, lines  # trapped both, so only KILL ended it
+    assert 0.05 < signals["INT"] < signals["TERM"], signals  # INT at ~0.1 s, TERM at ~0.35 s
 
 
 def current(server: Server, name: str) -> list[dict[str, object]]:
