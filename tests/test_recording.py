@@ -11,6 +11,7 @@ import os
 import shlex
 import stat
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +22,7 @@ from websocket import WebSocketException
 
 from tests.client import RpcClient, chunk_bytes
 from tests.recordings import api, asciicast, fetched, listed, pipes, stream_bytes, terminal_output
-from tests.server import Server, wait_until
+from tests.server import ROOT, Server, wait_until
 from tests.test_cli_support import procwire
 
 LOOP = "i=0; while :; do echo line $i; i=$((i+1)); sleep 0.005; done"
@@ -49,6 +50,14 @@ def on_disk(server: Server, recording: str, extension: str) -> Path:
     return Path(server.state_dir) / "recordings" / f"{recording}{extension}"
 
 
+def exported(server: Server, recording: str) -> bytes:
+    """The recording made from its files with no server (``python -m app.recording.export``)."""
+    argv = [sys.executable, "-m", "app.recording.export", str(on_disk(server, recording, ".rec"))]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 def test_pipes_are_recorded_byte_for_byte_with_the_input(server: Server, client: RpcClient) -> None:
     script = "printf 'a\\377b'; printf 'oops' >&2; cat; printf 'ż'"
     started = client.call("start", argv=["sh", "-c", script], record={"input": True})
@@ -67,9 +76,10 @@ def test_pipes_are_recorded_byte_for_byte_with_the_input(server: Server, client:
     assert events[-1]["exit"] == got.exit
     meta = listed(server, server.token)[recording]
     assert meta["state"] == "complete" and meta["proc"] == proc and meta["format"] == "pipes"
-    assert meta["exit"] == got.exit and meta["bytes"] == len(data) and meta["input"] is True
-    assert client.call("find", pid=started["pid"])["recording"] == recording
-    for path in (on_disk(server, recording, ".jsonl"), on_disk(server, recording, ".json")):
+    assert meta["exit"] == got.exit and meta["bytes"] == on_disk(server, recording, ".rec").stat().st_size
+    assert meta["input"] is True and client.call("find", pid=started["pid"])["recording"] == recording
+    assert exported(server, recording) == data  # the same, made from the files alone
+    for path in (on_disk(server, recording, ".rec"), on_disk(server, recording, ".json")):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600 and path.stat().st_uid == os.getuid()
 
 
@@ -136,10 +146,10 @@ def test_a_worker_stopped_mid_recording_closes_its_recordings(tmp_path: Path) ->
     for started in (kept, own):
         meta = json.loads(on_disk(server, started["recording"], ".json").read_bytes())
         assert meta["state"] == "complete" and meta["exit"]["signal"] in ("SIGTERM", "SIGKILL"), meta
-        _header, events = pipes(on_disk(server, started["recording"], ".jsonl").read_bytes())
-        recorded = stream_bytes(events, "stdout")
+        _header, kept = pipes(exported(server, started["recording"]))
+        recorded = stream_bytes(kept, "stdout")
         assert recorded.startswith(received[started["proc"]]) and len(recorded) >= len(received[started["proc"]])
-        assert events[-1]["exit"] == meta["exit"]
+        assert kept[-1]["exit"] == meta["exit"]
 
 
 @pytest.fixture(scope="module")

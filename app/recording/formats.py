@@ -1,4 +1,4 @@
-"""The two recording formats, as lines of bytes (no I/O here).
+"""The two formats a recording is served in, made from its journal (no I/O here).
 
 A terminal is recorded as asciicast v2 (asciinema's format: a JSON header
 line, then one ``[time, code, data]`` array per event: ``"o"`` output,
@@ -21,9 +21,12 @@ from __future__ import annotations
 
 import base64
 import codecs
+from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
 import orjson
+
+from app.recording.journal import Event
 
 ASCIICAST = "asciicast"
 PIPES = "pipes"
@@ -143,3 +146,32 @@ def _text(data: bytes) -> str | None:
 
 def format_for(pty: bool) -> Format:
     return Asciicast() if pty else Pipes()
+
+
+def render(meta: dict[str, Any], journal: Iterable[tuple[Event, bytes]]) -> Iterator[bytes]:
+    """The recording described by ``meta`` in its format, from its journal's events."""
+    form = format_for(meta["format"] == ASCIICAST)
+    size = meta["size"]
+    yield form.header(
+        int(meta["started_at"]),
+        meta["command"],
+        (size["rows"], size["cols"]) if size else None,
+        meta["streams"],
+    )
+    for event, data in journal:
+        if lines := _event_lines(form, event, data):
+            yield lines
+
+
+def _event_lines(form: Format, event: Event, data: bytes) -> bytes:
+    time = event["t"]
+    if "exit" in event:
+        return form.exited(time, event["exit"])
+    if "resize" in event:
+        return form.resized(time, *event["resize"])
+    stream = event["stream"]
+    if event.get("eof"):
+        return form.end_of_stream(time, stream)
+    if stream == "stdin":
+        return form.input(time, data, event["offset"])
+    return form.output(time, stream, data, event["offset"])

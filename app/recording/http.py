@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from flask import Blueprint, Response, current_app, g, jsonify, send_file
+from flask import Blueprint, Response, current_app, g, jsonify
 
 from app.errors import RpcError
 from app.recording import store_of
-from app.recording.formats import EXTENSIONS, MEDIA_TYPES
+from app.recording.formats import EXTENSIONS, MEDIA_TYPES, render
+from app.recording.journal import events, file_chunks
 from app.recording.remote import remote_chunks, visible
 from app.registry import registry_of
 from app.security import audit
@@ -45,19 +46,18 @@ def fetch(recording_id: str) -> Response | tuple[Response, int]:
     if meta is None:
         return jsonify(error=f"no such recording: {recording_id}"), 404
     audit.event("recording_fetch", token=identity.name, recording=recording_id, owner=meta["owner"])
-    kind = meta["format"]
-    name = recording_id + EXTENSIONS[kind]
     if node is None:
-        response = send_file(store.path(recording_id, kind), mimetype=MEDIA_TYPES[kind], download_name=name)
+        journal = file_chunks(store.path(recording_id))
     else:
         registry = registry_of(current_app)
 
         def ask(params: dict[str, Any]) -> Any:
             return registry.ask_other_nodes("recording_chunk", params, only=node)[node].get()
 
-        response = Response(remote_chunks(ask, recording_id), mimetype=MEDIA_TYPES[kind])
-        response.headers["Content-Disposition"] = f"inline; filename={name}"
-    response.headers.update(FILE_HEADERS)
+        journal = remote_chunks(ask, recording_id)
+    kind = meta["format"]
+    response = Response(render(meta, events(journal)), mimetype=MEDIA_TYPES[kind], headers=FILE_HEADERS)
+    response.headers["Content-Disposition"] = f"inline; filename={recording_id + EXTENSIONS[kind]}"
     return response
 
 

@@ -1,15 +1,16 @@
 """One process's recording: an uncounted output sink and a tap on its input and resizes.
 
-Every event is one ``os.write`` of whole lines to a file opened with
-``O_APPEND``, from the pump's greenlet as the chunk passes: no buffer in
-this process, so what was recorded is in the file (the kernel's page cache)
-when the worker is killed, and a write to a local disk's page cache takes
-microseconds (never a wait on the network or on the child).  The recording
-is closed, and its metadata completed, when the process's exit is
-delivered.
+Every event is one ``os.writev`` of a journal entry (:mod:`.journal`: a
+short line, then the chunk's bytes as they came) to a file opened with
+``O_APPEND``, from the pump's greenlet as the chunk passes, before any
+client is sent it: no buffer in this process, so what a client received
+is in the file (the kernel's page cache) when the worker is killed, and a
+write to a local disk's page cache takes microseconds (never a wait on the
+network or on the child).  The recording is closed, and its metadata
+completed, when the process's exit is delivered.
 
 A write that fails (a full disk: ENOSPC, EDQUOT, EFBIG) stops the recording
-only: the file is cut back to its last whole line, its metadata say
+only: the file is cut back to its last whole event, its metadata say
 ``failed`` with the error, a ``recording_failed`` line goes to the audit
 log, and every connection receiving the process's output gets a
 ``recording`` notification.  The process and the server go on.
@@ -24,7 +25,8 @@ import socket
 import time
 from typing import TYPE_CHECKING, Any
 
-from app.recording.formats import Format, format_for
+from app.recording.formats import ASCIICAST, PIPES
+from app.recording.journal import Event, entry
 from app.recording.store import RECORDING, Store, new_id
 from app.security import audit
 
@@ -43,7 +45,6 @@ class Recorder:
     ) -> None:
         self.store = store
         self.id = new_id(proc)
-        self._format: Format = format_for(pty is not None)
         self._inputs = inputs
         self._input_offset = 0
         self._size = 0
@@ -54,9 +55,10 @@ class Recorder:
             "proc": proc,
             "owner": owner,
             "command": command,
-            "format": self._format.name,
+            "format": ASCIICAST if pty is not None else PIPES,
             "input": inputs,
             "size": {"rows": pty[0], "cols": pty[1]} if pty else None,
+            "streams": [],
             "started_at": time.time(),
             "ended_at": None,
             "state": RECORDING,
@@ -65,7 +67,7 @@ class Recorder:
             "exit": None,
             "error": None,
         }
-        self._fd: int | None = store.open(self.id, self._format.name)
+        self._fd: int | None = store.open(self.id)
         try:
             store.write_meta(self.meta)
         except OSError:
@@ -75,16 +77,16 @@ class Recorder:
     def discard(self) -> None:
         """The process could not be started: no recording of it."""
         self._close()
-        self.store.remove(self.id, self._format.name)
+        self.store.remove(self.id)
 
     def attach(self, process: Process, node: str) -> None:
-        """Begin: the header, then everything the process does (its pumps have not started yet)."""
+        """Begin: everything the process does from now on (its pumps have not started yet)."""
         self._process = process
-        self.meta.update(pid=process.pid, node=node, argv=process.argv)
+        self.meta.update(pid=process.pid, node=node, argv=process.argv, streams=process.streams)
+        if process.window is not None:
+            rows, cols = process.window.size
+            self.meta["size"] = {"rows": rows, "cols": cols}
         self._started = time.monotonic()
-        timestamp = int(self.meta["started_at"])
-        size = process.window.size if process.window is not None else None
-        self._write(self._format.header(timestamp, self.meta["command"], size, process.streams))
         process.subscribe(self, {}, counted=False)
         process.taps.append(self)
         self._save_meta()  # with the pid and the node, for the listing while it runs
@@ -96,17 +98,14 @@ class Recorder:
     # -- OutputSink -------------------------------------------------------------------
 
     def output(self, process: Source, stream: str, data: bytes, offset: int) -> None:
-        if self._fd is not None:
-            self._write(self._format.output(self._now(), stream, data, offset))
+        self._write({"stream": stream, "offset": offset}, data)
 
     def end_of_stream(self, process: Source, stream: str) -> None:
-        if self._fd is not None:
-            self._write(self._format.end_of_stream(self._now(), stream))
+        self._write({"stream": stream, "eof": True})
 
     def exited(self, process: Source) -> None:
         status = process.status or {}
-        if self._fd is not None:
-            self._write(self._format.exited(self._now(), status))
+        self._write({"exit": status})
         if self._fd is None:
             return  # failed (before, or with this last line): its metadata say so already
         self._close()
@@ -117,27 +116,31 @@ class Recorder:
     # -- the process's tap -----------------------------------------------------------
 
     def input(self, data: bytes) -> None:
-        if self._fd is not None and self._inputs:
-            self._write(self._format.input(self._now(), data, self._input_offset))
+        if self._inputs:
+            self._write({"stream": "stdin", "offset": self._input_offset}, data)
             self._input_offset += len(data)
 
     def resized(self, rows: int, cols: int) -> None:
-        if self._fd is not None:
-            self._write(self._format.resized(self._now(), rows, cols))
+        self._write({"resize": [rows, cols]})
 
     # -- the file ---------------------------------------------------------------------
 
-    def _write(self, lines: bytes) -> None:
-        if not lines or self._fd is None:
+    def _write(self, event: Event, data: bytes = b"") -> None:
+        """One journal entry, whole, or the recording stops (a short write is finished)."""
+        if self._fd is None:
             return
-        view = memoryview(lines)
+        buffers = entry({"t": round(self._now(), 6), **event}, data)
+        total = sum(map(len, buffers))
         try:
-            while view:
-                view = view[os.write(self._fd, view) :]
+            written = os.writev(self._fd, buffers)
+            if written < total:
+                rest = memoryview(b"".join(buffers))[written:]
+                while rest:
+                    rest = rest[os.write(self._fd, rest) :]
         except OSError as error:
             self._fail(error)
             return
-        self._size += len(lines)
+        self._size += total
 
     def _close(self) -> None:
         fd, self._fd = self._fd, None
@@ -151,7 +154,7 @@ class Recorder:
             log.error("recording %s: cannot write its metadata: %s", self.id, error)
 
     def _fail(self, error: OSError) -> None:
-        """Stop recording, never the process: cut back to the last whole line, say so everywhere."""
+        """Stop recording, never the process: cut back to the last whole event, say so everywhere."""
         if self._fd is not None:
             with contextlib.suppress(OSError):
                 os.ftruncate(self._fd, self._size)

@@ -2,10 +2,11 @@
 
 Each node of a cluster keeps its recordings in its own ``RECORDINGS_DIR``.
 ``/api/recordings`` asks every other live node (app.cluster.bus) for the
-recordings the viewer may see, and ``/api/recordings/<id>`` fetches a file
-from a node that has it in chunks of ``CHUNK_BYTES`` (base64 in the bus's
-JSON answers).  Nodes of one host share the directory: the same recording
-listed by several of them is shown once.
+recordings the viewer may see, and ``/api/recordings/<id>`` fetches a
+journal from a node that has it in chunks of ``CHUNK_BYTES`` (base64 in the
+bus's JSON answers), and makes the recording's format from it as it comes.
+Nodes of one host share the directory: the same recording listed by
+several of them is shown once.
 """
 
 from __future__ import annotations
@@ -30,11 +31,11 @@ def _listed(store: Store, params: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _chunk(store: Store, params: dict[str, Any]) -> dict[str, Any]:
-    """``size`` bytes from ``offset`` of a recording (the asking node checked who may read it)."""
+    """``size`` bytes from ``offset`` of a journal (the asking node checked who may read it)."""
     meta = store.read_meta(params["id"])
     if meta is None:
         raise RpcError(ErrorCode.NOT_FOUND, f"no such recording: {params['id']}")
-    with open(store.path(meta["id"], meta["format"]), "rb") as file:
+    with open(store.path(meta["id"]), "rb") as file:
         file.seek(params["offset"])
         data = file.read(min(params["size"], CHUNK_BYTES))
     return {"data": base64.b64encode(data).decode("ascii")}
@@ -47,7 +48,7 @@ RECORDING_OPS: dict[str, Callable[[Store, dict[str, Any]], Any]] = {
 
 
 def remote_chunks(ask: Callable[[dict[str, Any]], Any], recording_id: str) -> Iterator[bytes]:
-    """The file, chunk by chunk, from the node ``ask`` sends requests to."""
+    """The journal, chunk by chunk, from the node ``ask`` sends requests to."""
     offset = 0
     while True:
         answer = ask({"id": recording_id, "offset": offset, "size": CHUNK_BYTES})

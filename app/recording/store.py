@@ -1,9 +1,9 @@
 """The recordings directory: files, their metadata, listing and retention.
 
-Each recording is two files in ``RECORDINGS_DIR``: the recording itself
-(``<id>.cast`` or ``<id>.jsonl``) and its metadata (``<id>.json``: owner,
-process, command, times, state, exit status), written when the recording
-opens and replaced (write, then rename) when it ends.  The directory is
+Each recording is two files in ``RECORDINGS_DIR``: its journal
+(``<id>.rec``, :mod:`.journal`) and its metadata (``<id>.json``: owner,
+process, command, format, times, state, exit status), written when the
+recording opens and replaced (write, then rename) when it ends.  The directory is
 0700 and every file 0600, owned by the server: a process run as another
 user (policy ``user``) can neither read nor change them.
 
@@ -29,10 +29,9 @@ from typing import Any
 import gevent
 import orjson
 
-from app.recording.formats import EXTENSIONS
-
 RECORDING_ID = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9]+-[0-9a-f]{8}$")
 META = ".json"
+JOURNAL = ".rec"
 SWEEP_INTERVAL = 2.0  # seconds
 DIRECTORY_MODE = 0o700
 FILE_MODE = 0o600
@@ -60,14 +59,15 @@ class Store:
         if os.stat(self.directory).st_mode & 0o077:
             os.chmod(self.directory, DIRECTORY_MODE)
 
-    def path(self, recording_id: str, kind: str) -> str:
-        return os.path.join(self.directory, recording_id + EXTENSIONS[kind])
+    def path(self, recording_id: str) -> str:
+        """The recording's journal."""
+        return os.path.join(self.directory, recording_id + JOURNAL)
 
-    def open(self, recording_id: str, kind: str) -> int:
-        """A new recording file, for appending; never an existing file or a symlink."""
+    def open(self, recording_id: str) -> int:
+        """A new journal, for appending; never an existing file or a symlink."""
         self._ensure()
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW
-        return os.open(self.path(recording_id, kind), flags, FILE_MODE)
+        return os.open(self.path(recording_id), flags, FILE_MODE)
 
     def write_meta(self, meta: dict[str, Any]) -> None:
         """Replace the metadata whole (a reader never sees half of it); on a full disk, where
@@ -87,8 +87,8 @@ class Store:
             return
         os.replace(temporary, final)
 
-    def remove(self, recording_id: str, kind: str) -> None:
-        for path in (self.path(recording_id, kind), os.path.join(self.directory, recording_id + META)):
+    def remove(self, recording_id: str) -> None:
+        for path in (self.path(recording_id), os.path.join(self.directory, recording_id + META)):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
 
@@ -99,7 +99,7 @@ class Store:
         try:
             with open(os.path.join(self.directory, recording_id + META), "rb") as file:
                 meta: dict[str, Any] = orjson.loads(file.read())
-            meta["bytes"] = os.stat(self.path(recording_id, meta["format"])).st_size
+            meta["bytes"] = os.stat(self.path(recording_id)).st_size
         except (OSError, ValueError, KeyError):
             return None
         if meta.get("state") == RECORDING and not _writer_alive(meta):
@@ -134,7 +134,7 @@ class Store:
             too_old = self.max_age and now - (meta.get("ended_at") or meta["started_at"]) > self.max_age
             too_big = self.max_bytes and total > self.max_bytes
             if too_old or too_big:
-                self.remove(meta["id"], meta["format"])
+                self.remove(meta["id"])
                 total -= meta["bytes"]
                 deleted.append(meta["id"])
         return deleted

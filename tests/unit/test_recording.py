@@ -1,5 +1,5 @@
-"""app.recording without a server: the two formats, the directory and its retention,
-and a recorder whose disk refuses a write (the kernel's own EFBIG, from RLIMIT_FSIZE)."""
+"""app.recording without a server: the journal, the two formats made from it, the directory and its
+retention, and a recorder whose disk refuses a write (the kernel's own EFBIG, from RLIMIT_FSIZE)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ from typing import Any
 import pytest
 
 from app.recording import wanted
-from app.recording.formats import Asciicast, Pipes
+from app.recording.formats import Asciicast, Pipes, render
+from app.recording.journal import entry, file_chunks
+from app.recording.journal import events as journal_events
 from app.recording.recorder import Recorder
 from app.recording.remote import CHUNK_BYTES, RECORDING_OPS, remote_chunks
 from app.recording.store import RECORDING, Store
@@ -101,10 +103,10 @@ def recorder(store: Store, proc: int = 1, pty: tuple[int, int] | None = None) ->
 def test_files_are_the_servers_alone(store: Store) -> None:
     made = recorder(store)
     assert stat.S_IMODE(os.stat(store.directory).st_mode) == 0o700
-    for path in (store.path(made.id, "pipes"), os.path.join(store.directory, made.id + ".json")):
+    for path in (store.path(made.id), os.path.join(store.directory, made.id + ".json")):
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     with pytest.raises(FileExistsError):
-        store.open(made.id, "pipes")  # never an existing file
+        store.open(made.id)  # never an existing file
     made.discard()
     assert os.listdir(store.directory) == []
 
@@ -121,7 +123,7 @@ def test_listing_reads_the_metadata_and_refuses_other_names(store: Store) -> Non
 def finished(store: Store, age: float, size: int, proc: int) -> str:
     """A recording that ended ``age`` seconds ago, of ``size`` bytes."""
     made = recorder(store, proc=proc)
-    with open(store.path(made.id, "pipes"), "ab") as file:
+    with open(store.path(made.id), "ab") as file:
         file.write(b"x" * size)
     made.meta.update(state="complete", ended_at=time.time() - age)
     store.write_meta(made.meta)
@@ -133,7 +135,7 @@ def test_retention_by_age_then_by_size_never_a_live_recording(tmp_path: Path) ->
     old = finished(store, 7200, 10, 1)
     oldest_kept, newer = finished(store, 60, 100, 2), finished(store, 30, 100, 3)
     live = recorder(store, proc=4)
-    with open(store.path(live.id, "pipes"), "ab") as file:
+    with open(store.path(live.id), "ab") as file:
         file.write(b"y" * 100)
     assert store.sweep() == [old, oldest_kept]  # 310 bytes left after the old one: the oldest goes too
     assert [meta["id"] for meta in store.all()] == [newer, live.id]
@@ -170,7 +172,7 @@ class FakeSource:
     status: dict[str, Any] | None = {"code": 0}
 
 
-def test_a_refused_write_stops_the_recording_and_keeps_whole_lines(store: Store) -> None:
+def test_a_refused_write_stops_the_recording_and_keeps_whole_events(store: Store) -> None:
     """Files of the recording process may not grow past 4 KiB: the kernel's own EFBIG."""
     child = subprocess.run(
         [sys.executable, "-c", REFUSED_WRITES, store.directory, str(SMALL_FILES)],
@@ -181,9 +183,11 @@ def test_a_refused_write_stops_the_recording_and_keeps_whole_lines(store: Store)
         check=True,
     )
     made_id = child.stdout.strip()
-    data = Path(store.path(made_id, "pipes")).read_bytes()
-    assert 0 < len(data) <= SMALL_FILES and data.endswith(b"\n")
-    assert all(json.loads(line)["data"] == "a" * 1000 for line in data.splitlines())
+    data = Path(store.path(made_id)).read_bytes()
+    kept = list(journal_events([data]))
+    assert 0 < len(data) <= SMALL_FILES and kept
+    assert b"".join(b"".join(entry(event, chunk)) for event, chunk in kept) == data  # whole events, nothing after
+    assert all(chunk == b"a" * 1000 for _event, chunk in kept)
     meta = store.read_meta(made_id)
     assert meta is not None and meta["state"] == "failed" and "File too large" in meta["error"]
 
@@ -192,7 +196,7 @@ def test_a_file_crosses_the_cluster_in_chunks_and_lists_per_viewer(store: Store)
     """What a node answers another (app.recording.remote), called as its bus server calls it."""
     made = recorder(store, proc=3)
     payload = os.urandom(3 * CHUNK_BYTES + 17)
-    with open(store.path(made.id, "pipes"), "ab") as file:
+    with open(store.path(made.id), "ab") as file:
         file.write(payload)
 
     def ask(params: dict[str, Any]) -> Any:
@@ -202,3 +206,42 @@ def test_a_file_crosses_the_cluster_in_chunks_and_lists_per_viewer(store: Store)
     assert [meta["id"] for meta in RECORDING_OPS["recordings"](store, {"name": "alice", "admin": False})] == [made.id]
     assert RECORDING_OPS["recordings"](store, {"name": "bob", "admin": False}) == []
     assert len(RECORDING_OPS["recordings"](store, {"name": "bob", "admin": True})) == 1
+
+
+JOURNAL = [
+    ({"t": 0.0, "stream": "stdout", "offset": 0}, b"line\n\x00\xff{}\n"),
+    ({"t": 0.1, "resize": [30, 100]}, b""),
+    ({"t": 0.2, "stream": "stdin", "offset": 0}, b"typed\n"),
+    ({"t": 0.3, "stream": "stdout", "eof": True}, b""),
+    ({"t": 0.4, "exit": {"code": 0}}, b""),
+]
+
+
+def test_the_journal_reads_back_whatever_the_reads_cut() -> None:
+    data = b"".join(b"".join(entry(event, chunk)) for event, chunk in JOURNAL)
+    for cut in range(len(data) + 1):
+        assert list(journal_events([data[:cut], data[cut:]])) == JOURNAL
+    assert list(journal_events(data[at : at + 1] for at in range(len(data)))) == JOURNAL
+
+
+def test_a_journal_cut_short_is_read_to_its_last_whole_event() -> None:
+    data = b"".join(b"".join(entry(event, chunk)) for event, chunk in JOURNAL)
+    first = len(b"".join(entry(*JOURNAL[0])))
+    for cut in range(first, first + len(b"".join(entry(*JOURNAL[1])))):
+        assert list(journal_events([data[:cut]])) == JOURNAL[:1]
+
+
+def test_a_recorders_journal_is_served_as_its_format(store: Store) -> None:
+    made = recorder(store, pty=(24, 80))
+    made.meta["streams"] = ["stdout"]
+    made.output(FakeSource(), "stdout", "ż".encode()[:1], 0)
+    made.output(FakeSource(), "stdout", "ż".encode()[1:] + b"!", 1)
+    made.resized(30, 100)
+    made.exited(FakeSource())
+    header, *cast = [
+        json.loads(line)
+        for line in b"".join(render(made.meta, journal_events(file_chunks(store.path(made.id))))).splitlines()
+    ]
+    assert header["width"] == 80 and header["height"] == 24 and header["command"] == "echo hi"
+    assert [event[1:] for event in cast] == [["o", "ż!"], ["r", "100x30"]]
+    assert cast[0][0] <= cast[1][0]
