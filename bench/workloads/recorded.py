@@ -1,10 +1,9 @@
 """recorded: what a session recording (issue 15) costs a stream.
 
 procwire compared with itself: the stream workload's transfer with
-``"record": true`` (timed JSON lines written to ``RECORDINGS_DIR`` on this
-machine's disk, in the bench's work directory), against the same stream
-unrecorded.  The output is ``seq`` text, as a session's would be (the
-stream row's zeros would be recorded as base64).  Each finished recording
+``"record": true`` (the recording's journal written to ``RECORDINGS_DIR`` on
+this machine's disk, in the bench's work directory), against the same stream
+unrecorded.  The output is ``seq`` text, as a session's would be.  Each finished recording
 is deleted by retention (``RECORDINGS_MAX_BYTES=1``), so the disk holds at
 most the one being written.  Issue 15: at most 10 % slower.
 """
