@@ -16,6 +16,8 @@ from bench.workloads.base import BINARY_FAILS_WITH_REDIS
 
 PACKAGES = ["gevent", "greenlet", "gunicorn", "flask-sock", "simple-websocket", "wsproto", "orjson", "websocket-client"]
 
+ANALYSIS = "benchmarks-analysis.md"  # beside docs/benchmarks.md; the suite never writes it
+
 
 def _read(path: str) -> str:
     try:
@@ -256,6 +258,8 @@ def document(
         "Both servers run on free loopback ports; one Python client (websocket-client, UTF-8 validation off) "
         "talks to both. Compression is off on both sides. The cluster rows (xecho, xstream, parallel) "
         "compare configurations of procwire with each other: see each workload's description.",
+        "",
+        f"Analysis of these figures, written by hand and kept across runs: [{ANALYSIS}]({ANALYSIS}).",
         "",
         "## Machine",
         "",
