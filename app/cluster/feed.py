@@ -17,7 +17,7 @@ from redis import Redis, RedisError
 
 from app.cluster import keys
 from app.processes.history import Replay
-from app.processes.process import OutputSink, Subscription
+from app.processes.sinks import OutputSink, Subscription
 from app.processes.turns import BULK_CHUNK, bulk_turns
 
 if TYPE_CHECKING:

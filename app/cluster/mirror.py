@@ -19,7 +19,8 @@ import orjson
 
 from app.cluster import keys
 from app.cluster.writer import Writer
-from app.processes.process import Process, Source
+from app.processes.process import Process
+from app.processes.sinks import Source
 
 
 def data_id(end: int) -> str:

@@ -19,7 +19,8 @@ from redis import Redis, RedisError
 from app.cluster.bus import Bus, unavailable
 from app.cluster.feed import Feed
 from app.errors import ErrorCode, RpcError
-from app.processes.process import Options, OutputSink, Subscription
+from app.processes.options import Options
+from app.processes.sinks import OutputSink, Subscription
 from app.registry.base import Answer
 
 INTERNAL_INFO = ("encoding", "binary", "streams", "client")  # what remote nodes need, not what list shows

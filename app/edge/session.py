@@ -24,7 +24,8 @@ from app.edge.keepalive import keepalive
 from app.edge.subscriber import Subscriber
 from app.edge.wire import Link
 from app.errors import ErrorCode, RpcError
-from app.processes.process import Limits, Process
+from app.processes.options import Limits
+from app.processes.process import Process
 from app.protocol import access, sharing  # noqa: F401  (sharing registers share and unshare)
 from app.protocol import jsonrpc as protocol
 from app.protocol.access import VIEWERS

@@ -21,7 +21,7 @@ from simple_websocket import ConnectionClosed
 
 from app.errors import ErrorCode, RpcError
 from app.processes.history import Replay
-from app.processes.process import Source, Subscription
+from app.processes.sinks import Source, Subscription
 from app.protocol import jsonrpc as protocol
 from app.protocol.output import OutputEncoder, OutputFormat
 from app.protocol.screen import render

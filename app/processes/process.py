@@ -18,8 +18,7 @@ import shlex
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any
 
 import gevent
 from gevent import get_hub
@@ -31,74 +30,16 @@ from app.processes.environment import server_directory
 from app.processes.forkexec import close_fd
 from app.processes.history import History, Replay
 from app.processes.launcher import LaunchSpec, launch, set_window_size
+from app.processes.options import Limits, Options
 from app.processes.pump import Pump
 from app.processes.reaper import ChildWatch, Reaped, reaper
+from app.processes.sinks import OutputSink, Subscription, Tap
 from app.processes.status import exit_status
 from app.processes.stdin import StdinFeeder
-from app.processes.window import Size, SizeRule, Window
+from app.processes.window import Size, Window
 
 GROUP_POLL_INTERVAL = 0.02
 END_OF_TRANSMISSION = b"\x04"  # a terminal's end of file, ^D
-
-
-class Source(Protocol):
-    """What a sink reads of the process whose output it gets: a local
-    :class:`Process`, or one running on another node."""
-
-    id: int
-    options: Options
-    streams: list[str]
-    offsets: dict[str, int]
-    status: dict[str, Any] | None
-
-
-class OutputSink(Protocol):
-    """Where a process's output and exit go (a connection, a collector, a mirror)."""
-
-    def output(self, process: Source, stream: str, data: bytes, offset: int) -> None: ...
-
-    def end_of_stream(self, process: Source, stream: str) -> None: ...
-
-    def exited(self, process: Source) -> None: ...
-
-
-class Tap(Protocol):
-    """What also sees a process's input and resizes (a recording, app.recording)."""
-
-    def input(self, data: bytes) -> None: ...
-
-    def resized(self, rows: int, cols: int) -> None: ...
-
-
-@dataclass(frozen=True)
-class Limits:
-    kill_grace: float
-    drain_timeout: float
-    stdin_buffer_bytes: int
-
-
-@dataclass(frozen=True)
-class Options:
-    """How a process is run and reported, beyond what it runs."""
-
-    owner: str = ""
-    name: str | None = None
-    command: str | None = None  # the command line as the client shows it; None: argv, shell-quoted
-    encoding: Literal["text", "base64"] = "text"
-    binary: bool = False
-    timeout: float | None = None
-    keep: bool = False  # on_disconnect: "keep"
-    history_bytes: int = 0  # per stream; 0 keeps no history
-    size_rule: SizeRule = "latest"  # a terminal's size among several controllers (app.processes.window)
-
-
-@dataclass(frozen=True)
-class Subscription:
-    """What a newly attached sink must be sent first, per stream."""
-
-    replays: dict[str, Replay]
-    ended: frozenset[str]  # streams already at end of file: flush after the replay
-    live: bool  # False: the process had already finished, send its exit yourself
 
 
 class Process:

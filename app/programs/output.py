@@ -23,7 +23,7 @@ import orjson
 from simple_websocket import ConnectionClosed
 
 from app import metrics
-from app.processes.process import Source
+from app.processes.sinks import Source
 from app.programs.lines import Lines, Message
 
 log = logging.getLogger("procwire.programs")

@@ -32,7 +32,8 @@ from app.edge.wire import Link
 from app.errors import RpcError
 from app.processes.environment import Environment, server_environment
 from app.processes.launcher import LaunchSpec, lookpath
-from app.processes.process import Limits, Options, Process
+from app.processes.options import Limits, Options
+from app.processes.process import Process
 from app.programs import ending
 from app.programs.cgi_env import HIDDEN_HEADERS, Request, environ_name, program_environment
 from app.programs.gate import Admitted

@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from app.processes.process import OutputSink
+from app.processes.sinks import OutputSink
 from app.security.start_gate import Requester
 
 if TYPE_CHECKING:
-    from app.processes.process import Limits, Process
+    from app.processes.options import Limits
+    from app.processes.process import Process
     from app.protocol.output import OutputFormat
     from app.registry.base import Answer, ProcessHandle
     from app.security.shares import Shares

@@ -26,14 +26,16 @@ from app.deferred import deferred
 from app.errors import ErrorCode, RpcError
 from app.processes.environment import child_environment, server_environment
 from app.processes.launcher import NOT_IN_PATH, LaunchSpec, lookpath
-from app.processes.process import Options, Process, Source
+from app.processes.options import Options
+from app.processes.process import Process
+from app.processes.sinks import Source
 from app.protocol import access
 from app.protocol import params as P
 from app.protocol.output import OutputFormat
 from app.security.start_gate import Admission, admitted, record_signal, record_start
 
 if TYPE_CHECKING:
-    from app.processes.process import OutputSink
+    from app.processes.sinks import OutputSink
     from app.protocol.caller import Caller
     from app.recording.recorder import Recorder
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
-    from app.processes.process import Source
+    from app.processes.sinks import Source
 
 Encoding = Literal["text", "base64"]
 Params = dict[str, Any]

@@ -31,7 +31,8 @@ from app.recording.store import RECORDING, Store, new_id
 from app.security import audit
 
 if TYPE_CHECKING:
-    from app.processes.process import Process, Source
+    from app.processes.process import Process
+    from app.processes.sinks import Source
 
 log = logging.getLogger(__name__)
 

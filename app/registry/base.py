@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 from gevent.event import AsyncResult
 
-from app.processes.process import Source
+from app.processes.sinks import Source
 from app.security import audit
 
 if TYPE_CHECKING:
-    from app.processes.process import OutputSink, Process, Subscription
+    from app.processes.process import Process
+    from app.processes.sinks import OutputSink, Subscription
     from app.security.identity import Identity
 
 Answer: TypeAlias = dict[str, Any] | AsyncResult

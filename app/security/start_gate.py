@@ -21,7 +21,8 @@ from app.security import audit
 from app.security.policy import Refused, StartRequest, check_start
 
 if TYPE_CHECKING:
-    from app.processes.process import Options, Process
+    from app.processes.options import Options
+    from app.processes.process import Process
     from app.registry.base import Client, ProcessHandle, Registry
     from app.security.identity import Identity
 

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from app.edge.subscriber import Subscriber
-from app.processes.process import Options
+from app.processes.options import Options
 from app.protocol import jsonrpc as protocol
 from app.protocol.output import OutputEncoder, incomplete_tail_length
 
