@@ -1,5 +1,6 @@
 """procwire's Flask app for Flask's test client: built in-process from explicit settings (no
-gunicorn, no gevent patching, no environment nor file read), and the requests the HTTP tests send.
+gunicorn, no gevent patching, nothing read from the process's environment), and the requests
+the HTTP tests send.
 
 The ``app`` and ``client`` fixtures (tests/conftest.py) use :func:`build_app` with
 :func:`settings_for`; a module that needs other settings overrides ``app`` with its own.
@@ -7,18 +8,18 @@ The ``app`` and ``client`` fixtures (tests/conftest.py) use :func:`build_app` wi
 
 from __future__ import annotations
 
-import hashlib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from app import create_app
-from config import Settings
+from config import Settings, load_settings
 
 ADMIN_TOKEN = "test-token"  # TOKEN: the admin named "default", as tests/server.py's Server
+HOST = "127.0.0.1:9999"  # where the test client's requests go, as if to a server on loopback
 # What a browser or websocket-client sends to open /ws (or a program): refusals come before the upgrade.
 UPGRADE_HEADERS = {
     "Connection": "Upgrade",
@@ -28,29 +29,19 @@ UPGRADE_HEADERS = {
 }
 
 
-def digest(token: str) -> str:
-    """What ``[[tokens]]`` stores of a token."""
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def token_entry(name: str, token: str, role: str = "user", policy: dict[str, Any] | None = None) -> dict[str, Any]:
-    """One ``TOKENS`` entry for ``token``."""
-    entry: dict[str, Any] = {"name": name, "role": role, "sha256": digest(token)}
-    if policy is not None:
-        entry["policy"] = policy
-    return entry
-
-
-def settings_for(state_dir: Path, **values: Any) -> Settings:
-    """An admin token, ``state_dir`` for the state, no audit log; ``values`` replace or add settings
-    (validated as the TOML file's would be)."""
-    return Settings.model_validate({"TOKEN": ADMIN_TOKEN, "STATE_DIR": str(state_dir), "AUDIT_LOG": ""} | values)
+def settings_for(state_dir: Path, env: Mapping[str, str] | None = None) -> Settings:
+    """The settings tests/server.py's ``Server`` would give gunicorn: the admin token and
+    ``state_dir``, no audit log, then ``env`` (``PROCWIRE_*`` values, ``PROCWIRE_CONFIG`` naming a
+    TOML file), read from these mappings only, never from the process's environment."""
+    defaults = {"PROCWIRE_TOKEN": ADMIN_TOKEN, "PROCWIRE_STATE_DIR": str(state_dir), "PROCWIRE_AUDIT_LOG": ""}
+    return load_settings({**defaults, **(env or {})})
 
 
 def build_app(settings: Settings) -> Flask:
-    """The app as a worker builds it, in testing mode (an error in a view is raised, not a 500)."""
+    """The app as a worker builds it, in testing mode (an error in a view is raised, not a 500),
+    addressed as a server on ``HOST`` (the same-origin check compares Origin with Host)."""
     app = create_app(settings)
-    app.config["TESTING"] = True
+    app.config.update(TESTING=True, SERVER_NAME=HOST)
     return app
 
 
