@@ -278,6 +278,7 @@ REST_MATRIX = {
     "/api/processes": (401, 401, 403, 403, 200, 200),
     "/healthz": (200, 200, 200, 200, 200, 200),
     "/metrics": (401, 401, 200, 200, 200, 200),  # counters only: any valid token
+    "/api/whoami": (401, 401, 200, 200, 200, 200),  # who the server takes a token for: anyone's
 }
 DELETE_MATRIX = (401, 401, 403, 403, 200, 200)  # DELETE /api/clients/<id>, of a connection that must stay or go
 
