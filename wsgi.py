@@ -4,6 +4,6 @@ from gevent import monkey
 
 monkey.patch_all()
 
-from app import create_app  # noqa: E402
+from app import create_worker_app  # noqa: E402
 
-app = create_app()
+app = create_worker_app()

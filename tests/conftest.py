@@ -1,11 +1,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from flask import Flask
+from flask.testing import FlaskClient
 
 import procwire_client
 from tests.client import RpcClient
+from tests.flask_app import build_app, settings_for
 from tests.redis_server import RedisServer
 from tests.server import Server, children_of, wait_until
 
@@ -35,9 +39,23 @@ def lib(server: Server) -> Iterator[procwire_client.Client]:
 
 
 @pytest.fixture
-def client(server: Server) -> Iterator[RpcClient]:
+def rpc(server: Server) -> Iterator[RpcClient]:
+    """A JSON-RPC connection to the session's server (tests/client.py)."""
     with RpcClient(server.url, server.token) as connected:
         yield connected
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Flask:
+    """procwire's Flask app, in-process, from explicit settings (tests/flask_app.py): the admin
+    token ``test-token``, a STATE_DIR of its own, no audit log.  A module overrides it for others."""
+    return build_app(settings_for(tmp_path / "state"))
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    """Flask's test client of ``app``: plain HTTP, no port, no worker."""
+    return app.test_client()
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,7 @@
-"""Connecting: tokens, origins, ``hello``, compression, the HTTP API and bad configuration."""
+"""Connecting: tokens, origins, ``hello``, compression, the HTTP API and bad configuration.
+
+Refusals before the upgrade and plain HTTP go through Flask's test client (``client``); what
+needs a socket, a worker or a process through the real server (``server``)."""
 
 from __future__ import annotations
 
@@ -22,9 +25,11 @@ from typing import Any
 
 import pytest
 import websocket
+from flask.testing import FlaskClient
 
 from app.version import PROTOCOL_VERSION, __version__
 from tests.client import RpcClient, read_close
+from tests.flask_app import ADMIN_TOKEN, bearer, upgrade
 from tests.server import ROOT, Server, free_port, pid_exists
 
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -223,12 +228,12 @@ def configured() -> Iterator[Server]:
 # -- tokens -------------------------------------------------------------------------
 
 
-def test_missing_token_is_401_without_upgrade(server: Server) -> None:
-    assert handshake_status(server.url) == 401
-    status, body, headers = http(server, "GET", "/ws")
-    assert status == 401
-    assert "token" in body["error"]
-    assert headers.get("WWW-Authenticate", "").startswith("Bearer")
+def test_missing_token_is_401_without_upgrade(client: FlaskClient) -> None:
+    assert upgrade(client).status_code == 401
+    response = client.get("/ws")
+    assert response.status_code == 401
+    assert "token" in response.json["error"]
+    assert response.headers.get("WWW-Authenticate", "").startswith("Bearer")
 
 
 def test_raw_handshake_without_token_is_not_upgraded(server: Server) -> None:
@@ -239,14 +244,13 @@ def test_raw_handshake_without_token_is_not_upgraded(server: Server) -> None:
 
 
 @pytest.mark.parametrize("token", ["wrong-token", "test-toke", "test-token-", "TEST-TOKEN", ""])
-def test_wrong_token_is_401(server: Server, token: str) -> None:
-    assert handshake_status(f"{server.url}?token={token}") == 401
-    assert handshake_status(server.url, header=[f"Authorization: Bearer {token}"]) == 401
+def test_wrong_token_is_401(client: FlaskClient, token: str) -> None:
+    assert upgrade(client, f"/ws?token={token}").status_code == 401
+    assert upgrade(client, token=token).status_code == 401
 
 
-def test_wrong_bearer_is_not_rescued_by_a_right_query_token(server: Server) -> None:
-    status = handshake_status(f"{server.url}?token={server.token}", header=["Authorization: Bearer wrong"])
-    assert status == 401
+def test_wrong_bearer_is_not_rescued_by_a_right_query_token(client: FlaskClient) -> None:
+    assert upgrade(client, f"/ws?token={ADMIN_TOKEN}", "wrong").status_code == 401
 
 
 def test_token_in_bearer_header(server: Server) -> None:
@@ -274,15 +278,15 @@ def test_other_authorization_scheme_falls_back_to_query(server: Server) -> None:
 
 
 @pytest.mark.parametrize("origin", ["https://evil.example", "http://127.0.0.1:1", "http://localhost", "null"])
-def test_origin_of_another_site_is_403(server: Server, origin: str) -> None:
-    assert handshake_status(f"{server.url}?token={server.token}", origin=origin) == 403
-    status, body, _headers = http(server, "GET", "/api/clients", token=server.token, headers={"Origin": origin})
-    assert status == 403
-    assert origin in body["error"]
+def test_origin_of_another_site_is_403(client: FlaskClient, origin: str) -> None:
+    assert upgrade(client, f"/ws?token={ADMIN_TOKEN}", Origin=origin).status_code == 403
+    response = client.get("/api/clients", headers=bearer(ADMIN_TOKEN, Origin=origin))
+    assert response.status_code == 403
+    assert origin in response.json["error"]
 
 
-def test_wrong_token_and_wrong_origin_is_401(server: Server) -> None:
-    assert handshake_status(f"{server.url}?token=wrong", origin="https://evil.example") == 401
+def test_wrong_token_and_wrong_origin_is_401(client: FlaskClient) -> None:
+    assert upgrade(client, "/ws?token=wrong", Origin="https://evil.example").status_code == 401
 
 
 def test_same_origin_is_accepted(server: Server) -> None:
@@ -333,21 +337,20 @@ def test_hello_limits_follow_the_configuration(configured: Server) -> None:
 # -- HTTP -------------------------------------------------------------------------------------
 
 
-def test_healthz_needs_no_token(server: Server) -> None:
-    status, body, _headers = http(server, "GET", "/healthz")
-    assert status == 200
-    assert body == {"status": "ok"}
-    status, _body, _headers = http(server, "GET", "/healthz", token="wrong")
-    assert status == 200
+def test_healthz_needs_no_token(client: FlaskClient) -> None:
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json == {"status": "ok"}
+    assert client.get("/healthz", headers=bearer("wrong")).status_code == 200
 
 
 @pytest.mark.parametrize("path", ["/api/clients", "/api/processes"])
-def test_api_needs_the_token(server: Server, path: str) -> None:
-    assert http(server, "GET", path)[0] == 401
-    assert http(server, "GET", path, token="wrong")[0] == 401
-    assert http(server, "GET", f"{path}?token=wrong")[0] == 401
-    assert http(server, "GET", path, token=server.token)[0] == 200
-    assert http(server, "GET", f"{path}?token={server.token}")[0] == 200
+def test_api_needs_the_token(client: FlaskClient, path: str) -> None:
+    assert client.get(path).status_code == 401
+    assert client.get(path, headers=bearer("wrong")).status_code == 401
+    assert client.get(f"{path}?token=wrong").status_code == 401
+    assert client.get(path, headers=bearer(ADMIN_TOKEN)).status_code == 200
+    assert client.get(f"{path}?token={ADMIN_TOKEN}").status_code == 200
 
 
 def test_api_lists_the_client_and_its_running_process(server: Server) -> None:
@@ -390,10 +393,9 @@ def test_forwarded_for_is_ignored_without_a_trusted_proxy(server: Server) -> Non
         assert [entry["remote_addr"] for entry in clients if entry["id"] == client_id] == ["127.0.0.1"]
 
 
-def test_plain_get_of_ws_is_a_bad_request(server: Server) -> None:
-    status, _body, _headers = http(server, "GET", "/ws", token=server.token)
-    assert status == 400
-    assert http(server, "GET", "/healthz")[0] == 200
+def test_plain_get_of_ws_is_a_bad_request(client: FlaskClient) -> None:
+    assert client.get("/ws", headers=bearer(ADMIN_TOKEN)).status_code == 400
+    assert client.get("/healthz").status_code == 200
 
 
 def test_delete_client_closes_its_websocket_and_stops_its_processes(server: Server) -> None:
@@ -426,10 +428,10 @@ def test_delete_client_closes_its_websocket_and_stops_its_processes(server: Serv
                     os.killpg(started["pgid"], signal.SIGKILL)
 
 
-def test_delete_unknown_client_is_404(server: Server) -> None:
-    status, body, _headers = http(server, "DELETE", "/api/clients/no-such-client", token=server.token)
-    assert status == 404
-    assert "no-such-client" in body["error"]
+def test_delete_unknown_client_is_404(client: FlaskClient) -> None:
+    response = client.delete("/api/clients/no-such-client", headers=bearer(ADMIN_TOKEN))
+    assert response.status_code == 404
+    assert "no-such-client" in response.json["error"]
 
 
 # -- compression -------------------------------------------------------------------------------

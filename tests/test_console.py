@@ -15,43 +15,11 @@ from tests.redis_server import RedisServer
 from tests.server import Server
 
 PREFIX = "/procwire"
-MODULES = [
-    "main.js",
-    "link.js",
-    "util.js",
-    "ansi.js",
-    "search.js",
-    "outputview.js",
-    "run.js",
-    "processes.js",
-    "terminal.js",
-    "terminals.js",
-    "files.js",
-    "share.js",
-    "recordings.js",
-    "console.css",
-]
-
 pytestmark = needs_chromium
 pytest_plugins = ["tests.console_fixtures"]  # its fixtures: browser, console, screenshots
 
 
-# -- the page and its assets ---------------------------------------------------------
-
-
-def test_the_page_and_its_assets_need_no_token_but_everything_else_does(
-    console: Console, console_server: Server
-) -> None:
-    request = console.context.request
-    for path in ["/", "/vendor/xterm.js", "/vendor/xterm.css", *(f"/console/{name}" for name in MODULES)]:
-        assert request.get(console_server.http + path).status == 200, path
-    assert "javascript" in request.get(console_server.http + "/console/main.js").headers["content-type"]
-    assert request.get(console_server.http + "/vendor/addon-fit.js").status == 200
-    assert request.get(console_server.http + "/vendor/package.json").status == 404
-    assert request.get(console_server.http + "/api/clients").status == 401
-    assert request.post(console_server.http + "/").status == 401
-    page = request.get(console_server.http + "/")
-    assert "script-src 'self'" in page.headers["content-security-policy"]
+# -- the page (its files and headers, without a browser: tests/test_console_http.py) --------
 
 
 def test_log_in_keeps_the_token_in_session_storage_not_in_the_url(console: Console, console_server: Server) -> None:

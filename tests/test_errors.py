@@ -146,9 +146,9 @@ def limited() -> Iterator[Server]:
 
 
 @pytest.mark.parametrize("frame", ["not json", '{"jsonrpc": "2.0", "id": 1, "method": "ping"', "", "[1, 2", "nul\x00l"])
-def test_text_that_is_not_json_is_a_parse_error(client: RpcClient, frame: str) -> None:
-    check_error_answer(raw_answer(client, frame), code=PARSE_ERROR, request_id=None, words=("parse",))
-    assert_usable(client)
+def test_text_that_is_not_json_is_a_parse_error(rpc: RpcClient, frame: str) -> None:
+    check_error_answer(raw_answer(rpc, frame), code=PARSE_ERROR, request_id=None, words=("parse",))
+    assert_usable(rpc)
 
 
 # -- -32600: JSON that is not a request ---------------------------------------------
@@ -188,57 +188,57 @@ def test_text_that_is_not_json_is_a_parse_error(client: RpcClient, frame: str) -
     ],
 )
 def test_json_that_is_not_a_request_is_an_invalid_request(
-    client: RpcClient, message: Any, request_id: Any, words: tuple[str, ...]
+    rpc: RpcClient, message: Any, request_id: Any, words: tuple[str, ...]
 ) -> None:
-    answer = raw_answer(client, json.dumps(message))
+    answer = raw_answer(rpc, json.dumps(message))
     assert isinstance(answer, dict), f"expected one error object, got {answer!r}"
     check_error_answer(answer, code=INVALID_REQUEST, request_id=request_id, words=words)
-    assert_usable(client)
+    assert_usable(rpc)
 
 
-def test_string_and_fractional_ids_are_echoed(client: RpcClient) -> None:
+def test_string_and_fractional_ids_are_echoed(rpc: RpcClient) -> None:
     for request_id in ("abc", "", 1.5, -3, 0, 2**63):
-        answer = raw_answer(client, json.dumps({"jsonrpc": "2.0", "id": request_id, "method": "ping"}))
+        answer = raw_answer(rpc, json.dumps({"jsonrpc": "2.0", "id": request_id, "method": "ping"}))
         assert answer["id"] == request_id and "time" in answer["result"], answer
 
 
-def test_an_id_too_large_to_echo_exactly_is_refused(client: RpcClient) -> None:
+def test_an_id_too_large_to_echo_exactly_is_refused(rpc: RpcClient) -> None:
     frame = '{"jsonrpc": "2.0", "id": 18446744073709551617, "method": "ping"}'
-    client.send_text(frame)
-    check_error_answer(client.next_message(), code=INVALID_REQUEST, request_id=None, words=("id",))
-    assert_usable(client)
+    rpc.send_text(frame)
+    check_error_answer(rpc.next_message(), code=INVALID_REQUEST, request_id=None, words=("id",))
+    assert_usable(rpc)
 
 
-def test_binary_frame_is_an_invalid_request(client: RpcClient) -> None:
-    client.ws.send_binary(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "ping"}).encode())
-    check_error_answer(client.next_message(), code=INVALID_REQUEST, request_id=None, words=("binary",))
-    assert_usable(client)
+def test_binary_frame_is_an_invalid_request(rpc: RpcClient) -> None:
+    rpc.ws.send_binary(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "ping"}).encode())
+    check_error_answer(rpc.next_message(), code=INVALID_REQUEST, request_id=None, words=("binary",))
+    assert_usable(rpc)
 
 
 # -- -32601: unknown method ----------------------------------------------------------
 
 
 @pytest.mark.parametrize("name", ["no_such_method", "PING", "", "rpc.discover"])
-def test_unknown_method(client: RpcClient, name: str) -> None:
-    failure = expect_error(client, name, code=METHOD_NOT_FOUND)
+def test_unknown_method(rpc: RpcClient, name: str) -> None:
+    failure = expect_error(rpc, name, code=METHOD_NOT_FOUND)
     assert repr(name) in failure.message or name in failure.message
 
 
 # -- -32602: bad params ----------------------------------------------------------------
 
 
-def test_missing_params_member(client: RpcClient) -> None:
+def test_missing_params_member(rpc: RpcClient) -> None:
     """``start`` with no ``params`` at all: argv is required."""
-    answer = client.response(client.request("start"))
+    answer = rpc.response(rpc.request("start"))
     check_error_answer(answer, code=INVALID_PARAMS, request_id=answer["id"], words=("argv",))
-    assert_usable(client)
+    assert_usable(rpc)
 
 
-def test_params_that_are_not_an_object(client: RpcClient) -> None:
+def test_params_that_are_not_an_object(rpc: RpcClient) -> None:
     for params in (["ls"], "ls", 5, None):
         message = {"jsonrpc": "2.0", "id": 99, "method": "start", "params": params}
-        check_error_answer(raw_answer(client, json.dumps(message)), code=INVALID_PARAMS, request_id=99)
-        assert_usable(client)
+        check_error_answer(raw_answer(rpc, json.dumps(message)), code=INVALID_PARAMS, request_id=99)
+        assert_usable(rpc)
 
 
 @pytest.mark.parametrize(
@@ -313,35 +313,35 @@ def test_params_that_are_not_an_object(client: RpcClient) -> None:
         ("start", {"argv": ["true"], "cwd": "/tmp\x00x"}, ("cwd",)),
     ],
 )
-def test_invalid_params(client: RpcClient, method: str, params: dict[str, Any], words: tuple[str, ...]) -> None:
-    expect_error(client, method, params, code=INVALID_PARAMS, words=words)
+def test_invalid_params(rpc: RpcClient, method: str, params: dict[str, Any], words: tuple[str, ...]) -> None:
+    expect_error(rpc, method, params, code=INVALID_PARAMS, words=words)
 
 
-def test_invalid_params_start_nothing(client: RpcClient) -> None:
+def test_invalid_params_start_nothing(rpc: RpcClient) -> None:
     """A refused ``start`` leaves no process behind."""
     argv = ["sleep", "30.123"]
-    expect_error(client, "start", {"argv": argv, "timeout": -1}, code=INVALID_PARAMS)
-    expect_error(client, "start", {"argv": argv, "bogus": 1}, code=INVALID_PARAMS)
-    assert all(p["argv"] != argv for p in client.call("list")["processes"])
+    expect_error(rpc, "start", {"argv": argv, "timeout": -1}, code=INVALID_PARAMS)
+    expect_error(rpc, "start", {"argv": argv, "bogus": 1}, code=INVALID_PARAMS)
+    assert all(p["argv"] != argv for p in rpc.call("list")["processes"])
 
 
-def test_base64_that_does_not_decode(client: RpcClient) -> None:
-    with started(client, ["cat"]) as proc:
+def test_base64_that_does_not_decode(rpc: RpcClient) -> None:
+    with started(rpc, ["cat"]) as proc:
         for data in ("!!!not base64!!!", "abc", "YW=J"):
             expect_error(
-                client,
+                rpc,
                 "write",
                 {"proc": proc["proc"], "data": data, "encoding": "base64"},
                 code=INVALID_PARAMS,
                 words=("base64",),
             )
         # still a working stdin after the refusals
-        assert client.call("write", proc=proc["proc"], data="aGk=", encoding="base64") == {"written": 2}
+        assert rpc.call("write", proc=proc["proc"], data="aGk=", encoding="base64") == {"written": 2}
         expect_error(
-            client, "write", {"proc": proc["proc"], "data": "x", "encoding": "hex"}, code=INVALID_PARAMS, words=("enc",)
+            rpc, "write", {"proc": proc["proc"], "data": "x", "encoding": "hex"}, code=INVALID_PARAMS, words=("enc",)
         )
     expect_error(
-        client,
+        rpc,
         "run",
         {"argv": ["cat"], "input": "%%%", "input_encoding": "base64"},
         code=INVALID_PARAMS,
@@ -349,22 +349,22 @@ def test_base64_that_does_not_decode(client: RpcClient) -> None:
     )
 
 
-def test_notification_with_bad_input_gets_no_answer(client: RpcClient) -> None:
+def test_notification_with_bad_input_gets_no_answer(rpc: RpcClient) -> None:
     """Notifications are never answered, even when they fail; the next request's answer comes next."""
-    client.send_json({"jsonrpc": "2.0", "method": "no_such_method"})
-    client.send_json({"jsonrpc": "2.0", "method": "start", "params": {"argv": []}})
-    client.send_json({"jsonrpc": "2.0", "method": "kill", "params": {"proc": UNUSED_PROC}})
-    client.send_json({"jsonrpc": "2.0", "method": "ping"})
-    client.send_json({"jsonrpc": "2.0", "id": "after", "method": "ping"})
-    answer = client.next_message()
+    rpc.send_json({"jsonrpc": "2.0", "method": "no_such_method"})
+    rpc.send_json({"jsonrpc": "2.0", "method": "start", "params": {"argv": []}})
+    rpc.send_json({"jsonrpc": "2.0", "method": "kill", "params": {"proc": UNUSED_PROC}})
+    rpc.send_json({"jsonrpc": "2.0", "method": "ping"})
+    rpc.send_json({"jsonrpc": "2.0", "id": "after", "method": "ping"})
+    answer = rpc.next_message()
     assert answer["id"] == "after" and "result" in answer, answer
-    assert not client.pending
+    assert not rpc.pending
 
 
 # -- batches ------------------------------------------------------------------------
 
 
-def test_mixed_batch(client: RpcClient) -> None:
+def test_mixed_batch(rpc: RpcClient) -> None:
     batch = [
         {"jsonrpc": "2.0", "id": 1, "method": "ping"},
         {"jsonrpc": "2.0", "method": "ping"},
@@ -374,7 +374,7 @@ def test_mixed_batch(client: RpcClient) -> None:
         {"jsonrpc": "2.0", "id": 3, "method": "start", "params": {"argv": []}},
         {"jsonrpc": "2.0", "id": 4, "method": "kill", "params": {"proc": UNUSED_PROC}},
     ]
-    answer = raw_answer(client, json.dumps(batch))
+    answer = raw_answer(rpc, json.dumps(batch))
     assert isinstance(answer, list), answer
     assert len(answer) == 5, answer
     by_id: dict[Any, dict[str, Any]] = {}
@@ -388,36 +388,36 @@ def test_mixed_batch(client: RpcClient) -> None:
     check_error_answer(by_id["u"], code=METHOD_NOT_FOUND, request_id="u", words=("no_such_method",))
     check_error_answer(by_id[3], code=INVALID_PARAMS, request_id=3, words=("argv",))
     check_error_answer(by_id[4], code=NO_SUCH_PROCESS, request_id=4)
-    assert_usable(client)
+    assert_usable(rpc)
 
 
-def test_batch_of_invalid_items(client: RpcClient) -> None:
-    answer = raw_answer(client, json.dumps([1, "x", {"jsonrpc": "1.0", "id": 5, "method": "ping"}]))
+def test_batch_of_invalid_items(rpc: RpcClient) -> None:
+    answer = raw_answer(rpc, json.dumps([1, "x", {"jsonrpc": "1.0", "id": 5, "method": "ping"}]))
     assert isinstance(answer, list) and len(answer) == 3, answer
     assert sorted(item["error"]["code"] for item in answer) == [INVALID_REQUEST] * 3
     assert sorted((item["id"] is None, item["id"]) for item in answer) == [(False, 5), (True, None), (True, None)]
-    assert_usable(client)
+    assert_usable(rpc)
 
 
-def test_batch_with_an_answer_that_waits(client: RpcClient) -> None:
+def test_batch_with_an_answer_that_waits(rpc: RpcClient) -> None:
     """A ``wait`` that times out inside a batch: the whole array comes once it is known."""
-    with started(client, ["sleep", "30"]) as proc:
+    with started(rpc, ["sleep", "30"]) as proc:
         batch = [
             {"jsonrpc": "2.0", "id": "w", "method": "wait", "params": {"proc": proc["proc"], "timeout": 0.2}},
             {"jsonrpc": "2.0", "id": "p", "method": "ping"},
         ]
-        answer = raw_answer(client, json.dumps(batch))
+        answer = raw_answer(rpc, json.dumps(batch))
         assert isinstance(answer, list) and len(answer) == 2, answer
         by_id = {item["id"]: item for item in answer}
         check_error_answer(by_id["w"], code=TIMEOUT, request_id="w")
         assert "time" in by_id["p"]["result"]
-        assert_usable(client)
+        assert_usable(rpc)
 
 
-def test_all_notification_batch_gets_no_answer(client: RpcClient) -> None:
-    client.send_json([{"jsonrpc": "2.0", "method": "ping"}, {"jsonrpc": "2.0", "method": "no_such_method"}])
-    client.send_json({"jsonrpc": "2.0", "id": "after", "method": "ping"})
-    answer = client.next_message()
+def test_all_notification_batch_gets_no_answer(rpc: RpcClient) -> None:
+    rpc.send_json([{"jsonrpc": "2.0", "method": "ping"}, {"jsonrpc": "2.0", "method": "no_such_method"}])
+    rpc.send_json({"jsonrpc": "2.0", "id": "after", "method": "ping"})
+    answer = rpc.next_message()
     assert isinstance(answer, dict) and answer["id"] == "after" and "result" in answer, answer
 
 
@@ -425,21 +425,19 @@ def test_all_notification_batch_gets_no_answer(client: RpcClient) -> None:
 
 
 @pytest.mark.parametrize("name", ["procwire-no-such-program", "/nonexistent/procwire-no-such-program", "./nope"])
-def test_start_of_missing_executable(client: RpcClient, name: str) -> None:
-    expect_error(client, "start", {"argv": [name]}, code=NOT_FOUND, words=(name.rsplit("/", 1)[-1],), errno_is=2)
-    expect_error(client, "run", {"argv": [name]}, code=NOT_FOUND, errno_is=errno.ENOENT)
+def test_start_of_missing_executable(rpc: RpcClient, name: str) -> None:
+    expect_error(rpc, "start", {"argv": [name]}, code=NOT_FOUND, words=(name.rsplit("/", 1)[-1],), errno_is=2)
+    expect_error(rpc, "run", {"argv": [name]}, code=NOT_FOUND, errno_is=errno.ENOENT)
 
 
 @pytest.mark.parametrize("name", ["procwire-no-such-program", "/nonexistent/procwire-no-such-program"])
-def test_lookpath_of_missing_executable(client: RpcClient, name: str) -> None:
-    expect_error(client, "lookpath", {"file": name}, code=NOT_FOUND, words=(name,), errno_is=errno.ENOENT)
+def test_lookpath_of_missing_executable(rpc: RpcClient, name: str) -> None:
+    expect_error(rpc, "lookpath", {"file": name}, code=NOT_FOUND, words=(name,), errno_is=errno.ENOENT)
 
 
-def test_missing_executable_with_empty_path(client: RpcClient) -> None:
+def test_missing_executable_with_empty_path(rpc: RpcClient) -> None:
     """``sh`` is not found when the child's PATH has no directory holding it."""
-    expect_error(
-        client, "start", {"argv": ["sh"], "env": {"PATH": "/nonexistent"}}, code=NOT_FOUND, errno_is=errno.ENOENT
-    )
+    expect_error(rpc, "start", {"argv": ["sh"], "env": {"PATH": "/nonexistent"}}, code=NOT_FOUND, errno_is=errno.ENOENT)
 
 
 # -- -32002 NO_SUCH_PROCESS ------------------------------------------------------------
@@ -457,43 +455,41 @@ def test_missing_executable_with_empty_path(client: RpcClient) -> None:
         ("release", {}),
     ],
 )
-def test_unknown_proc(client: RpcClient, method: str, extra: dict[str, Any]) -> None:
-    expect_error(client, method, {"proc": UNUSED_PROC, **extra}, code=NO_SUCH_PROCESS, words=(str(UNUSED_PROC),))
+def test_unknown_proc(rpc: RpcClient, method: str, extra: dict[str, Any]) -> None:
+    expect_error(rpc, method, {"proc": UNUSED_PROC, **extra}, code=NO_SUCH_PROCESS, words=(str(UNUSED_PROC),))
 
 
-def test_released_proc(client: RpcClient) -> None:
-    proc = exited(client, ["true"])["proc"]
-    assert client.call("release", proc=proc) == {}
+def test_released_proc(rpc: RpcClient) -> None:
+    proc = exited(rpc, ["true"])["proc"]
+    assert rpc.call("release", proc=proc) == {}
     for method, extra in [("wait", {}), ("release", {}), ("kill", {}), ("write", {"data": "x"})]:
-        expect_error(client, method, {"proc": proc, **extra}, code=NO_SUCH_PROCESS, words=(str(proc),))
-    assert all(p["proc"] != proc for p in client.call("list")["processes"])
+        expect_error(rpc, method, {"proc": proc, **extra}, code=NO_SUCH_PROCESS, words=(str(proc),))
+    assert all(p["proc"] != proc for p in rpc.call("list")["processes"])
 
 
-def test_find_of_a_pid_that_is_not_ours(client: RpcClient) -> None:
+def test_find_of_a_pid_that_is_not_ours(rpc: RpcClient) -> None:
     for pid in (1, os.getpid(), 2**22 + 12345):
-        expect_error(client, "find", {"pid": pid}, code=NO_SUCH_PROCESS, words=(str(pid),))
+        expect_error(rpc, "find", {"pid": pid}, code=NO_SUCH_PROCESS, words=(str(pid),))
 
 
-def test_find_of_a_released_process(client: RpcClient) -> None:
-    result = exited(client, ["true"])
-    assert client.call("find", pid=result["pid"])["proc"] == result["proc"]
-    client.call("release", proc=result["proc"])
-    expect_error(client, "find", {"pid": result["pid"]}, code=NO_SUCH_PROCESS)
+def test_find_of_a_released_process(rpc: RpcClient) -> None:
+    result = exited(rpc, ["true"])
+    assert rpc.call("find", pid=result["pid"])["proc"] == result["proc"]
+    rpc.call("release", proc=result["proc"])
+    expect_error(rpc, "find", {"pid": result["pid"]}, code=NO_SUCH_PROCESS)
 
 
 # -- -32003 PERMISSION_DENIED ----------------------------------------------------------
 
 
-def test_file_without_execute_bit(client: RpcClient, tmp_path: Path) -> None:
+def test_file_without_execute_bit(rpc: RpcClient, tmp_path: Path) -> None:
     program = tmp_path / "not-executable"
     program.write_text("#!/bin/sh\necho hi\n")
     program.chmod(0o644)
+    expect_error(rpc, "start", {"argv": [str(program)]}, code=PERMISSION_DENIED, words=("not-executable",), errno_is=13)
+    expect_error(rpc, "lookpath", {"file": str(program)}, code=PERMISSION_DENIED, errno_is=errno.EACCES)
     expect_error(
-        client, "start", {"argv": [str(program)]}, code=PERMISSION_DENIED, words=("not-executable",), errno_is=13
-    )
-    expect_error(client, "lookpath", {"file": str(program)}, code=PERMISSION_DENIED, errno_is=errno.EACCES)
-    expect_error(
-        client,
+        rpc,
         "start",
         {"argv": ["./not-executable"], "cwd": str(tmp_path)},
         code=PERMISSION_DENIED,
@@ -501,25 +497,25 @@ def test_file_without_execute_bit(client: RpcClient, tmp_path: Path) -> None:
     )
 
 
-def test_directory_as_argv0(client: RpcClient, tmp_path: Path) -> None:
-    expect_error(client, "start", {"argv": [str(tmp_path)]}, code=PERMISSION_DENIED, errno_is=errno.EACCES)
-    expect_error(client, "lookpath", {"file": str(tmp_path)}, code=PERMISSION_DENIED, errno_is=errno.EACCES)
+def test_directory_as_argv0(rpc: RpcClient, tmp_path: Path) -> None:
+    expect_error(rpc, "start", {"argv": [str(tmp_path)]}, code=PERMISSION_DENIED, errno_is=errno.EACCES)
+    expect_error(rpc, "lookpath", {"file": str(tmp_path)}, code=PERMISSION_DENIED, errno_is=errno.EACCES)
 
 
-def test_missing_cwd(client: RpcClient, tmp_path: Path) -> None:
+def test_missing_cwd(rpc: RpcClient, tmp_path: Path) -> None:
     missing = tmp_path / "missing"
     failure = expect_error(
-        client, "start", {"argv": ["true"], "cwd": str(missing)}, code=PERMISSION_DENIED, errno_is=errno.ENOENT
+        rpc, "start", {"argv": ["true"], "cwd": str(missing)}, code=PERMISSION_DENIED, errno_is=errno.ENOENT
     )
     assert "cwd" in failure.message and "missing" in failure.message
-    expect_error(client, "run", {"argv": ["true"], "cwd": str(missing)}, code=PERMISSION_DENIED, errno_is=errno.ENOENT)
+    expect_error(rpc, "run", {"argv": ["true"], "cwd": str(missing)}, code=PERMISSION_DENIED, errno_is=errno.ENOENT)
 
 
-def test_cwd_that_is_a_file(client: RpcClient, tmp_path: Path) -> None:
+def test_cwd_that_is_a_file(rpc: RpcClient, tmp_path: Path) -> None:
     plain = tmp_path / "plain-file"
     plain.write_text("x")
     failure = expect_error(
-        client, "start", {"argv": ["true"], "cwd": str(plain)}, code=PERMISSION_DENIED, errno_is=errno.ENOTDIR
+        rpc, "start", {"argv": ["true"], "cwd": str(plain)}, code=PERMISSION_DENIED, errno_is=errno.ENOTDIR
     )
     assert "cwd" in failure.message and "plain-file" in failure.message
 
@@ -547,11 +543,11 @@ def test_too_many_processes(limited: Server) -> None:
         assert collected.exit is not None and collected.exit["code"] == 0
 
 
-def test_stdin_chunk_too_large(client: RpcClient) -> None:
-    assert client.hello["params"]["limits"]["max_stdin_chunk"] == MAX_STDIN_CHUNK
-    with started(client, ["cat"]) as proc:
+def test_stdin_chunk_too_large(rpc: RpcClient) -> None:
+    assert rpc.hello["params"]["limits"]["max_stdin_chunk"] == MAX_STDIN_CHUNK
+    with started(rpc, ["cat"]) as proc:
         expect_error(
-            client,
+            rpc,
             "write",
             {"proc": proc["proc"], "data": "x" * (MAX_STDIN_CHUNK + 1)},
             code=LIMIT_EXCEEDED,
@@ -559,98 +555,96 @@ def test_stdin_chunk_too_large(client: RpcClient) -> None:
         )
         # UTF-8 bytes count, not characters
         expect_error(
-            client, "write", {"proc": proc["proc"], "data": "é" * (MAX_STDIN_CHUNK // 2 + 1)}, code=LIMIT_EXCEEDED
+            rpc, "write", {"proc": proc["proc"], "data": "é" * (MAX_STDIN_CHUNK // 2 + 1)}, code=LIMIT_EXCEEDED
         )
         too_big = base64.b64encode(b"\0" * (MAX_STDIN_CHUNK + 1)).decode()
-        expect_error(
-            client, "write", {"proc": proc["proc"], "data": too_big, "encoding": "base64"}, code=LIMIT_EXCEEDED
-        )
-        assert client.call("write", proc=proc["proc"], data="x" * MAX_STDIN_CHUNK) == {"written": MAX_STDIN_CHUNK}
+        expect_error(rpc, "write", {"proc": proc["proc"], "data": too_big, "encoding": "base64"}, code=LIMIT_EXCEEDED)
+        assert rpc.call("write", proc=proc["proc"], data="x" * MAX_STDIN_CHUNK) == {"written": MAX_STDIN_CHUNK}
 
 
 # -- -32005 PROCESS_EXITED --------------------------------------------------------------
 
 
-def test_write_signal_kill_to_an_exited_process(client: RpcClient) -> None:
-    proc = exited(client, ["true"])["proc"]
-    expect_error(client, "write", {"proc": proc, "data": "x"}, code=PROCESS_EXITED, words=("exited",))
-    expect_error(client, "signal", {"proc": proc, "signal": "TERM"}, code=PROCESS_EXITED, words=("exited",))
-    expect_error(client, "signal", {"proc": proc, "signal": 9, "group": False}, code=PROCESS_EXITED)
-    expect_error(client, "kill", {"proc": proc}, code=PROCESS_EXITED, words=("exited",))
-    expect_error(client, "close_stdin", {"proc": proc}, code=PROCESS_EXITED)
+def test_write_signal_kill_to_an_exited_process(rpc: RpcClient) -> None:
+    proc = exited(rpc, ["true"])["proc"]
+    expect_error(rpc, "write", {"proc": proc, "data": "x"}, code=PROCESS_EXITED, words=("exited",))
+    expect_error(rpc, "signal", {"proc": proc, "signal": "TERM"}, code=PROCESS_EXITED, words=("exited",))
+    expect_error(rpc, "signal", {"proc": proc, "signal": 9, "group": False}, code=PROCESS_EXITED)
+    expect_error(rpc, "kill", {"proc": proc}, code=PROCESS_EXITED, words=("exited",))
+    expect_error(rpc, "close_stdin", {"proc": proc}, code=PROCESS_EXITED)
     # still known: wait answers with its status, release forgets it
-    assert client.call("wait", proc=proc)["code"] == 0
-    assert client.call("release", proc=proc) == {}
+    assert rpc.call("wait", proc=proc)["code"] == 0
+    assert rpc.call("release", proc=proc) == {}
 
 
-def test_write_after_close_stdin(client: RpcClient) -> None:
-    with started(client, ["sleep", "30"]) as proc:
-        assert client.call("write", proc=proc["proc"], data="before") == {"written": 6}
-        assert client.call("close_stdin", proc=proc["proc"]) == {}
-        expect_error(client, "write", {"proc": proc["proc"], "data": "x"}, code=PROCESS_EXITED, words=("stdin",))
-        assert client.call("find", pid=proc["pid"])["state"] == "running"
+def test_write_after_close_stdin(rpc: RpcClient) -> None:
+    with started(rpc, ["sleep", "30"]) as proc:
+        assert rpc.call("write", proc=proc["proc"], data="before") == {"written": 6}
+        assert rpc.call("close_stdin", proc=proc["proc"]) == {}
+        expect_error(rpc, "write", {"proc": proc["proc"], "data": "x"}, code=PROCESS_EXITED, words=("stdin",))
+        assert rpc.call("find", pid=proc["pid"])["state"] == "running"
 
 
-def test_write_after_the_child_closed_its_stdin(client: RpcClient) -> None:
+def test_write_after_the_child_closed_its_stdin(rpc: RpcClient) -> None:
     """The child closed its end: the write fails with EPIPE, the process still runs."""
-    with started(client, ["sh", "-c", "exec 0<&-; echo ready; exec sleep 30"]) as proc:
-        output = client.next_message()  # "ready": stdin is closed by now
+    with started(rpc, ["sh", "-c", "exec 0<&-; echo ready; exec sleep 30"]) as proc:
+        output = rpc.next_message()  # "ready": stdin is closed by now
         assert output["method"] == "output" and output["params"]["data"] == "ready\n", output
-        expect_error(client, "write", {"proc": proc["proc"], "data": "x"}, code=PROCESS_EXITED, errno_is=errno.EPIPE)
-        expect_error(client, "write", {"proc": proc["proc"], "data": "x"}, code=PROCESS_EXITED, words=("stdin",))
-        assert client.call("find", pid=proc["pid"])["state"] == "running"
+        expect_error(rpc, "write", {"proc": proc["proc"], "data": "x"}, code=PROCESS_EXITED, errno_is=errno.EPIPE)
+        expect_error(rpc, "write", {"proc": proc["proc"], "data": "x"}, code=PROCESS_EXITED, words=("stdin",))
+        assert rpc.call("find", pid=proc["pid"])["state"] == "running"
 
 
-def test_write_to_a_process_with_stdin_null(client: RpcClient) -> None:
-    with started(client, ["sleep", "30"], stdin="null") as proc:
-        expect_error(client, "write", {"proc": proc["proc"], "data": "x"}, code=PROCESS_EXITED, words=("null",))
+def test_write_to_a_process_with_stdin_null(rpc: RpcClient) -> None:
+    with started(rpc, ["sleep", "30"], stdin="null") as proc:
+        expect_error(rpc, "write", {"proc": proc["proc"], "data": "x"}, code=PROCESS_EXITED, words=("null",))
 
 
 # -- -32006 TIMEOUT -----------------------------------------------------------------------
 
 
-def test_wait_times_out_and_the_process_keeps_running(client: RpcClient) -> None:
-    with started(client, ["sleep", "30"]) as proc:
+def test_wait_times_out_and_the_process_keeps_running(rpc: RpcClient) -> None:
+    with started(rpc, ["sleep", "30"]) as proc:
         began = time.monotonic()
-        expect_error(client, "wait", {"proc": proc["proc"], "timeout": 0.2}, code=TIMEOUT, words=("running",))
+        expect_error(rpc, "wait", {"proc": proc["proc"], "timeout": 0.2}, code=TIMEOUT, words=("running",))
         assert 0.15 <= time.monotonic() - began < 5
-        expect_error(client, "wait", {"proc": proc["proc"], "timeout": 0}, code=TIMEOUT)
+        expect_error(rpc, "wait", {"proc": proc["proc"], "timeout": 0}, code=TIMEOUT)
         assert pid_exists(proc["pid"])
-        assert client.call("find", pid=proc["pid"])["state"] == "running"
-        client.call("kill", proc=proc["proc"])
-        status = client.call("wait", proc=proc["proc"], timeout=10)
+        assert rpc.call("find", pid=proc["pid"])["state"] == "running"
+        rpc.call("kill", proc=proc["proc"])
+        status = rpc.call("wait", proc=proc["proc"], timeout=10)
         assert status["signal"] == "SIGKILL" and status["code"] is None and status["timed_out"] is False
 
 
 # -- -32007 SPAWN_FAILED ------------------------------------------------------------------
 
 
-def test_executable_that_is_not_a_valid_binary(client: RpcClient, tmp_path: Path) -> None:
+def test_executable_that_is_not_a_valid_binary(rpc: RpcClient, tmp_path: Path) -> None:
     program = tmp_path / "garbage"
     program.write_bytes(b"this is not a program and has no shebang\n")
     program.chmod(0o755)
-    assert client.call("lookpath", file=str(program)) == {"path": str(program)}
-    failure = expect_error(client, "start", {"argv": [str(program)]}, code=SPAWN_FAILED, errno_is=errno.ENOEXEC)
+    assert rpc.call("lookpath", file=str(program)) == {"path": str(program)}
+    failure = expect_error(rpc, "start", {"argv": [str(program)]}, code=SPAWN_FAILED, errno_is=errno.ENOEXEC)
     assert "garbage" in failure.message
-    expect_error(client, "run", {"argv": [str(program)]}, code=SPAWN_FAILED, errno_is=errno.ENOEXEC)
-    assert all(p["argv"] != [str(program)] for p in client.call("list")["processes"])
+    expect_error(rpc, "run", {"argv": [str(program)]}, code=SPAWN_FAILED, errno_is=errno.ENOEXEC)
+    assert all(p["argv"] != [str(program)] for p in rpc.call("list")["processes"])
 
 
 # -- -32008 PROCESS_RUNNING ---------------------------------------------------------------
 
 
-def test_release_of_a_running_process(client: RpcClient) -> None:
-    with started(client, ["sleep", "30"]) as proc:
-        expect_error(client, "release", {"proc": proc["proc"]}, code=PROCESS_RUNNING, words=("running",))
-        assert client.call("find", pid=proc["pid"])["state"] == "running"
+def test_release_of_a_running_process(rpc: RpcClient) -> None:
+    with started(rpc, ["sleep", "30"]) as proc:
+        expect_error(rpc, "release", {"proc": proc["proc"]}, code=PROCESS_RUNNING, words=("running",))
+        assert rpc.call("find", pid=proc["pid"])["state"] == "running"
 
 
 @pytest.mark.parametrize(
     ("method", "params"),
     [("start", {"argv": ["echo", "a\x00b"]}), ("start", {"argv": ["ec\x00ho"]}), ("lookpath", {"file": "s\x00h"})],
 )
-def test_nul_byte_in_argv_is_invalid_params(client: RpcClient, method: str, params: dict[str, Any]) -> None:
-    expect_error(client, method, params, code=INVALID_PARAMS)
+def test_nul_byte_in_argv_is_invalid_params(rpc: RpcClient, method: str, params: dict[str, Any]) -> None:
+    expect_error(rpc, method, params, code=INVALID_PARAMS)
 
 
 # -- frames too large -------------------------------------------------------------------------
@@ -698,17 +692,17 @@ def test_a_fragmented_text_message_is_measured_in_bytes(limited: Server) -> None
 
 
 @pytest.mark.parametrize("method", ["start", "lookpath"])
-def test_a_long_name_is_cut_in_the_error(client: RpcClient, method: str) -> None:
+def test_a_long_name_is_cut_in_the_error(rpc: RpcClient, method: str) -> None:
     """A 300 KB name is not echoed back whole: the message and its data name its start and its length."""
     name = "procwire-no-such-" + "x" * 300_000
     params = {"argv": [name]} if method == "start" else {"file": name}
-    failure = expect_error(client, method, params, code=NOT_FOUND, words=("procwire-no-such-", "300,017 characters"))
+    failure = expect_error(rpc, method, params, code=NOT_FOUND, words=("procwire-no-such-", "300,017 characters"))
     assert len(failure.message) < 400
     assert isinstance(failure.data, dict) and len(failure.data["filename"]) < 300
 
 
-def test_not_found_in_path_is_said_once(client: RpcClient) -> None:
-    failure = expect_error(client, "lookpath", {"file": "procwire-no-such-program"}, code=NOT_FOUND)
+def test_not_found_in_path_is_said_once(rpc: RpcClient) -> None:
+    failure = expect_error(rpc, "lookpath", {"file": "procwire-no-such-program"}, code=NOT_FOUND)
     assert failure.message == "executable not found in PATH: procwire-no-such-program"
 
 

@@ -138,19 +138,19 @@ SERVER_LINES = 300_000
 ECHOES = 20
 
 
-def test_through_the_server_echoes_and_bulk_streams_all_arrive_whole(client: RpcClient) -> None:
+def test_through_the_server_echoes_and_bulk_streams_all_arrive_whole(rpc: RpcClient) -> None:
     """One connection, a real worker: bulk streams in binary frames and a ``cat`` echoing lines
     written while they stream; every byte of each arrives, in order."""
     bulk = [
-        client.call("start", argv=["seq", "1", str(SERVER_LINES)], stdin="null", binary=True)["proc"]
+        rpc.call("start", argv=["seq", "1", str(SERVER_LINES)], stdin="null", binary=True)["proc"]
         for _ in range(SERVER_BULK)
     ]
-    cat = client.call("start", argv=["cat"], binary=True)["proc"]
+    cat = rpc.call("start", argv=["cat"], binary=True)["proc"]
     received: dict[int, bytearray] = {proc: bytearray() for proc in [*bulk, cat]}
     exits: dict[int, dict] = {}
 
     def read_one() -> None:
-        message = client.next_message()
+        message = rpc.next_message()
         if isinstance(message, bytes):
             _, proc = BINARY_HEADER.unpack_from(message)
             received[proc] += message[BINARY_HEADER.size :]
@@ -159,10 +159,10 @@ def test_through_the_server_echoes_and_bulk_streams_all_arrive_whole(client: Rpc
 
     lines = [f"keystroke {index}\n".encode() for index in range(ECHOES)]
     for count, line in enumerate(lines, 1):
-        client.notify("write", {"proc": cat, "data": line.decode()})
+        rpc.notify("write", {"proc": cat, "data": line.decode()})
         while len(received[cat]) < sum(map(len, lines[:count])):
             read_one()
-    client.call("close_stdin", proc=cat)
+    rpc.call("close_stdin", proc=cat)
     while len(exits) < SERVER_BULK + 1:
         read_one()
     expected = "".join(f"{n}\n" for n in range(1, SERVER_LINES + 1)).encode()

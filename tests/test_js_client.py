@@ -1,17 +1,17 @@
-"""The JavaScript client (clients/js/): served without a token beside its types, and its own Node
-tests (``node --test``) run against a real server started here, their result asserted."""
+"""The JavaScript client (clients/js/): served without a token beside its types (through Flask's
+test client), and its own Node tests (``node --test``) run against a real server started here,
+their result asserted."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from flask.testing import FlaskClient
 
 from tests.server import ROOT, Server, children_of, wait_until
 
@@ -30,25 +30,17 @@ def js_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         running.stop()
 
 
-def fetch(url: str) -> tuple[int, dict[str, str], bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return response.status, dict(response.headers), response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, dict(error.headers), error.read()
-
-
-def test_the_client_and_its_types_are_served_without_a_token(js_server: Server) -> None:
-    status, headers, body = fetch(f"{js_server.http}/client/procwire.js")
-    assert status == 200
-    assert headers["Content-Type"].startswith("text/javascript")
-    assert body == (CLIENT / "procwire.js").read_bytes()
-    status, _, body = fetch(f"{js_server.http}/client/procwire.d.ts")
-    assert status == 200
-    assert body == (CLIENT / "procwire.d.ts").read_bytes()
-    assert fetch(f"{js_server.http}/client/package.json")[0] == 404
-    assert fetch(f"{js_server.http}/client/helpers.js")[0] == 404
-    assert fetch(f"{js_server.http}/api/clients")[0] == 401  # the rest still needs the token
+def test_the_client_and_its_types_are_served_without_a_token(client: FlaskClient) -> None:
+    response = client.get("/client/procwire.js")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/javascript")
+    assert response.data == (CLIENT / "procwire.js").read_bytes()
+    response = client.get("/client/procwire.d.ts")
+    assert response.status_code == 200
+    assert response.data == (CLIENT / "procwire.d.ts").read_bytes()
+    assert client.get("/client/package.json").status_code == 404
+    assert client.get("/client/helpers.js").status_code == 404
+    assert client.get("/api/clients").status_code == 401  # the rest still needs the token
 
 
 def test_the_node_suite_passes_against_the_real_server(js_server: Server, tmp_path: Path) -> None:

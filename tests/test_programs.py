@@ -4,7 +4,8 @@ One server with a TOML configuration of small programs (``sh -c``): framing,
 stdin lines, close codes, the stop sequence on the process group, the
 environment, query arguments, who may connect, limits, and the program as a
 process in ``list`` and ``/api/processes``.  Then the same through the real
-nginx with deploy/nginx.conf.
+nginx with deploy/nginx.conf.  Refusals that need no program running go through
+Flask's test client of an app with the same configuration (``client``).
 """
 
 from __future__ import annotations
@@ -19,8 +20,11 @@ from pathlib import Path
 
 import pytest
 import websocket
+from flask import Flask
+from flask.testing import FlaskClient
 
 from tests.client import RpcClient
+from tests.flask_app import ADMIN_TOKEN, bearer, build_app, settings_for, upgrade
 from tests.nginx import Nginx, render_nginx_conf
 from tests.program_client import converse, http_json, open_program, read_until_close, refused_status
 from tests.server import Server, pid_exists, wait_until
@@ -99,6 +103,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     finally:
         running.stop()
         log.close()
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Flask:
+    """The same programs in-process, for Flask's test client (``client``): refusals before the upgrade."""
+    return build_app(
+        settings_for(tmp_path / "state", {"PROCWIRE_CONFIG": str(toml_config(tmp_path, tmp_path / "trap.sh"))})
+    )
 
 
 def url(server: Server, name: str, query: str = "") -> str:
@@ -284,15 +296,16 @@ def test_roles_and_tokens_say_who_may_connect(server: Server) -> None:
     assert converse(url(server, "for_other"), OTHER_TOKEN).messages == ["hi"]
 
 
-def test_unknown_programs_and_plain_gets_are_refused_before_anything_starts(server: Server) -> None:
-    assert refused_status(url(server, "nope"), server.token) == (404, "no such program: nope")
-    status, body = http_json(f"{server.http}/programs/cat", server.token)
-    assert status == 400 and "WebSocket upgrade" in body["error"]
+def test_unknown_programs_and_plain_gets_are_refused_before_anything_starts(client: FlaskClient) -> None:
+    refused = upgrade(client, "/programs/nope", ADMIN_TOKEN)
+    assert (refused.status_code, refused.json["error"]) == (404, "no such program: nope")
+    response = client.get("/programs/cat", headers=bearer(ADMIN_TOKEN))
+    assert response.status_code == 400 and "WebSocket upgrade" in response.json["error"]
 
 
-def test_an_origin_from_elsewhere_is_refused(server: Server) -> None:
-    status, error = refused_status(url(server, "cat"), server.token, header=["Origin: https://evil.example"])
-    assert status == 403 and "origin not allowed" in error
+def test_an_origin_from_elsewhere_is_refused(client: FlaskClient) -> None:
+    refused = upgrade(client, "/programs/cat", ADMIN_TOKEN, Origin="https://evil.example")
+    assert refused.status_code == 403 and "origin not allowed" in refused.json["error"]
 
 
 def test_max_connections_refuses_with_429_and_frees_on_close(server: Server) -> None:

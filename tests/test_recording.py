@@ -58,13 +58,13 @@ def exported(server: Server, recording: str) -> bytes:
     return done.stdout
 
 
-def test_pipes_are_recorded_byte_for_byte_with_the_input(server: Server, client: RpcClient) -> None:
+def test_pipes_are_recorded_byte_for_byte_with_the_input(server: Server, rpc: RpcClient) -> None:
     script = "printf 'a\\377b'; printf 'oops' >&2; cat; printf 'ż'"
-    started = client.call("start", argv=["sh", "-c", script], record={"input": True})
+    started = rpc.call("start", argv=["sh", "-c", script], record={"input": True})
     proc, recording = started["proc"], started["recording"]
-    client.call("write", proc=proc, data="hello\n")
-    client.call("close_stdin", proc=proc)
-    got = client.collect(proc)
+    rpc.call("write", proc=proc, data="hello\n")
+    rpc.call("close_stdin", proc=proc)
+    got = rpc.collect(proc)
     data = fetched(server, server.token, recording)
     header, events = pipes(data)
     assert header["command"] == shlex.join(["sh", "-c", script])
@@ -77,14 +77,14 @@ def test_pipes_are_recorded_byte_for_byte_with_the_input(server: Server, client:
     meta = listed(server, server.token)[recording]
     assert meta["state"] == "complete" and meta["proc"] == proc and meta["format"] == "pipes"
     assert meta["exit"] == got.exit and meta["bytes"] == on_disk(server, recording, ".rec").stat().st_size
-    assert meta["input"] is True and client.call("find", pid=started["pid"])["recording"] == recording
+    assert meta["input"] is True and rpc.call("find", pid=started["pid"])["recording"] == recording
     assert exported(server, recording) == data  # the same, made from the files alone
     for path in (on_disk(server, recording, ".rec"), on_disk(server, recording, ".json")):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600 and path.stat().st_uid == os.getuid()
 
 
-def test_megabytes_of_binary_output_are_recorded_whole(server: Server, client: RpcClient) -> None:
-    got = client.run_to_exit(["head", "-c", "3000000", "/dev/urandom"], binary=True, record=True)
+def test_megabytes_of_binary_output_are_recorded_whole(server: Server, rpc: RpcClient) -> None:
+    got = rpc.run_to_exit(["head", "-c", "3000000", "/dev/urandom"], binary=True, record=True)
     recording = next(meta["id"] for meta in listed(server, server.token).values() if meta["proc"] == got.exit["proc"])
     _header, events = pipes(fetched(server, server.token, recording))
     recorded = stream_bytes(events, "stdout")
@@ -92,15 +92,15 @@ def test_megabytes_of_binary_output_are_recorded_whole(server: Server, client: R
     assert stream_bytes(events, "stdin") == b""  # input not asked for
 
 
-def test_a_terminal_is_recorded_as_asciicast_v2(server: Server, client: RpcClient) -> None:
+def test_a_terminal_is_recorded_as_asciicast_v2(server: Server, rpc: RpcClient) -> None:
     script = "read line; echo \"got $line\"; i=0; while [ $i -lt 400 ]; do printf 'żółć ✓ %s\\n' $i; i=$((i+1)); done"
-    started = client.call(
+    started = rpc.call(
         "start", argv=["sh", "-c", script], pty={"rows": 30, "cols": 100}, record={"input": True}, command="demo"
     )
     proc = started["proc"]
-    client.call("resize", proc=proc, rows=40, cols=120)
-    client.call("write", proc=proc, data="hi\r")
-    got = client.collect(proc)
+    rpc.call("resize", proc=proc, rows=40, cols=120)
+    rpc.call("write", proc=proc, data="hi\r")
+    got = rpc.collect(proc)
     header, events = asciicast(fetched(server, server.token, started["recording"]))
     assert (header["width"], header["height"], header["command"]) == (100, 30, "demo")
     assert ["r", "120x40"] in [event[1:] for event in events]
@@ -109,12 +109,12 @@ def test_a_terminal_is_recorded_as_asciicast_v2(server: Server, client: RpcClien
     assert "żółć ✓ 399" in got.stdout.decode()
 
 
-def test_a_process_killed_mid_recording_leaves_a_whole_recording(server: Server, client: RpcClient) -> None:
-    started = client.call("start", argv=["sh", "-c", LOOP], pty={"rows": 24, "cols": 80}, record=True)
+def test_a_process_killed_mid_recording_leaves_a_whole_recording(server: Server, rpc: RpcClient) -> None:
+    started = rpc.call("start", argv=["sh", "-c", LOOP], pty={"rows": 24, "cols": 80}, record=True)
     proc = started["proc"]
-    first = read_until(client, proc, b"line 100\r\n")
-    client.call("kill", proc=proc)
-    rest = client.collect(proc)
+    first = read_until(rpc, proc, b"line 100\r\n")
+    rpc.call("kill", proc=proc)
+    rest = rpc.collect(proc)
     assert rest.exit is not None and rest.exit["signal"] == "SIGKILL"
     _header, events = asciicast(fetched(server, server.token, started["recording"]))
     assert terminal_output(events) == first + bytes(rest.stdout)

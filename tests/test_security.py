@@ -2,7 +2,9 @@
 
 One server for the authorisation matrix and the policy cases, configured by a
 TOML file written to a temporary directory; another for the connection and
-message limits.  Every wait is bounded; every process is cleaned up.
+message limits.  Every wait is bounded; every process is cleaned up.  The plain
+HTTP part of the matrix, and refused handshakes, go through Flask's test client
+of an app with the same TOML file (``client``).
 """
 
 from __future__ import annotations
@@ -22,9 +24,12 @@ from typing import Any
 
 import pytest
 import websocket
+from flask import Flask
+from flask.testing import FlaskClient
 
 from app.errors import ErrorCode
 from tests.client import RpcClient, RpcFailure, read_close, start_bursts
+from tests.flask_app import bearer, build_app, settings_for, upgrade
 from tests.server import Server, children_of, pid_exists, wait_until
 
 ADMIN_TOKEN = "admin-token-0123456789"  # TOKEN: the admin named "default"
@@ -96,9 +101,9 @@ def stop_server(server: Server) -> None:
         server.stop()
 
 
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
-    base = tmp_path_factory.mktemp("security")
+def write_config(base: Path) -> tuple[Path, Path, Path, Path]:
+    """The TOML file of the matrix and policy cases, under ``base``: it, the work root, a directory
+    outside it, the audit log."""
     root = base / "work"
     root.mkdir()
     outside = base / "outside"
@@ -123,6 +128,12 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
             }
         )
     )
+    return config, root, outside, audit_log
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
+    config, root, outside, audit_log = write_config(tmp_path_factory.mktemp("security"))
     server = start_server({"PROCWIRE_CONFIG": str(config), "PROCWIRE_KILL_GRACE": "0.5"})
     made = Setup(server, root, audit_log, outside)
     try:
@@ -134,6 +145,13 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
             with contextlib.suppress(Exception):
                 client.close()
         stop_server(server)
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Flask:
+    """The same configuration in-process, for Flask's test client (``client``)."""
+    config, *_ = write_config(tmp_path)
+    return build_app(settings_for(tmp_path / "state", {"PROCWIRE_TOKEN": ADMIN_TOKEN, "PROCWIRE_CONFIG": str(config)}))
 
 
 def outcome(client: RpcClient, method: str, params: dict[str, Any]) -> Any:
@@ -175,9 +193,10 @@ def finish(client: RpcClient, proc: int) -> None:
 
 OK, DENIED, GONE, TIMED_OUT = "ok", int(ErrorCode.PERMISSION_DENIED), int(ErrorCode.NO_SUCH_PROCESS), -32006
 ACTORS = ["none", "wrong", "owner", "other_user", "admin", "other_admin"]
+TOKEN_HOLDERS = ACTORS[2:]
 ACTOR_NAMES = {"owner": "alice", "other_user": "bob", "admin": "admin", "other_admin": "ops"}
 # Per method: (owner, another user, admin, another admin).  Without a token or with a wrong one,
-# the handshake is refused with 401 and no method can be called.
+# the handshake is refused with 401 and no method can be called (test_no_method_without_a_valid_token).
 OWNED = (OK, GONE, OK, OK)
 MATRIX: dict[str, tuple[Any, Any, Any, Any]] = {
     "ping": (OK, OK, OK, OK),
@@ -233,13 +252,16 @@ def params_for(setup: Setup, method: str, target: dict[str, Any]) -> dict[str, A
     }[method]
 
 
-@pytest.mark.parametrize("actor", ACTORS)
+@pytest.mark.parametrize("token", [None, WRONG_TOKEN])
+def test_no_method_without_a_valid_token(client: FlaskClient, token: str | None) -> None:
+    """The "none" and "wrong" actors of the matrix below: the handshake is refused before any method."""
+    assert upgrade(client, "/ws" if token is None else f"/ws?token={token}").status_code == 401
+
+
+@pytest.mark.parametrize("actor", TOKEN_HOLDERS)
 @pytest.mark.parametrize("method", sorted(MATRIX))
 def test_authorisation_matrix_for_methods(setup: Setup, method: str, actor: str) -> None:
-    if actor in ("none", "wrong"):
-        assert handshake_status(setup.server, None if actor == "none" else WRONG_TOKEN) == 401
-        return
-    expected = dict(zip(["owner", "other_user", "admin", "other_admin"], MATRIX[method], strict=True))[actor]
+    expected = dict(zip(TOKEN_HOLDERS, MATRIX[method], strict=True))[actor]
     target = target_for(setup, method)
     try:
         assert outcome(setup.clients[ACTOR_NAMES[actor]], method, params_for(setup, method, target)) == expected
@@ -250,30 +272,39 @@ def test_authorisation_matrix_for_methods(setup: Setup, method: str, actor: str)
                 setup.clients[ACTOR_NAMES[actor]].call("detach", proc=target["proc"])
 
 
-REST = [("GET", "/api/clients"), ("GET", "/api/processes"), ("DELETE", "/api/clients/{victim}"), ("GET", "/healthz")]
-REST += [("GET", "/metrics")]
 # (no token, wrong token, user, another user, admin, another admin)
 REST_MATRIX = {
     "/api/clients": (401, 401, 403, 403, 200, 200),
     "/api/processes": (401, 401, 403, 403, 200, 200),
-    "/api/clients/{victim}": (401, 401, 403, 403, 200, 200),
     "/healthz": (200, 200, 200, 200, 200, 200),
     "/metrics": (401, 401, 200, 200, 200, 200),  # counters only: any valid token
+    "/api/whoami": (401, 401, 200, 200, 200, 200),  # who the server takes a token for: anyone's
 }
+DELETE_MATRIX = (401, 401, 403, 403, 200, 200)  # DELETE /api/clients/<id>, of a connection that must stay or go
+
+
+def actor_token(actor: str) -> str | None:
+    return None if actor == "none" else token_of(ACTOR_NAMES.get(actor, actor))
 
 
 @pytest.mark.parametrize("actor", ACTORS)
-@pytest.mark.parametrize(("verb", "path"), REST)
-def test_authorisation_matrix_for_http(setup: Setup, verb: str, path: str, actor: str) -> None:
+@pytest.mark.parametrize("path", sorted(REST_MATRIX))
+def test_authorisation_matrix_for_http(client: FlaskClient, path: str, actor: str) -> None:
     expected = dict(zip(ACTORS, REST_MATRIX[path], strict=True))[actor]
-    token = None if actor == "none" else token_of(ACTOR_NAMES.get(actor, actor))
+    response = client.get(path, headers=bearer(actor_token(actor)))
+    assert response.status_code == expected, response.text
+
+
+@pytest.mark.parametrize("actor", ACTORS)
+def test_authorisation_matrix_for_disconnecting_a_client(setup: Setup, actor: str) -> None:
+    expected = dict(zip(ACTORS, DELETE_MATRIX, strict=True))[actor]
     with setup.connect("alice") as victim:
         victim_id = victim.hello["params"]["client_id"]
-        status, body = http(setup.server, verb, path.format(victim=victim_id), token)
+        status, body = http(setup.server, "DELETE", f"/api/clients/{victim_id}", actor_token(actor))
         assert status == expected, body
-        if "{victim}" in path and status == 200:
+        if status == 200:
             assert read_close(victim.ws)[0] == CLOSE_BY_ADMIN
-        elif "{victim}" in path:
+        else:
             assert victim.call("ping")["time"] > 0
 
 

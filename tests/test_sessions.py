@@ -21,9 +21,9 @@ def read_until(client: RpcClient, proc: int, needle: bytes, timeout: float = 10.
     return seen
 
 
-def test_pty_is_a_controlling_terminal_with_the_requested_size(client: RpcClient) -> None:
-    started = client.call("start", argv=["sh", "-c", "tty; stty size; echo TERM=$TERM"], pty={"rows": 33, "cols": 111})
-    collected = client.collect(started["proc"])
+def test_pty_is_a_controlling_terminal_with_the_requested_size(rpc: RpcClient) -> None:
+    started = rpc.call("start", argv=["sh", "-c", "tty; stty size; echo TERM=$TERM"], pty={"rows": 33, "cols": 111})
+    collected = rpc.collect(started["proc"])
     text = collected.stdout.decode()
     assert "/dev/pts/" in text
     assert "33 111" in text
@@ -32,46 +32,46 @@ def test_pty_is_a_controlling_terminal_with_the_requested_size(client: RpcClient
     assert collected.exit["code"] == 0
 
 
-def test_pty_process_leads_its_session_and_group(client: RpcClient) -> None:
-    started = client.call("start", argv=["sh", "-c", "ps -o pid=,pgid=,sid= -p $$"], pty={"rows": 24, "cols": 80})
-    pid, pgid, sid = map(int, client.collect(started["proc"]).stdout.split())
+def test_pty_process_leads_its_session_and_group(rpc: RpcClient) -> None:
+    started = rpc.call("start", argv=["sh", "-c", "ps -o pid=,pgid=,sid= -p $$"], pty={"rows": 24, "cols": 80})
+    pid, pgid, sid = map(int, rpc.collect(started["proc"]).stdout.split())
     assert pid == pgid == sid == started["pid"] == started["pgid"]
 
 
-def test_resize_delivers_sigwinch(client: RpcClient) -> None:
+def test_resize_delivers_sigwinch(rpc: RpcClient) -> None:
     script = "trap 'stty size' WINCH; echo ready; while :; do sleep 0.05; done"
-    proc = client.call("start", argv=["bash", "-c", script], pty={"rows": 24, "cols": 80})["proc"]
-    read_until(client, proc, b"ready")
-    assert client.call("resize", proc=proc, rows=50, cols=132) == {"size": {"rows": 50, "cols": 132}}
-    read_until(client, proc, b"50 132")
-    client.call("kill", proc=proc)
-    client.collect(proc)
+    proc = rpc.call("start", argv=["bash", "-c", script], pty={"rows": 24, "cols": 80})["proc"]
+    read_until(rpc, proc, b"ready")
+    assert rpc.call("resize", proc=proc, rows=50, cols=132) == {"size": {"rows": 50, "cols": 132}}
+    read_until(rpc, proc, b"50 132")
+    rpc.call("kill", proc=proc)
+    rpc.collect(proc)
 
 
-def test_ctrl_c_reaches_the_foreground_job(client: RpcClient) -> None:
-    proc = client.call("start", argv=["bash", "--norc", "-i"], pty={"rows": 24, "cols": 80})["proc"]
-    client.call("write", proc=proc, data="sleep 30\r")
+def test_ctrl_c_reaches_the_foreground_job(rpc: RpcClient) -> None:
+    proc = rpc.call("start", argv=["bash", "--norc", "-i"], pty={"rows": 24, "cols": 80})["proc"]
+    rpc.call("write", proc=proc, data="sleep 30\r")
     time.sleep(0.3)
-    client.call("write", proc=proc, data="\x03")  # Ctrl-C: SIGINT to the foreground job, not to bash
-    client.call("write", proc=proc, data="echo status-$?\r")
-    read_until(client, proc, b"status-130")
-    client.call("write", proc=proc, data="exit 5\r")
-    assert client.collect(proc).exit["code"] == 5
+    rpc.call("write", proc=proc, data="\x03")  # Ctrl-C: SIGINT to the foreground job, not to bash
+    rpc.call("write", proc=proc, data="echo status-$?\r")
+    read_until(rpc, proc, b"status-130")
+    rpc.call("write", proc=proc, data="exit 5\r")
+    assert rpc.collect(proc).exit["code"] == 5
 
 
-def test_close_stdin_on_a_pty_sends_end_of_file(client: RpcClient) -> None:
-    proc = client.call("start", argv=["cat"], pty={"rows": 24, "cols": 80})["proc"]
-    client.call("write", proc=proc, data="typed\r")
-    read_until(client, proc, b"typed")
-    client.call("close_stdin", proc=proc)
-    assert client.collect(proc).exit["code"] == 0
+def test_close_stdin_on_a_pty_sends_end_of_file(rpc: RpcClient) -> None:
+    proc = rpc.call("start", argv=["cat"], pty={"rows": 24, "cols": 80})["proc"]
+    rpc.call("write", proc=proc, data="typed\r")
+    read_until(rpc, proc, b"typed")
+    rpc.call("close_stdin", proc=proc)
+    assert rpc.collect(proc).exit["code"] == 0
 
 
-def test_resize_without_a_pty_is_invalid(client: RpcClient) -> None:
-    proc = client.call("start", argv=["sleep", "30"])["proc"]
-    assert client.error_of("resize", proc=proc, rows=10, cols=10).code == -32602
-    client.call("kill", proc=proc)
-    client.collect(proc)
+def test_resize_without_a_pty_is_invalid(rpc: RpcClient) -> None:
+    proc = rpc.call("start", argv=["sleep", "30"])["proc"]
+    assert rpc.error_of("resize", proc=proc, rows=10, cols=10).code == -32602
+    rpc.call("kill", proc=proc)
+    rpc.collect(proc)
 
 
 def test_a_kept_process_survives_its_connection_and_replays_on_attach(server: Server) -> None:
@@ -129,17 +129,17 @@ def test_several_connections_attached_at_once_all_receive_and_may_write(server: 
         owner.call("release", proc=proc)
 
 
-def test_detach_stops_the_stream_but_not_the_process(client: RpcClient) -> None:
-    proc = client.call("start", argv=["sh", "-c", "echo a; read x; echo b"], on_disconnect="keep")["proc"]
-    read_until(client, proc, b"a")
-    client.call("detach", proc=proc)
-    client.call("write", proc=proc, data="go\n")
-    status = client.call("wait", proc=proc, timeout=10)
+def test_detach_stops_the_stream_but_not_the_process(rpc: RpcClient) -> None:
+    proc = rpc.call("start", argv=["sh", "-c", "echo a; read x; echo b"], on_disconnect="keep")["proc"]
+    read_until(rpc, proc, b"a")
+    rpc.call("detach", proc=proc)
+    rpc.call("write", proc=proc, data="go\n")
+    status = rpc.call("wait", proc=proc, timeout=10)
     assert status["code"] == 0
-    assert not [m for m in client.pending if isinstance(m, dict) and m.get("method") == "output"]
-    info = client.call("find", pid=status["pid"])
+    assert not [m for m in rpc.pending if isinstance(m, dict) and m.get("method") == "output"]
+    info = rpc.call("find", pid=status["pid"])
     assert info["offsets"]["stdout"] == 4  # "a\nb\n" was read even though nobody listened
-    client.call("release", proc=proc)
+    rpc.call("release", proc=proc)
 
 
 def test_a_kept_process_is_not_killed_but_a_normal_one_is(server: Server) -> None:
@@ -193,11 +193,11 @@ def test_two_attaches_in_one_batch_do_not_hang(server: Server) -> None:
         client.call("release", proc=proc)
 
 
-def test_a_kill_right_after_a_pty_start_is_not_lost(client: RpcClient) -> None:
+def test_a_kill_right_after_a_pty_start_is_not_lost(rpc: RpcClient) -> None:
     for _ in range(10):
-        proc = client.call("start", argv=["sleep", "30"], pty={"rows": 24, "cols": 80})["proc"]
-        assert client.call("kill", proc=proc) == {}
-        assert client.collect(proc).exit["signal"] == "SIGKILL"
+        proc = rpc.call("start", argv=["sleep", "30"], pty={"rows": 24, "cols": 80})["proc"]
+        assert rpc.call("kill", proc=proc) == {}
+        assert rpc.collect(proc).exit["signal"] == "SIGKILL"
 
 
 def test_a_finished_process_lets_its_connections_go(server: Server) -> None:

@@ -2,21 +2,25 @@
 
 One server for the module, with an audit log; its default token is an admin's,
 ``alice`` and ``bob`` are users.  Revocation across workers and hosts:
-tests/test_sharing_revocation.py.
+tests/test_sharing_revocation.py.  A link's refusal on the HTTP API goes through
+Flask's test client (``client``).
 """
 
 from __future__ import annotations
 
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from flask import Flask
+from flask.testing import FlaskClient
 
+from app.security.auth import SHARES_KEY
+from app.security.shares import Shares
 from tests.client import RpcClient, read_close
+from tests.flask_app import bearer
 from tests.server import Server
 from tests.sharing_support import (
     ALICE,
@@ -131,18 +135,15 @@ def test_a_view_link_sees_one_process_and_may_do_nothing_else(shared_server: Ser
             read_output(guest, proc, b"seen by the guest")
         for item in (proc, other):
             owner.call("kill", proc=item)
-        token = share["token"]
-        assert http_status(shared_server, "/api/processes", token) == 401
-        assert http_status(shared_server, "/api/clients", token) == 401
 
 
-def http_status(server: Server, path: str, token: str) -> int:
-    request = urllib.request.Request(f"{server.http}{path}", headers={"Authorization": f"Bearer {token}"})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as error:
-        return error.code
+@pytest.mark.parametrize("path", ["/api/processes", "/api/clients"])
+def test_a_link_opens_nothing_of_the_http_api(app: Flask, client: FlaskClient, path: str) -> None:
+    """A share link's token (as the ``share`` method makes it) opens /ws only."""
+    shares: Shares = app.extensions[SHARES_KEY]
+    _grant, token = shares.issue(1, "alice", "view", 3600, single_use=False)
+    for response in (client.get(path, headers=bearer(token)), client.get(f"{path}?share={token}")):
+        assert (response.status_code, response.json["error"]) == (401, "a share link opens /ws only")
 
 
 def test_a_control_link_drives_its_process_by_bearer_token(shared_server: Server) -> None:

@@ -157,12 +157,12 @@ def test_a_kept_terminal_whose_controllers_all_left_keeps_its_size(controllers: 
     expect(b, started, 50, 150)
 
 
-def test_a_process_without_a_terminal_shows_no_size_rule(client: RpcClient) -> None:
-    started = client.call("start", argv=["sleep", "5"])
-    info = client.call("find", pid=started["pid"])
+def test_a_process_without_a_terminal_shows_no_size_rule(rpc: RpcClient) -> None:
+    started = rpc.call("start", argv=["sleep", "5"])
+    info = rpc.call("find", pid=started["pid"])
     assert info["size"] is None and info["size_rule"] is None
-    client.call("kill", proc=started["proc"])
-    client.collect(started["proc"])
+    rpc.call("kill", proc=started["proc"])
+    rpc.collect(started["proc"])
 
 
 def test_the_python_client_starts_a_terminal_with_a_size_rule(server: Server) -> None:

@@ -4,7 +4,8 @@ JWTs are signed by keys the tests make and published by a JWKS endpoint the
 tests serve on loopback; the auth-proxy header goes through the real nginx
 (deploy/nginx.conf with its single sign-on includes) and a small auth
 endpoint standing in for oauth2-proxy.  Every refusal is a 401 before the
-upgrade, with an audit line.
+upgrade, with an audit line: those go through Flask's test client of an app
+with the same settings (the JWKS still served on loopback).
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ from typing import Any
 
 import pytest
 import websocket
+from flask.testing import FlaskClient
 
 from tests.client import RpcClient
+from tests.flask_app import bearer, build_app, settings_for, upgrade
 from tests.jwt_keys import AUDIENCE, ISSUER, SigningKey, hmac_with_public_key, jwks, unsigned, usual_claims
 from tests.nginx import Nginx, render_nginx_conf
 from tests.program_client import converse, http_json, refused_status
@@ -123,29 +126,46 @@ class JwtSetup:
         return self.jwks_http.requests.count("/jwks")
 
 
+def jwt_env(jwks_http: LocalHttp, audit_log: Path) -> dict[str, str]:
+    """JWTs of the provider whose JWKS ``jwks_http`` serves, and a program for users."""
+    table = {
+        "jwks_url": f"http://{jwks_http.address}/jwks",
+        "issuer": ISSUER,
+        "audience": AUDIENCE,
+        "algorithms": ["RS256", "ES256"],
+        "roles": ROLES,
+        "jwks_refresh_seconds": 0,
+    }
+    return {
+        "PROCWIRE_JWT": json.dumps(table),
+        "PROCWIRE_AUDIT_LOG": str(audit_log),
+        "PROCWIRE_PROGRAMS": json.dumps({"whoami": {"argv": WHOAMI, "roles": ["user"]}}),
+    }
+
+
 @pytest.fixture(scope="module")
 def jwt_setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JwtSetup]:
     base = tmp_path_factory.mktemp("sso-jwt")
     provider = Provider()
     with LocalHttp(provider.answer) as jwks_http:
-        table = {
-            "jwks_url": f"http://{jwks_http.address}/jwks",
-            "issuer": ISSUER,
-            "audience": AUDIENCE,
-            "algorithms": ["RS256", "ES256"],
-            "roles": ROLES,
-            "jwks_refresh_seconds": 0,
-        }
-        env = {
-            "PROCWIRE_JWT": json.dumps(table),
-            "PROCWIRE_AUDIT_LOG": str(base / "audit.log"),
-            "PROCWIRE_PROGRAMS": json.dumps({"whoami": {"argv": WHOAMI, "roles": ["user"]}}),
-        }
-        server = Server(env=env).start()
+        server = Server(env=jwt_env(jwks_http, base / "audit.log")).start()
         try:
             yield JwtSetup(server, provider, jwks_http, base / "audit.log")
         finally:
             server.stop()
+
+
+@pytest.fixture(scope="module")
+def apps_jwks() -> Iterator[LocalHttp]:
+    """The provider's JWKS for the apps of ``jwt_client`` (never rotated)."""
+    with LocalHttp(Provider().answer) as jwks_http:
+        yield jwks_http
+
+
+@pytest.fixture
+def jwt_client(apps_jwks: LocalHttp, tmp_path: Path) -> FlaskClient:
+    """Flask's test client of an app with the same settings; its audit log: ``tmp_path/audit.log``."""
+    return build_app(settings_for(tmp_path / "state", jwt_env(apps_jwks, tmp_path / "audit.log"))).test_client()
 
 
 def test_a_jwt_from_the_jwks_opens_the_websocket_as_its_holder(jwt_setup: JwtSetup) -> None:
@@ -185,17 +205,17 @@ def test_the_http_api_and_programs_take_jwts_too(jwt_setup: JwtSetup) -> None:
     ],
 )
 def test_each_bad_jwt_is_refused_before_the_upgrade_and_audited(
-    jwt_setup: JwtSetup, make: Callable[[], str], says: str
+    jwt_client: FlaskClient, tmp_path: Path, make: Callable[[], str], says: str
 ) -> None:
-    token = make()
-    before = len(refusals(jwt_setup.audit_log, "jwt"))
-    assert upgrade_status(jwt_setup.server.url, token) == 401
-    assert upgrade_status(jwt_setup.server.url, header=[f"Authorization: Bearer {token}"]) == 401
-    status, body = http_json(f"{jwt_setup.server.http}/api/whoami", token)
-    assert status == 401 and body["error"].startswith(says)
-    found = refusals(jwt_setup.audit_log, "jwt")[before:]
+    token, audit_log = make(), tmp_path / "audit.log"
+    before = len(refusals(audit_log, "jwt"))
+    assert upgrade(jwt_client, f"/ws?token={token}").status_code == 401
+    assert upgrade(jwt_client, token=token).status_code == 401
+    response = jwt_client.get("/api/whoami", headers=bearer(token))
+    assert response.status_code == 401 and response.json["error"].startswith(says)
+    found = refusals(audit_log, "jwt")[before:]
     assert len(found) == 3 and all(message.startswith(says) for message in found)
-    assert token not in jwt_setup.audit_log.read_text()
+    assert token not in audit_log.read_text()
 
 
 def test_an_unknown_kid_fetches_the_rotated_keys(jwt_setup: JwtSetup) -> None:
@@ -240,16 +260,21 @@ class ProxySetup:
     audit_log: Path
 
 
-@pytest.fixture(scope="module")
-def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxySetup]:
-    base = tmp_path_factory.mktemp("sso-proxy")
+def proxy_env(audit_log: Path) -> dict[str, str]:
+    """The identity nginx's auth request vouches for, behind its secret; a program for users."""
     table = {"secret_sha256": hashlib.sha256(PROXY_SECRET.encode()).hexdigest(), "roles": ROLES}
     env = {"PROCWIRE_PROXY_COUNT": "1", "PROCWIRE_AUTH_PROXY": json.dumps(table)}
     env["PROCWIRE_PROGRAMS"] = json.dumps({"env": {"argv": ["env"], "roles": ["user"]}})
-    env["PROCWIRE_AUDIT_LOG"] = str(base / "audit.log")
+    env["PROCWIRE_AUDIT_LOG"] = str(audit_log)
+    return env
+
+
+@pytest.fixture(scope="module")
+def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxySetup]:
+    base = tmp_path_factory.mktemp("sso-proxy")
     with contextlib.ExitStack() as stack:
         auth = stack.enter_context(LocalHttp(auth_endpoint))
-        server = Server(env=env)
+        server = Server(env=proxy_env(base / "audit.log"))
         stack.callback(server.stop)
         server.start()
         nginx = Nginx(base)
@@ -262,6 +287,13 @@ def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxySetup]:
         stack.callback(nginx.stop)
         nginx.start(conf)
         yield ProxySetup(server, nginx, auth, base / "audit.log")
+
+
+@pytest.fixture
+def proxy_client(tmp_path: Path) -> FlaskClient:
+    """Flask's test client of an app with the same settings, reached straight (no nginx in front);
+    its audit log: ``tmp_path/audit.log``."""
+    return build_app(settings_for(tmp_path / "state", proxy_env(tmp_path / "audit.log"))).test_client()
 
 
 def test_signed_in_by_the_proxy_no_token_needed(proxied: ProxySetup) -> None:
@@ -288,23 +320,29 @@ def test_headers_the_client_sends_are_replaced_by_the_proxy(proxied: ProxySetup)
         connection.close()
 
 
-def test_the_header_sent_straight_to_gunicorn_is_ignored(proxied: ProxySetup) -> None:
-    direct = proxied.server.url
-    forged = ["X-Forwarded-User: olga", "X-Forwarded-Groups: ops", "X-Forwarded-For: 127.0.0.1"]
-    before = len(refusals(proxied.audit_log, "auth_proxy"))
-    assert upgrade_status(direct, header=forged) == 401
-    assert upgrade_status(direct, header=[*forged, "X-Procwire-Proxy-Secret: guessed"]) == 401
-    status, body = http_json(f"{proxied.server.http}/api/whoami")  # no header: just no identity
-    assert status == 401 and body["error"] == "missing or wrong token"
+FORGED = {"X-Forwarded-User": "olga", "X-Forwarded-Groups": "ops", "X-Forwarded-For": "127.0.0.1"}
+
+
+def test_the_header_sent_straight_to_the_app_is_ignored(proxy_client: FlaskClient, tmp_path: Path) -> None:
+    audit_log = tmp_path / "audit.log"
+    before = len(refusals(audit_log, "auth_proxy"))
+    assert upgrade(proxy_client, **FORGED).status_code == 401
+    assert upgrade(proxy_client, **FORGED, **{"X-Procwire-Proxy-Secret": "guessed"}).status_code == 401
+    response = proxy_client.get("/api/whoami")  # no header: just no identity
+    assert response.status_code == 401 and response.json["error"] == "missing or wrong token"
     # ... and not audited: every console page load asks so
-    assert not [line for line in audit_lines(proxied.audit_log) if line.get("path") == "/api/whoami"]
-    found = refusals(proxied.audit_log, "auth_proxy")[before:]
+    assert not [line for line in audit_lines(audit_log) if line.get("path") == "/api/whoami"]
+    found = refusals(audit_log, "auth_proxy")[before:]
     assert found == [
         "X-Forwarded-User ignored: X-Procwire-Proxy-Secret is missing",
         "X-Forwarded-User ignored: X-Procwire-Proxy-Secret is wrong",
     ]
-    # The same secret from anywhere but nginx's side works: it is what tells the proxy apart.
-    with RpcClient(direct, None, header=[*forged, f"X-Procwire-Proxy-Secret: {PROXY_SECRET}"]) as ws:
+
+
+def test_the_secret_sent_straight_to_gunicorn_is_what_tells_the_proxy_apart(proxied: ProxySetup) -> None:
+    """The same secret from anywhere but nginx's side works (without it: the test above)."""
+    forged = [f"{name}: {value}" for name, value in FORGED.items()]
+    with RpcClient(proxied.server.url, None, header=[*forged, f"X-Procwire-Proxy-Secret: {PROXY_SECRET}"]) as ws:
         assert ws.hello["params"]["identity"]["name"] == "olga"
 
 

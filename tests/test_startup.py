@@ -1,4 +1,5 @@
-"""Start-up behaviour of the real service: proxy addresses, stops, a second server.
+"""Start-up behaviour of the real service: proxy addresses (through Flask's test client), stops,
+a second server.
 
 What ``make run`` prints and the development token: tests/test_first_run.py.
 """
@@ -11,33 +12,26 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
+from pathlib import Path
+
+import pytest
 
 from tests.client import RpcClient
+from tests.flask_app import build_app, settings_for
 from tests.server import ROOT, Server, pid_exists, wait_until
 
 
-def registered_address(server: Server, client: RpcClient) -> str:
-    """The remote address /api/clients shows for ``client``."""
-    request = urllib.request.Request(f"{server.http}/api/clients", headers={"Authorization": f"Bearer {server.token}"})
-    with urllib.request.urlopen(request, timeout=5) as response:
-        clients = json.load(response)["clients"]
-    (mine,) = [entry for entry in clients if entry["id"] == client.hello["params"]["client_id"]]
-    return mine["remote_addr"]
-
-
-def test_behind_a_trusted_proxy_the_registry_shows_the_forwarded_address() -> None:
-    server = Server(env={"PROCWIRE_PROXY_COUNT": "1"}).start()
-    try:
-        with RpcClient(server.url, server.token, header=["X-Forwarded-For: 203.0.113.9"]) as client:
-            assert registered_address(server, client) == "203.0.113.9"
-    finally:
-        server.stop()
-
-
-def test_without_a_proxy_forwarded_headers_are_ignored(server: Server) -> None:
-    with RpcClient(server.url, server.token, header=["X-Forwarded-For: 203.0.113.9"]) as client:
-        assert registered_address(server, client) == "127.0.0.1"
+@pytest.mark.parametrize(("proxies", "seen"), [(0, "127.0.0.1"), (1, "203.0.113.9")])
+def test_the_address_the_app_sees_follows_proxy_count(tmp_path: Path, proxies: int, seen: str) -> None:
+    """Behind PROXY_COUNT trusted proxies the app takes the address the last one appended (never
+    what the client wrote before it); without, the peer's.  Seen in a refusal's audit line here;
+    in the registry, through gunicorn and nginx: tests/test_deploy.py and tests/test_connect.py."""
+    audit_log = tmp_path / "audit.log"
+    env = {"PROCWIRE_PROXY_COUNT": str(proxies), "PROCWIRE_AUDIT_LOG": str(audit_log)}
+    client = build_app(settings_for(tmp_path / "state", env)).test_client()
+    assert client.get("/api/clients", headers={"X-Forwarded-For": "10.9.9.9, 203.0.113.9"}).status_code == 401
+    (refused,) = [json.loads(line) for line in audit_log.read_text().splitlines()]
+    assert refused["remote_addr"] == seen
 
 
 def test_stopping_the_service_closes_sessions_with_1001_and_stops_their_processes() -> None:

@@ -62,24 +62,24 @@ def test_an_attach_that_does_not_say_gets_the_starters_format(server: Server) ->
         starter.call("release", proc=proc)
 
 
-def test_process_info_shows_the_command_and_the_terminal_size(client: RpcClient) -> None:
-    typed = client.call(
+def test_process_info_shows_the_command_and_the_terminal_size(rpc: RpcClient) -> None:
+    typed = rpc.call(
         "start", argv=["sh", "-c", 'exec "${SHELL:-/bin/sh}"'], command="shell", pty={"rows": 20, "cols": 70}
     )
-    plain = client.call("start", argv=["sleep", "30"])
-    quoted = client.call("start", argv=["echo", "a b", "it's"])
-    listed = {item["proc"]: item for item in client.call("list")["processes"]}
+    plain = rpc.call("start", argv=["sleep", "30"])
+    quoted = rpc.call("start", argv=["echo", "a b", "it's"])
+    listed = {item["proc"]: item for item in rpc.call("list")["processes"]}
     assert listed[typed["proc"]]["command"] == "shell"
     assert listed[typed["proc"]]["size"] == {"rows": 20, "cols": 70}
     assert listed[plain["proc"]]["command"] == "sleep 30" and listed[plain["proc"]]["size"] is None
     assert listed[quoted["proc"]]["command"] == "echo 'a b' 'it'\"'\"'s'"
-    client.call("resize", proc=typed["proc"], rows=30, cols=100)
-    assert client.call("find", pid=typed["pid"])["size"] == {"rows": 30, "cols": 100}
-    assert "at most 4096" in client.error_of("start", argv=["true"], command="x" * 4097).message
-    client.collect(quoted["proc"])
+    rpc.call("resize", proc=typed["proc"], rows=30, cols=100)
+    assert rpc.call("find", pid=typed["pid"])["size"] == {"rows": 30, "cols": 100}
+    assert "at most 4096" in rpc.error_of("start", argv=["true"], command="x" * 4097).message
+    rpc.collect(quoted["proc"])
     for started in (typed, plain):
-        client.call("kill", proc=started["proc"])
-        client.collect(started["proc"])
+        rpc.call("kill", proc=started["proc"])
+        rpc.collect(started["proc"])
 
 
 def test_reattaching_a_terminal_shows_its_current_screen_not_its_history(server: Server) -> None:
@@ -116,12 +116,12 @@ def test_reattaching_a_terminal_shows_its_current_screen_not_its_history(server:
         again.call("release", proc=proc)
 
 
-def test_snapshot_is_ignored_without_a_terminal(client: RpcClient) -> None:
-    proc = client.call("start", argv=["sh", "-c", "echo hi; sleep 30"], on_disconnect="keep")["proc"]
-    read_until(client, proc, b"hi")
-    answer = client.call("attach", proc=proc, snapshot=True)
+def test_snapshot_is_ignored_without_a_terminal(rpc: RpcClient) -> None:
+    proc = rpc.call("start", argv=["sh", "-c", "echo hi; sleep 30"], on_disconnect="keep")["proc"]
+    read_until(rpc, proc, b"hi")
+    answer = rpc.call("attach", proc=proc, snapshot=True)
     assert answer["screen"] is False and answer["replay_from"] == {"stdout": 0, "stderr": 0}
-    assert next_output(client, proc)["data"] == "hi\n"
-    client.call("kill", proc=proc)
-    client.collect(proc)
-    client.call("release", proc=proc)
+    assert next_output(rpc, proc)["data"] == "hi\n"
+    rpc.call("kill", proc=proc)
+    rpc.collect(proc)
+    rpc.call("release", proc=proc)

@@ -143,6 +143,11 @@ class Registry(Protocol):
         each node's answer."""
         ...
 
+    def start(self) -> None:
+        """Start the background work the registry needs (the cluster's greenlets), once, in the
+        worker (app.create_worker_app); an app built for tests never starts it."""
+        ...
+
     def close(self) -> None:
         """The worker stops, its processes ended: leave what others must know."""
         ...

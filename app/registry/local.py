@@ -176,5 +176,8 @@ class LocalRegistry:
     def ask_other_nodes(self, op: str, params: dict[str, Any], only: str | None = None) -> dict[str, AsyncResult]:
         return {}  # alone
 
+    def start(self) -> None:
+        pass  # nothing runs in the background
+
     def close(self) -> None:
         pass  # nothing outlives the worker
