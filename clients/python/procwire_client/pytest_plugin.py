@@ -68,7 +68,8 @@ def requested(item: pytest.Item) -> tuple[ServerSettings, str]:
             raise SettingsError(f"{MARKER} takes keyword arguments only (KILL_GRACE=1), not {marker.args!r}")
         values: dict[str, Any] = dict(marker.kwargs)
         scope = values.pop("scope", scope)
-        settings = settings.merged(ServerSettings.of(values, values.pop("users", None)))
+        users = values.pop("users", None)
+        settings = settings.merged(ServerSettings.of(values, users))
     if scope not in SCOPES:
         raise SettingsError(f"{MARKER}: scope={scope!r}, not one of {', '.join(SCOPES)}")
     return settings, scope

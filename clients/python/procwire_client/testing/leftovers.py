@@ -65,18 +65,18 @@ def clear(server: ProcwireServer) -> list[str]:
     """End what the last test left on ``server``; the descriptions of the processes that had to be killed."""
     # What is still ending after SETTLE_TIMEOUT counts as left behind, as the rest.
     wait_until(lambda: not any(_ending_by_itself(process) for process in _running(server)), SETTLE_TIMEOUT)
-    left = _running(server)
-    finished_kept = [process for process in processes(server) if process["state"] != "running"]
-    if not left and not any(process["on_disconnect"] == "keep" for process in finished_kept):
+    listed = processes(server)
+    left = [process for process in listed if process["state"] == "running"]
+    kept = [process for process in listed if process["on_disconnect"] == "keep"]
+    if not left and not kept:
         return []
     with Client(server.url, server.token) as admin:
         for process in left:
             with contextlib.suppress(ProcwireError):  # it ended meanwhile
                 admin.stop(process["proc"], "SIGKILL")
-        for process in [*left, *finished_kept]:
-            if process["on_disconnect"] == "keep":
-                with contextlib.suppress(ProcwireError):  # released meanwhile, or not the admin's to see
-                    admin.release(process["proc"])
+        for process in kept:
+            with contextlib.suppress(ProcwireError):  # released meanwhile
+                admin.release(process["proc"])
     return [describe(process) + ("" if _gone(process["pid"]) else ": still alive after SIGKILL") for process in left]
 
 
