@@ -84,7 +84,11 @@ def test_the_wheel_holds_the_client_package_only(installed: Installed) -> None:
         scripts = wheel.read(entry_points).decode()
     assert {name.split("/", 1)[0] for name in names} == {"procwire_client", metadata.split("/", 1)[0]}
     assert {"procwire_client/py.typed", "procwire_client/core/protocol.py", "procwire_client/cli.py"} <= set(names)
-    assert sorted(line.split()[1] for line in requires) == ["websocket-client>=1.8", "websockets>=13"]
+    assert sorted(line.split()[1] for line in requires if "extra ==" not in line) == [
+        "websocket-client>=1.8",
+        "websockets>=13",
+    ]
+    assert [line for line in requires if "extra ==" in line] == ['Requires-Dist: pytest>=8; extra == "pytest"']
     assert "procwire = procwire_client.cli:main" in scripts
     assert "procwire-token" not in scripts
     assert "[pytest11]\nprocwire = procwire_client.pytest_plugin" in scripts  # docs/testing.md
