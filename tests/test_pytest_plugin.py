@@ -32,6 +32,11 @@ def test_the_next_test_on_the_shared_server_finds_nothing(procwire_client):
     pid = int(Path("leftover.pid").read_text())
     assert not Path(f"/proc/{pid}").exists()
     assert procwire_client.list() == []
+
+
+def test_a_process_the_server_is_still_stopping_is_no_leftover(procwire_client):
+    # Ended with its connection: TERM ignored, so SIGKILL after KILL_GRACE (2 s), while the fixture waits.
+    procwire_client.start(["sh", "-c", "trap '' TERM; sleep 600"])
 """
 
 FAILS_WITH_A_REFUSAL = """
@@ -85,7 +90,7 @@ def test_a_failing_test_carries_the_server_log_and_a_passing_one_does_not(pytest
 def test_a_process_left_behind_is_killed_and_named(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_leaves=LEAVES_A_PROCESS)
     result = run(pytester)
-    result.assert_outcomes(passed=2, warnings=1)
+    result.assert_outcomes(passed=3, warnings=1)
     pid = int((pytester.path / "leftover.pid").read_text())
     output = result.stdout.str()
     assert "LeftoverProcessWarning" in output and "killed by the procwire_server fixture" in output, output
@@ -96,7 +101,7 @@ def test_a_process_left_behind_is_killed_and_named(pytester: pytest.Pytester) ->
 def test_a_process_left_behind_fails_its_test_when_the_warning_is_an_error(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_leaves=LEAVES_A_PROCESS)
     result = run(pytester, "-W", LEFTOVER_WARNING)
-    result.assert_outcomes(passed=2, errors=1)  # at the first test's teardown, after the kill
+    result.assert_outcomes(passed=3, errors=1)  # at the first test's teardown, after the kill
     assert not pid_exists(int((pytester.path / "leftover.pid").read_text()))
 
 

@@ -4,10 +4,11 @@ The server is the authority on what it started: ``/api/processes`` (the admin's 
 connection that started each process, if still connected) rather than ``/proc``, where a worker's
 children include its guardian (app/processes/guardian.py) and pids say nothing of who started what.
 A process whose connection has closed is being stopped by the server (SIGTERM, then SIGKILL after
-``KILL_GRACE``): it is waited for, within ``SETTLE_TIMEOUT``.  What still runs then (a kept process
-nobody is attached to, or one of a connection the test never closed) is stopped by the admin's
-connection (SIGKILL to its group), released, and waited for by pid.  Finished kept processes are
-released too, so that the next test on a shared server starts with none.
+``KILL_GRACE``): it is waited for, within ``SETTLE_TIMEOUT``.  A kept process whose connection is gone
+will not end: it is not waited for.  What still runs then (kept processes, and those of a connection
+the test never closed) is stopped by the admin's connection (SIGKILL to its group), released, and
+waited for by pid.  Finished kept processes are released too, so that the next test on a shared
+server starts with none.
 
 With several workers and no ``REDIS_URL`` each worker has a registry of its own and ``/api/*``
 shows one worker's share: leftovers on the others are ended only when the server stops.
@@ -51,9 +52,11 @@ def _running(server: ProcwireServer) -> list[dict[str, Any]]:
     return [process for process in processes(server) if process["state"] == "running"]
 
 
-def _ending_by_itself(process: dict[str, Any]) -> bool:
-    """Its connection is gone and it is not kept: the server is stopping it."""
-    return process["client"] is None and process["on_disconnect"] != "keep"
+def _settled(process: dict[str, Any]) -> bool:
+    """Nothing will end it now: it is kept, and the connection that started it is gone.  Any other
+    is being stopped by the server, or will be when its connection is: a closing connection stays
+    listed until the server has stopped its processes (app/edge/session.py hangs up first)."""
+    return process["on_disconnect"] == "keep" and process["client"] is None
 
 
 def describe(process: dict[str, Any]) -> str:
@@ -63,8 +66,8 @@ def describe(process: dict[str, Any]) -> str:
 
 def clear(server: ProcwireServer) -> list[str]:
     """End what the last test left on ``server``; the descriptions of the processes that had to be killed."""
-    # What is still ending after SETTLE_TIMEOUT counts as left behind, as the rest.
-    wait_until(lambda: not any(_ending_by_itself(process) for process in _running(server)), SETTLE_TIMEOUT)
+    # What is still running after SETTLE_TIMEOUT (a connection the test never closed) is left behind too.
+    wait_until(lambda: all(_settled(process) for process in _running(server)), SETTLE_TIMEOUT)
     listed = processes(server)
     left = [process for process in listed if process["state"] == "running"]
     kept = [process for process in listed if process["on_disconnect"] == "keep"]
