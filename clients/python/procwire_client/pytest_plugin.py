@@ -33,9 +33,9 @@ from typing import Any
 import pytest
 
 from procwire_client.sync_client import Client
-from procwire_client.testing import leftovers
+from procwire_client.testing import leftovers, logs
 from procwire_client.testing.async_runner import AsyncClientRunner
-from procwire_client.testing.launcher import ProcwireServer, ServerFailed, ServerNotInstalled, logs_alive, read_log
+from procwire_client.testing.launcher import ProcwireServer, ServerFailed, ServerNotInstalled
 from procwire_client.testing.pool import ServerPool
 from procwire_client.testing.server_settings import ServerSettings, SettingsError
 
@@ -131,16 +131,9 @@ def procwire_async_client(procwire_server: ProcwireServer) -> Iterator[AsyncClie
 # -- the servers' logs in a failing test's report ----------------------------------------------
 
 
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0
-
-
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    item.stash[LOG_MARKS] = {path: _size(path) for path in logs_alive()}
+    item.stash[LOG_MARKS] = {path: logs.size(path) for path in logs.alive()}
 
 
 @pytest.hookimpl(wrapper=True)
@@ -148,8 +141,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = yield
     if report.failed:
         marks = item.stash.get(LOG_MARKS, {})
-        for path, title in logs_alive().items():
-            text = read_log(path, marks.get(path, 0))
+        for path, title in logs.alive().items():
+            text = logs.read(path, marks.get(path, 0))
             if text:
                 report.sections.append((title, text))
     return report

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import IO, Any, ClassVar, Self
 
 from procwire_client.commands.server import server_module
+from procwire_client.testing import logs
 from procwire_client.testing.processes import children_of
 from procwire_client.testing.server_settings import ENV_PREFIX
 from procwire_client.testing.tokens import new_token, tokens_setting, user_entry
@@ -39,10 +40,8 @@ NOT_INSTALLED = (
 START_TIMEOUT = 20.0  # seconds for gunicorn to answer /healthz
 STOP_TIMEOUT = 15.0  # seconds for a graceful stop before the whole group is SIGKILLed
 KILL_TIMEOUT = 5.0
-LOG_TAIL_BYTES = 64 * 1024  # at most this much of a log goes into an error or a report
 
 _no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never through $http_proxy
-_logs: dict[Path, str] = {}  # the log file of every server object alive, and a title for it
 
 
 class ServerNotInstalled(RuntimeError):
@@ -74,27 +73,9 @@ def free_port() -> int:
         return port
 
 
-def logs_alive() -> dict[Path, str]:
-    """The log file of every server object still alive in this process, with its title."""
-    return dict(_logs)
-
-
-def read_log(path: Path, offset: int = 0) -> str:
-    """What was written to ``path`` from ``offset`` on, its last ``LOG_TAIL_BYTES`` at most."""
-    try:
-        with path.open("rb") as file:
-            size = file.seek(0, os.SEEK_END)
-            start = max(offset, size - LOG_TAIL_BYTES)
-            file.seek(start)
-            text = file.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
-    return f"[{start - offset} bytes before]\n{text}" if start > offset else text
-
-
 def _forget(directory: str, log_path: Path | None) -> None:
     if log_path is not None:
-        _logs.pop(log_path, None)
+        logs.forget(log_path)
     shutil.rmtree(directory, ignore_errors=True)
 
 
@@ -138,7 +119,7 @@ class ProcwireServer(LoopbackAddress):
         self.log_path = Path(directory, "server.log") if self.stderr is None else None
         self.user_tokens = {name: new_token() for name in self.users}
         if self.log_path is not None:
-            _logs[self.log_path] = f"procwire server log (127.0.0.1:{self.port})"
+            logs.watch(self.log_path, f"procwire server log (127.0.0.1:{self.port})")
         weakref.finalize(self, _forget, directory, self.log_path)
 
     def token_of(self, user: str) -> str:
@@ -196,7 +177,7 @@ class ProcwireServer(LoopbackAddress):
         raise ServerFailed(f"procwire did not answer /healthz within {START_TIMEOUT:.0f} s{self._log_end()}")
 
     def _log_end(self) -> str:
-        return f"; its log:\n{read_log(self.log_path)}" if self.log_path is not None else ""
+        return f"; its log:\n{logs.read(self.log_path)}" if self.log_path is not None else ""
 
     @property
     def running(self) -> bool:
