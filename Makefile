@@ -8,8 +8,9 @@ JS_CLIENT_STAMP := clients/js/node_modules/.installed
 
 .PHONY: install run test lint clean
 
-# Two distributions, both editable: the clients and the CLI (clients/python, procwire-client)
-# and the server (procwire, which depends on it).
+# Two distributions, both editable: the clients, the CLI and the pytest plugin (clients/python,
+# procwire-client; its pyproject.toml declares the plugin's pytest11 entry point, so a change there
+# reinstalls it) and the server (procwire, which depends on it).
 $(STAMP): pyproject.toml clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip

@@ -253,9 +253,15 @@ def server_environment(options: Options, environ: Mapping[str, str], cwd: str) -
     return env
 
 
+def server_command() -> list[str]:
+    """``make run``'s gunicorn, to be run in ``ROOT``; its settings come from ``PROCWIRE_*``.  Also what
+    ``procwire_client``'s pytest plugin starts (procwire_client/testing/launcher.py): the one recipe."""
+    return [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"]
+
+
 def gunicorn_command(options: Options) -> list[str]:
     """``make run``'s gunicorn (run in the checkout); one ``--bind`` per ``--address``."""
-    command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"]
+    command = server_command()
     addresses = binds(options)
     if len(addresses) > 1:
         command += [part for address in addresses for part in ("--bind", address)]

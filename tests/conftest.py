@@ -7,7 +7,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-import procwire_client
+from procwire_client import Client
+from procwire_client.testing import ProcwireServer, ServerPool
 from tests.client import RpcClient
 from tests.flask_app import build_app, settings_for
 from tests.redis_server import RedisServer
@@ -19,23 +20,23 @@ pytest_plugins = ["tests.client_kinds"]
 
 
 @pytest.fixture(scope="session")
-def server() -> Iterator[Server]:
-    """One real service for the whole session; tests needing other settings start their own."""
-    running = Server(env={"PROCWIRE_KILL_GRACE": "1", "PROCWIRE_MAX_STDIN_CHUNK": "65536"}).start()
-    try:
-        yield running
+def server(procwire_servers: ServerPool) -> Iterator[ProcwireServer]:
+    """One real service for the whole session: the one the pytest plugin's ``procwire_server`` gives
+    every test without a marker (procwire_client/pytest_plugin.py; its settings are pyproject.toml's
+    ``procwire_settings``), stopped by the plugin at the end.  Tests needing other settings start their own."""
+    running = procwire_servers.shared()
+    yield running
+    if running.running:
         worker = running.worker_pids()[0]
         if not wait_until(lambda: children_of(worker) == []):
             pytest.fail(f"processes left behind by the tests: {children_of(worker)}")
-    finally:
-        running.stop()
 
 
 @pytest.fixture
-def lib(server: Server) -> Iterator[procwire_client.Client]:
-    """A connected client of the library under test (procwire_client)."""
-    with procwire_client.Client(server.url, server.token) as connected:
-        yield connected
+def lib(procwire_client: Client) -> Client:
+    """A connected client of the library under test: the plugin's ``procwire_client`` (on ``server``),
+    so that what it leaves running is killed and named after each test."""
+    return procwire_client
 
 
 @pytest.fixture

@@ -84,9 +84,15 @@ def test_the_wheel_holds_the_client_package_only(installed: Installed) -> None:
         scripts = wheel.read(entry_points).decode()
     assert {name.split("/", 1)[0] for name in names} == {"procwire_client", metadata.split("/", 1)[0]}
     assert {"procwire_client/py.typed", "procwire_client/core/protocol.py", "procwire_client/cli.py"} <= set(names)
-    assert sorted(line.split()[1] for line in requires) == ["websocket-client>=1.8", "websockets>=13"]
+    assert sorted(line.split()[1] for line in requires if "extra ==" not in line) == [
+        "websocket-client>=1.8",
+        "websockets>=13",
+    ]
+    assert [line for line in requires if "extra ==" in line] == ['Requires-Dist: pytest>=8; extra == "pytest"']
     assert "procwire = procwire_client.cli:main" in scripts
     assert "procwire-token" not in scripts
+    assert "[pytest11]\nprocwire = procwire_client.pytest_plugin" in scripts  # docs/testing.md
+    assert {"procwire_client/pytest_plugin.py", "procwire_client/testing/launcher.py"} <= set(names)
 
 
 def test_the_clients_import_and_the_server_does_not(installed: Installed) -> None:
@@ -100,6 +106,22 @@ def test_the_clients_import_and_the_server_does_not(installed: Installed) -> Non
     done = installed.run("python", "-c", code)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == dict.fromkeys(("flask", "gevent", "gunicorn", "app", "config"), False)
+
+
+def test_the_test_launcher_imports_without_pytest_and_says_how_to_install_the_server(installed: Installed) -> None:
+    """Without pytest or the server: procwire_client.testing imports, and its launcher says what to install."""
+    code = (
+        "import importlib.util\n"
+        "from procwire_client.testing import ProcwireServer, ServerNotInstalled\n"
+        "assert importlib.util.find_spec('pytest') is None\n"
+        "try:\n"
+        "    ProcwireServer().start()\n"
+        "except ServerNotInstalled as error:\n"
+        "    print(error)\n"
+    )
+    done = installed.run("python", "-c", code)
+    assert done.returncode == 0, done.stderr
+    assert "not installed in this environment: pip install procwire" in done.stdout.decode(), done.stdout
 
 
 def test_procwire_help(installed: Installed) -> None:

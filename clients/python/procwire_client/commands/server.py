@@ -51,15 +51,22 @@ procwire serve --port=8080 --dir=./scripts --staticdir=./web
     )
 
 
+def server_module(command: str) -> Any | None:
+    """The server's module for ``command``, or None when the server is not installed (also used by
+    procwire_client.testing, whose launcher starts the server that ``serve`` describes)."""
+    found = entry_points(group=ENTRY_POINTS, name=command)
+    return next(iter(found)).load() if found else None
+
+
 def server_side(command: str) -> Any:
     """The server's module for ``command``, or a one-line CommandError saying how to install the server."""
-    found = entry_points(group=ENTRY_POINTS, name=command)
-    if not found:
+    module = server_module(command)
+    if module is None:
         raise CommandError(
             f"`procwire {command}` needs the procwire server, which is not installed here: install it beside "
             "procwire-client (in a procwire checkout: make install, or pip install ./clients/python .)"
         )
-    return next(iter(found)).load()
+    return module
 
 
 def cmd_token(args: argparse.Namespace) -> int:
