@@ -59,7 +59,7 @@ def test_passes(procwire_client):
 def doc_example() -> str:
     """The first Python block under "A complete example" in docs/testing.md."""
     text = DOC.read_text()
-    match = re.compile(r"```python\n(.*?)```", re.DOTALL).search(text, text.index("## A complete example\n"))
+    match = re.compile(r"```python\n(.*?)```", re.DOTALL).search(text, text.index("### A complete example\n"))
     assert match is not None, "no Python block under 'A complete example'"
     return match.group(1)
 
