@@ -3,9 +3,10 @@ once through Flask's test client, answering alike: the HTTP tests run on the tes
 module keeps the two from drifting apart (a header set by a WSGI layer only one of them has, a
 route the worker never registers, a body encoded differently).
 
-Both are procwire with the admin token ``test-token`` and otherwise default settings (the session's
-``server`` and the ``client`` fixture).  A body is compared when nothing else the session does
-changes it; otherwise its media type and its JSON keys are.
+Both are procwire with default settings but for their admin tokens (the session's ``server``, the
+plugin's shared server, has a token of its own; the ``client`` fixture's app has ``test-token``).
+A body is compared when nothing else the session does changes it; otherwise its media type and its
+JSON keys are.
 """
 
 from __future__ import annotations
@@ -40,26 +41,26 @@ class Route:
     method: str
     path: str
     status: int
-    token: str | None = None
+    admin: bool = False  # with the side's admin token (the session server's is its own)
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes | None = None
     same_body: bool = True  # False: the session's other tests change it (counters, connections, processes)
 
     def __str__(self) -> str:
-        return f"{self.method} {self.path} {'with' if self.token else 'without'} token: {self.status}"
+        return f"{self.method} {self.path} {'with' if self.admin else 'without'} token: {self.status}"
 
 
 ROUTES = [
     Route("GET", "/healthz", 200),
     Route("GET", "/metrics", 401),
-    Route("GET", "/metrics", 200, ADMIN_TOKEN, same_body=False),
-    Route("GET", "/api/whoami", 200, ADMIN_TOKEN),
+    Route("GET", "/metrics", 200, admin=True, same_body=False),
+    Route("GET", "/api/whoami", 200, admin=True),
     Route("GET", "/api/clients", 401),
-    Route("GET", "/api/clients", 200, ADMIN_TOKEN, same_body=False),
-    Route("GET", "/api/processes", 200, ADMIN_TOKEN, same_body=False),
-    Route("DELETE", "/api/clients/no-such-client", 404, ADMIN_TOKEN),
-    Route("GET", "/api/recordings", 200, ADMIN_TOKEN, same_body=False),
-    Route("GET", "/api/recordings/no-such-recording", 404, ADMIN_TOKEN),
+    Route("GET", "/api/clients", 200, admin=True, same_body=False),
+    Route("GET", "/api/processes", 200, admin=True, same_body=False),
+    Route("DELETE", "/api/clients/no-such-client", 404, admin=True),
+    Route("GET", "/api/recordings", 200, admin=True, same_body=False),
+    Route("GET", "/api/recordings/no-such-recording", 404, admin=True),
     Route("GET", "/", 200),
     Route("POST", "/", 401),
     Route("GET", "/console/main.js", 200),
@@ -68,7 +69,7 @@ ROUTES = [
     Route("GET", "/client/procwire.js", 200),
     Route("POST", "/console/redeem", 403, headers={"Content-Type": "application/json"}, body=b'{"code": "wrong"}'),
     Route("GET", "/ws", 401, headers=UPGRADE_HEADERS),
-    Route("GET", "/ws", 400, ADMIN_TOKEN),  # a plain GET of the WebSocket route
+    Route("GET", "/ws", 400, admin=True),  # a plain GET of the WebSocket route
 ]
 
 
@@ -81,7 +82,10 @@ class Answer:
 
 def through_gunicorn(server: Server, route: Route) -> Answer:
     request = urllib.request.Request(
-        server.http + route.path, data=route.body, method=route.method, headers=bearer(route.token, **route.headers)
+        server.http + route.path,
+        data=route.body,
+        method=route.method,
+        headers=bearer(server.token if route.admin else None, **route.headers),
     )
     try:
         with _opener.open(request, timeout=10) as response:
@@ -93,7 +97,10 @@ def through_gunicorn(server: Server, route: Route) -> Answer:
 
 def through_the_test_client(client: FlaskClient, route: Route) -> Answer:
     response = client.open(
-        route.path, method=route.method, data=route.body, headers=bearer(route.token, **route.headers)
+        route.path,
+        method=route.method,
+        data=route.body,
+        headers=bearer(ADMIN_TOKEN if route.admin else None, **route.headers),
     )
     return Answer(response.status_code, {name: response.headers.get(name) for name in COMPARED_HEADERS}, response.data)
 

@@ -68,10 +68,9 @@ def test_counters_move_as_expected(quiet_server: Server) -> None:
 
 def test_open_metrics_and_json_logs(tmp_path) -> None:
     log_file = tmp_path / "server.log"
-    server = Server(env={"PROCWIRE_METRICS_OPEN": "true", "PROCWIRE_LOG_FORMAT": "json", "PROCWIRE_LOG_LEVEL": "info"})
+    env = {"PROCWIRE_METRICS_OPEN": "true", "PROCWIRE_LOG_FORMAT": "json", "PROCWIRE_LOG_LEVEL": "info"}
     with log_file.open("w") as sink:
-        server.stderr = sink
-        server.start()
+        server = Server(env=env, stderr=sink).start()
         try:
             assert ("procwire_connections_total", ()) in scrape(server, None)
             with RpcClient(server.url, server.token) as client:
