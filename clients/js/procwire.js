@@ -515,6 +515,7 @@ export class Client {
   /** Close for good: pending calls and followed processes fail with a ConnectionError. */
   close() {
     this.closed = true;
+    this.reconnectNow(); // a wait before reconnecting ends now, and the attempts with it
     const ws = this.ws;
     this.lost({ code: 1000, reason: 'closed by the client' });
     if (ws) {
@@ -771,8 +772,11 @@ export class Client {
       const delay = Math.min(backoff(attempt, this.policy), Math.max(0, deadline - Date.now()));
       if (this.options.onRetry) this.options.onRetry({ attempt, delay, error: failure });
       await new Promise((resolve) => {
-        this.retryNow = resolve;
-        setTimeout(resolve, delay);
+        const timer = setTimeout(resolve, delay);
+        this.retryNow = () => {
+          clearTimeout(timer); // a pending timer would keep Node running until it fires
+          resolve();
+        };
       });
       this.retryNow = null;
       if (this.closed || Date.now() >= deadline) {

@@ -2,6 +2,7 @@
 // while kept processes write a known byte sequence; the iterators go on with every byte once.
 
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { test } from 'node:test';
 
 import { ProcessLost } from '../procwire.js';
@@ -83,3 +84,40 @@ test('onRetry tells each wait before a reconnect, and reconnectNow cuts it short
   assert.equal(retries.length, 1);
   await client.call('release', { proc: kept.proc });
 });
+
+// A Node program (its own process) whose connection is cut while the reconnect waits a minute: it
+// ends the wait (reconnectNow, then close; or close at once) and must then exit by itself, with no
+// timer of the client left to keep it running.
+const LEAVES_NOTHING = `
+import WebSocket from 'ws';
+import { Client } from './procwire.js';
+import { URL_, TOKEN, cut, until } from './test/helpers.js';
+const retries = [];
+const client = await Client.connect(URL_, TOKEN, {
+  WebSocket, reconnect: { first: 60000, max: 60000, deadline: 120000 }, onRetry: (retry) => retries.push(retry),
+});
+await cut(client.hello.client_id);
+await until(() => retries.length === 1);
+if (process.argv[1] === 'reconnectNow') {
+  client.reconnectNow();
+  await until(() => client.connected && client.reconnects === 1);
+}
+client.close();
+`;
+
+for (const how of ['reconnectNow', 'close']) {
+  test(`after ${how} during a reconnect's wait, a Node program exits by itself`, async () => {
+    const child = spawn(process.execPath, ['--input-type=module', '-e', LEAVES_NOTHING, how], {
+      cwd: new URL('..', import.meta.url),
+      stdio: ['ignore', 'inherit', 'inherit'],
+    });
+    let code = null;
+    child.on('exit', (exitCode, signal) => (code = exitCode ?? signal));
+    try {
+      await until(() => code !== null, 15000); // the wait was a minute
+    } finally {
+      if (code === null) child.kill('SIGKILL');
+    }
+    assert.equal(code, 0);
+  });
+}
